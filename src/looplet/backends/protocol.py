@@ -1,0 +1,103 @@
+"""What a backend is: a conversation goes in, a response (text, tool calls, usage) comes out.
+
+Three shapes are accepted by the loops:
+
+- `LLMBackend`: ``complete(request) -> LLMResponse`` (native tool calling);
+- `AsyncLLMBackend`: the same with ``async def complete``;
+- `TextLLM`: only ``generate(prompt: str, **kw) -> str`` (sync or async);
+  it is wrapped by `looplet.backends.text.TextBackend`, and tool calls travel
+  as JSON in the text.
+
+A native backend may also answer with text only; the loop then reads tool
+calls from that text the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..history import Message
+from ..types import ToolCall, Usage
+
+__all__ = [
+    "LLMRequest",
+    "LLMResponse",
+    "LLMBackend",
+    "AsyncLLMBackend",
+    "TextLLM",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    """One model call.
+
+    Attributes:
+        messages: the conversation so far (the task first).
+        system: the system prompt.
+        tools: the tools offered, as ``{"name", "description", "parameters"}`` dicts.
+        extra: texts hooks added for this call only; send them after `messages`
+            as one user turn (`conversation()` does that for you).
+        max_tokens / temperature / options: generation settings from `LoopConfig`.
+        step: the number the next step will get.
+    """
+
+    messages: Sequence[Message]
+    system: str = ""
+    tools: Sequence[Mapping[str, Any]] = ()
+    extra: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    step: int = 1
+
+    def conversation(self) -> list[Message]:
+        """The messages to send, with the `extra` texts appended as a final user turn."""
+        out = list(self.messages)
+        if self.extra:
+            out.append(Message("user", "\n\n".join(self.extra)))
+        return out
+
+
+@dataclass(slots=True)
+class LLMResponse:
+    """What the model answered.
+
+    Attributes:
+        text: any text the model wrote.
+        tool_calls: native tool calls (empty when it answered in text).
+        usage: token counts the provider reported.
+        stop_reason: the provider's own finish reason (``tool_calls``, ``end_turn``, ...).
+        model: the model that answered, when the provider says.
+        request_id: the provider's request id, when it sends one.
+    """
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = ""
+    model: str = ""
+    request_id: str = ""
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """A backend with native messages: ``complete(request) -> LLMResponse``."""
+
+    def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+
+@runtime_checkable
+class AsyncLLMBackend(Protocol):
+    """The async twin of `LLMBackend`."""
+
+    async def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+
+@runtime_checkable
+class TextLLM(Protocol):
+    """The simplest backend: a prompt string in, a reply string out."""
+
+    def generate(self, prompt: str, **kwargs: Any) -> str: ...

@@ -1,0 +1,654 @@
+"""The step engine: the whole turn logic, with no I/O.
+
+`Engine.run()` is a generator. It yields *effects* (call a hook, call the
+model, run these tools) and is sent their outcomes; it yields each `Step`
+as it is recorded. `composable_loop` and `async_composable_loop` drive the
+same generator, one with plain calls and one with awaits, so the sync and
+async loops cannot drift apart. A driver that fails to carry out an effect
+throws the exception back in, and the engine decides what it means.
+
+A turn: build the prompt (``pre_prompt``) → call the model → read its tool
+calls → for each call: validate → ``pre_dispatch`` → run → ``check_done``
+(done calls) → ``post_dispatch`` → record → yield the Step → ``should_stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .backends.protocol import LLMRequest, LLMResponse
+from .backends.text import FORMAT_HELP, parse_tool_calls
+from .config import LoopConfig
+from .errors import HookError, LLMError, ParseError
+from .history import History, Message, render_task
+from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+from .hooks.slots import HookSlots
+from .prompt import PromptContext
+from .state import DefaultState
+from .tools.context import CancelToken, ToolContext
+from .tools.registry import BaseToolRegistry, PreparedCall, ToolSpec, error_result
+from .types import ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
+
+__all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect"]
+
+
+# -- effects -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CallHook:
+    """Call ``fn(*args)`` (awaiting it in the async loop) and send back what it returns."""
+
+    hook: object
+    method: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class CallLLM:
+    """Call the backend with `request` and send back its `LLMResponse`."""
+
+    request: LLMRequest
+
+
+@dataclass(slots=True)
+class RunTools:
+    """Run these calls (at the same time when there are several) and send back their results in order."""
+
+    calls: list[PreparedCall]
+    timeouts: list[float | None]
+
+
+Effect = CallHook | CallLLM | RunTools | Step
+Flow = Generator[Effect, Any, Any]
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What the steps of one model call share."""
+
+    number: int
+    usage: Usage
+    llm_ms: float
+    extra_steps: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """One run's turn logic and its bookkeeping; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        llm: Any,
+        tools: BaseToolRegistry,
+        hooks: HookSlots,
+        config: LoopConfig,
+        state: DefaultState,
+        task: Any,
+        context: Any = None,
+        cancel_token: CancelToken | None = None,
+        history: History | None = None,
+    ) -> None:
+        self.llm = llm
+        self.tools = tools
+        self.hooks = hooks
+        self.config = config
+        self.state = state
+        self.context = context
+        self.cancel_token = cancel_token or CancelToken()
+        self.history = history if history is not None else History()
+        if not len(self.history) and task is not None:
+            self.history.append(Message("user", render_task(task)))
+        state.task = task
+        state.config = config
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.detail = ""
+        self.final_answer: dict[str, Any] | None = None
+        self.dropped: list[ToolCall] = []
+        self.last_ctx: PromptContext | None = None
+        self._started = time.monotonic()
+        self._no_call_streak = 0
+        self._turns = 0
+        self._rewrites: dict[str, dict[str, Any]] = {}
+
+    # -- stopping --------------------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        return self.state.stop_reason is not None
+
+    def stop(self, reason: str, detail: str = "", error: BaseException | None = None) -> None:
+        """Record why the run stops; the first reason wins."""
+        if self.state.stop_reason is None:
+            self.state.stop_reason = reason
+            self.detail = detail
+            self.error = error
+
+    def interrupted(self, exc: BaseException) -> None:
+        """The driver was interrupted (``break``, ``close()``, Ctrl-C, task cancellation)."""
+        if isinstance(exc, GeneratorExit):
+            self.stop(StopReason.CANCELLED, "the caller closed the loop")
+        else:
+            self.stop(StopReason.CANCELLED, f"interrupted by {type(exc).__name__}", exc)
+
+    def _limit_reached(self) -> bool:
+        cfg = self.config
+        if self.cancel_token.cancelled:
+            self.stop(StopReason.CANCELLED, self.cancel_token.reason or "the cancel token fired")
+        elif self.state.steps_charged >= cfg.max_steps:
+            self.stop(StopReason.MAX_STEPS, f"the step budget (max_steps={cfg.max_steps}) is spent")
+        elif self.state.llm_calls >= cfg.llm_call_cap:
+            self.stop(StopReason.MAX_LLM_CALLS, f"the cap of {cfg.llm_call_cap} model calls is reached")
+        elif cfg.deadline_s is not None and time.monotonic() - self._started > cfg.deadline_s:
+            self.stop(StopReason.DEADLINE, f"the deadline of {cfg.deadline_s:g}s has passed")
+        return self.stopped
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> Flow:
+        """The run: pre_loop, then turns until something stops it."""
+        try:
+            if self.hooks.pre_loop:
+                ctx = self._prompt_context()
+                self.last_ctx = ctx
+                for hook, fn in self.hooks.pre_loop:
+                    yield from self._call(hook, "pre_loop", fn, self.state, self.history, ctx)
+            while not self._limit_reached():
+                yield from self._turn()
+        except HookError as exc:
+            self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+
+    def _turn(self) -> Flow:
+        ctx = yield from self._build_prompt(overflow=False)
+        response = yield from self._ask(ctx)
+        if response is None:
+            return
+        calls = response.tool_calls
+        if not calls and response.text:
+            try:
+                calls = parse_tool_calls(response.text)
+            except ParseError as exc:
+                yield from self._unusable_reply(response, exc)
+                return
+        if not calls:
+            yield from self._unusable_reply(response, None)
+            return
+        self._no_call_streak = 0
+        yield from self._dispatch_turn(response, calls)
+
+    def _prompt_context(self) -> PromptContext:
+        return PromptContext(
+            system=self.config.effective_system_prompt,
+            messages=self.history.messages,
+            tools=self.tools.schemas(),
+            context=self.context,
+            step=len(self.state.steps) + 1,
+        )
+
+    def _build_prompt(self, *, overflow: bool) -> Flow:
+        ctx = self._prompt_context()
+        ctx.overflow = overflow
+        step = ctx.step
+        for hook, fn in self.hooks.pre_prompt:
+            out = yield from self._call(hook, "pre_prompt", fn, self.state, self.history, ctx, step)
+            if out is None or isinstance(out, Continue):
+                continue
+            if isinstance(out, str):
+                ctx.injected.append(out)
+            elif isinstance(out, InjectContext):
+                ctx.injected.append(out.text)
+            elif isinstance(out, PromptContext):
+                ctx = out
+            else:
+                raise _bad_return(hook, "pre_prompt", out, "None, a str, InjectContext or a PromptContext")
+        self.last_ctx = ctx
+        return ctx
+
+    def _ask(self, ctx: PromptContext) -> Flow:
+        """Call the model; on a context-length error, rebuild the prompt once and retry."""
+        retried = False
+        while True:
+            request = self._request(ctx)
+            self.state.llm_calls += 1
+            started = time.perf_counter()
+            try:
+                response: LLMResponse = yield CallLLM(request)
+            except LLMError as exc:
+                if exc.kind == "context_length" and not retried and not self._limit_reached():
+                    retried = True
+                    ctx = yield from self._build_prompt(overflow=True)
+                    continue
+                reason = StopReason.CONTEXT_OVERFLOW if exc.kind == "context_length" else StopReason.LLM_ERROR
+                self.stop(reason, f"the model call failed: {exc}", exc)
+                return None
+            except Exception as exc:
+                wrapped = LLMError(f"{type(exc).__name__}: {exc}", kind="unknown")
+                wrapped.__cause__ = exc
+                self.stop(StopReason.LLM_ERROR, f"the model call failed: {wrapped}", wrapped)
+                return None
+            if not isinstance(response, LLMResponse):
+                error = LLMError(
+                    f"the backend returned {type(response).__name__}, not an LLMResponse",
+                    kind="bad_response",
+                )
+                self.stop(StopReason.LLM_ERROR, str(error), error)
+                return None
+            self._turns += 1
+            self.state.usage.add(response.usage)
+            self._turn_info = _Turn(self._turns, response.usage, (time.perf_counter() - started) * 1000)
+            return response
+
+    def _request(self, ctx: PromptContext) -> LLMRequest:
+        cfg = self.config
+        return LLMRequest(
+            messages=ctx.messages,
+            system=ctx.system,
+            tools=ctx.tools,
+            extra=tuple(ctx.injected),
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            options=cfg.llm_options,
+            step=ctx.step,
+        )
+
+    # -- replies without a usable call --------------------------------------------------
+
+    def _unusable_reply(self, response: LLMResponse, exc: ParseError | None) -> Flow:
+        text = response.text
+        self.history.append(Message("assistant", text))
+        tried_json = exc is not None and ("{" in text or "[" in text)
+        if not tried_json and self.tools.done_tool is None and text.strip():
+            self.final_answer = {"answer": text}
+            self.stop(StopReason.DONE, "the model answered in text and no done tool is registered")
+            return
+        if tried_json:
+            kind, message = ErrorKind.PARSE, f"Your reply could not be read as a tool call: {exc}"
+        else:
+            self._no_call_streak += 1
+            if self._no_call_streak > self.config.max_no_tool_calls:
+                self.stop(
+                    StopReason.NO_TOOL_CALL,
+                    f"the model answered without a tool call {self._no_call_streak} times in a row",
+                )
+                return
+            done = self.tools.done_tool
+            finish = f" When the task is complete, call {done.name}." if done else ""
+            kind = ErrorKind.NO_TOOL_CALL
+            message = f"Your reply had no tool call. Call one of the tools.{finish} {FORMAT_HELP}"
+        call = ToolCall(tool="", reasoning=text[:2000], call_id="", parse_error=message)
+        result = error_result(call, kind, message)
+        self.history.append(Message("user", f"Error ({kind}): {message}"))
+        yield from self._record(call, result, None, [], history_done=True)
+
+    # -- dispatching a turn's calls ----------------------------------------------------
+
+    def _dispatch_turn(self, response: LLMResponse, calls: list[ToolCall]) -> Flow:
+        calls = self._ordered(calls)
+        self.history.append(Message("assistant", response.text, tuple(calls)))
+        runnable = self._within_budget(calls)
+        i = 0
+        while i < len(runnable):
+            if self.stopped or self._cancelled_or_late():
+                self._drop(runnable[i:], f"not run: the run stopped ({self.state.stop_reason})")
+                return
+            group = self._group_at(runnable, i)
+            i += len(group)
+            yield from self._run_group(group)
+            if self.stopped:
+                self._drop(runnable[i:], f"not run: the run stopped ({self.state.stop_reason})")
+                return
+
+    def _cancelled_or_late(self) -> bool:
+        cfg = self.config
+        if self.cancel_token.cancelled:
+            self.stop(StopReason.CANCELLED, self.cancel_token.reason or "the cancel token fired")
+        elif cfg.deadline_s is not None and time.monotonic() - self._started > cfg.deadline_s:
+            self.stop(StopReason.DEADLINE, f"the deadline of {cfg.deadline_s:g}s has passed")
+        return self.stopped
+
+    def _ordered(self, calls: list[ToolCall]) -> list[ToolCall]:
+        """Give every call a unique id, and put a done call after the others (only the first counts)."""
+        seen: set[str] = set()
+        out: list[ToolCall] = []
+        for i, call in enumerate(calls, 1):
+            call_id = call.call_id or f"call_{self._turns}_{i}"
+            if call_id in seen:
+                call_id = f"{call_id}~{i}"
+            seen.add(call_id)
+            out.append(call if call_id == call.call_id else replace(call, call_id=call_id))
+        done = [c for c in out if self._is_done(c)]
+        if not done:
+            return out
+        rest = [c for c in out if not self._is_done(c)]
+        return rest + done
+
+    def _is_done(self, call: ToolCall) -> bool:
+        spec = self.tools.get(call.tool)
+        return spec is not None and spec.done
+
+    def _within_budget(self, calls: list[ToolCall]) -> list[ToolCall]:
+        """The calls that fit in the remaining budget; the rest are dropped, and said so."""
+        remaining = self.config.max_steps - self.state.steps_charged
+        keep: list[ToolCall] = []
+        done_seen = False
+        for n, call in enumerate(calls):
+            spec = self.tools.get(call.tool)
+            if spec is not None and spec.done:
+                if done_seen:
+                    self._drop([call], "not run: only the first done call of a turn counts")
+                    continue
+                done_seen = True
+            if spec is not None and spec.free:
+                keep.append(call)
+                continue
+            if remaining <= 0:
+                self._drop(
+                    calls[n:],
+                    f"not run: the step budget (max_steps={self.config.max_steps}) is spent",
+                )
+                break
+            remaining -= 1
+            keep.append(call)
+        return keep
+
+    def _drop(self, calls: list[ToolCall], why: str) -> None:
+        """Answer calls that will not run, so the conversation stays well formed."""
+        for call in calls:
+            if call in self.dropped:
+                continue
+            self.dropped.append(call)
+            self.history.append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
+
+    def _group_at(self, calls: list[ToolCall], i: int) -> list[ToolCall]:
+        """A run of consecutive concurrent-safe calls, or the single call at `i`."""
+        spec = self.tools.get(calls[i].tool)
+        if spec is None or not spec.concurrent_safe:
+            return [calls[i]]
+        j = i + 1
+        while j < len(calls):
+            nxt = self.tools.get(calls[j].tool)
+            if nxt is None or not nxt.concurrent_safe:
+                break
+            j += 1
+        return calls[i:j]
+
+    def _run_group(self, group: list[ToolCall]) -> Flow:
+        gated: list[tuple[ToolCall, PreparedCall | ToolResult]] = []
+        for call in group:
+            self.state.scratch.clear()
+            outcome = yield from self._gate(call, len(self.state.steps) + 1 + len(gated))
+            gated.append(outcome)
+            if self.stopped:
+                break
+        if self.stopped:  # a gate failed: nothing of this group runs
+            self._drop(group[len(gated) :], f"not run: the run stopped ({self.state.stop_reason})")
+            gated = [
+                (
+                    c,
+                    error_result(c, ErrorKind.CANCELLED, "not run: the run stopped before this call"),
+                )
+                if isinstance(p, PreparedCall)
+                else (c, p)
+                for c, p in gated
+            ]
+        prepared = [p for _, p in gated if isinstance(p, PreparedCall)]
+        results: list[ToolResult] = []
+        if prepared:
+            timeouts = [p.spec.timeout_s or self.config.tool_timeout_s for p in prepared]
+            results = yield RunTools(prepared, timeouts)
+        ran = iter(results)
+        for call, outcome in gated:
+            result = next(ran) if isinstance(outcome, PreparedCall) else outcome
+            spec = outcome.spec if isinstance(outcome, PreparedCall) else self.tools.get(call.tool)
+            yield from self._conclude(call, result, spec)
+
+    def _gate(self, call: ToolCall, step: int) -> Flow:
+        """Validate and ask the pre_dispatch hooks: returns (final call, PreparedCall or ToolResult)."""
+        cfg = self.config
+        prepared = self.tools.prepare(call, max_arg_chars=cfg.max_arg_chars, max_arg_depth=cfg.max_arg_depth)
+        if isinstance(prepared, ToolResult):
+            return call, prepared
+        original = call
+        for hook, fn in self.hooks.pre_dispatch:
+            try:
+                out = yield from self._call(hook, "pre_dispatch", fn, self.state, self.history, call, step)
+            except HookError as exc:
+                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+                return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {exc}")
+            if out is None or isinstance(out, Continue):
+                continue
+            if isinstance(out, Allow):
+                if out.updated_args is not None:
+                    call = replace(call, args=dict(out.updated_args))
+                    checked = self.tools.prepare(
+                        call, max_arg_chars=cfg.max_arg_chars, max_arg_depth=cfg.max_arg_depth
+                    )
+                    if isinstance(checked, ToolResult):
+                        checked.metadata["rewritten_by"] = type(hook).__name__
+                        return call, checked
+                    prepared = checked
+                continue
+            if isinstance(out, Deny):
+                return call, _denied(call, out, hook)
+            if isinstance(out, ToolResult):
+                out.call_id = call.call_id
+                out.metadata.setdefault("replaced_by", type(hook).__name__)
+                return call, out
+            bad = _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny or a ToolResult")
+            self.stop(StopReason.HOOK_ERROR, str(bad), bad)
+            return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {bad}")
+        if call is not original:
+            self._rewrites[call.call_id] = original.args
+        prepared.call = call
+        if prepared.spec.ctx_param is not None:
+            prepared.ctx = ToolContext(
+                llm=self.llm,
+                call_id=call.call_id,
+                tool=call.tool,
+                step=step,
+                cancel_token=self.cancel_token,
+                metadata=self.state.metadata,
+            )
+        return call, prepared
+
+    def _conclude(self, call: ToolCall, result: ToolResult, spec: ToolSpec | None) -> Flow:
+        """check_done for done calls, then post_dispatch, then record and yield."""
+        accepted = False
+        step = len(self.state.steps) + 1
+        if spec is not None and spec.done and result.ok and not self.stopped:
+            verdict = yield from self._check_done(step)
+            if verdict is None:
+                accepted = True
+            else:
+                result = error_result(
+                    call, ErrorKind.BLOCKED, f"done was not accepted: {verdict}", retriable=True
+                )
+        notes: list[str] = []
+        stop_reason: str | None = None
+        for hook, fn in self.hooks.post_dispatch:
+            try:
+                out = yield from self._call(
+                    hook, "post_dispatch", fn, self.state, self.history, call, result, step
+                )
+            except HookError as exc:
+                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+                break
+            if out is None or isinstance(out, Continue):
+                continue
+            if isinstance(out, str):
+                notes.append(out)
+            elif isinstance(out, InjectContext):
+                notes.append(out.text)
+            elif isinstance(out, ToolResult):
+                out.call_id = call.call_id
+                result = out
+            elif isinstance(out, Stop):
+                stop_reason = stop_reason or out.reason
+            else:
+                bad = _bad_return(
+                    hook, "post_dispatch", out, "None, a str, InjectContext, a ToolResult or Stop"
+                )
+                self.stop(StopReason.HOOK_ERROR, str(bad), bad)
+                break
+        if accepted:
+            self.final_answer = dict(call.args)
+        yield from self._record(call, result, spec, notes, history_done=False)
+        if accepted:
+            self.stop(StopReason.DONE, f"{call.tool} was called and accepted")
+        if stop_reason is not None:
+            self.stop(
+                f"{StopReason.HOOK_STOP}:{stop_reason}",
+                f"a post_dispatch hook stopped the run: {stop_reason}",
+            )
+        if not self.stopped:
+            yield from self._should_stop()
+
+    def _check_done(self, step: int) -> Flow:
+        ctx = self.last_ctx or self._prompt_context()
+        for hook, fn in self.hooks.check_done:
+            try:
+                out = yield from self._call(hook, "check_done", fn, self.state, self.history, ctx, step)
+            except HookError as exc:
+                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+                return f"a check_done hook failed ({exc})"
+            if out is None or isinstance(out, Continue):
+                continue
+            if isinstance(out, Block):
+                return out.reason
+            if isinstance(out, str):
+                return out
+            bad = _bad_return(hook, "check_done", out, "None, a str or Block")
+            self.stop(StopReason.HOOK_ERROR, str(bad), bad)
+            return f"a check_done hook failed ({bad})"
+        return None
+
+    def _should_stop(self) -> Flow:
+        step = len(self.state.steps)
+        for hook, fn in self.hooks.should_stop:
+            out = yield from self._call(hook, "should_stop", fn, self.state, step)
+            if out is True:
+                self.stop(
+                    f"{StopReason.HOOK_STOP}:{type(hook).__name__}",
+                    f"{type(hook).__name__}.should_stop said stop",
+                )
+                return
+            if isinstance(out, Stop):
+                self.stop(
+                    f"{StopReason.HOOK_STOP}:{out.reason}",
+                    f"{type(hook).__name__}.should_stop: {out.reason}",
+                )
+                return
+
+    # -- recording -------------------------------------------------------------------
+
+    def _record(
+        self,
+        call: ToolCall,
+        result: ToolResult,
+        spec: ToolSpec | None,
+        notes: list[str],
+        *,
+        history_done: bool,
+    ) -> Flow:
+        state = self.state
+        turn = self._turn_info
+        free = spec is not None and spec.free
+        step = Step(
+            number=len(state.steps) + 1,
+            tool_call=call,
+            tool_result=result,
+            turn=turn.number,
+            usage=turn.usage,
+            llm_ms=turn.llm_ms,
+            started_at=time.time() - result.duration_ms / 1000,
+            free=free,
+        )
+        original = self._rewrites.pop(call.call_id, None)
+        if original is not None:
+            step.metadata["original_args"] = original
+        if notes:
+            step.metadata["notes"] = list(notes)
+        state.steps.append(step)
+        if not free:
+            state.steps_charged += 1
+        if not history_done:
+            content = render_result(result, notes, self.config.max_result_chars)
+            self.history.append(
+                Message("tool", content, call_id=call.call_id, name=call.tool, error=bool(result.error))
+            )
+        yield step
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def _call(self, hook: object, method: str, fn: Callable[..., Any], *args: Any) -> Flow:
+        try:
+            return (yield CallHook(hook, method, fn, args))
+        except Exception as exc:
+            raise HookError(hook, method, exc) from exc
+
+    def finish(self) -> Flow:
+        """End of run: settle the stop reason, run on_loop_end hooks once, build the result."""
+        if self.state.stop_reason is None:
+            self.stop(StopReason.CANCELLED, "the loop ended before a stop reason was set")
+        ctx = self.last_ctx or self._prompt_context()
+        failures: list[str] = []
+        for hook, fn in self.hooks.on_loop_end:
+            try:
+                yield from self._call(hook, "on_loop_end", fn, self.state, self.history, ctx, self.llm)
+            except HookError as exc:
+                failures.append(str(exc))
+        reason = self.state.stop_reason or StopReason.CANCELLED
+        detail = self.detail
+        if failures:
+            detail = f"{detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
+        self.result = RunResult(
+            stop_reason=reason,
+            steps=self.state.steps,
+            final_answer=self.final_answer,
+            usage=self.state.usage,
+            llm_calls=self.state.llm_calls,
+            elapsed_s=time.monotonic() - self._started,
+            error=self.error,
+            detail=detail,
+            dropped_calls=self.dropped,
+        )
+        return self.result
+
+    _turn_info = _Turn(0, Usage(), 0.0)
+
+
+def _denied(call: ToolCall, decision: Deny, hook: object) -> ToolResult:
+    if decision.retry:
+        text = f"denied: {decision.reason}. You may retry this call later."
+    else:
+        text = f"denied: {decision.reason}. Do not retry this call; take another approach."
+    return error_result(call, ErrorKind.DENIED, text, retriable=decision.retry, denied_by=type(hook).__name__)
+
+
+def _bad_return(hook: object, method: str, value: Any, expected: str) -> HookError:
+    error = TypeError(f"returned {type(value).__name__}; expected {expected}")
+    return HookError(hook, method, error)
+
+
+def render_result(result: ToolResult, notes: list[str], limit: int) -> str:
+    """What the model sees of a result: errors whole, data as JSON cut to `limit` characters."""
+    if result.error:
+        text = f"Error ({result.error_kind or 'error'}): {result.error}"
+    else:
+        text = json.dumps(result.data, ensure_ascii=False, separators=(",", ":"))
+        if len(text) > limit:
+            head = limit * 2 // 3
+            tail = limit - head
+            cut = len(text) - head - tail
+            text = f"{text[:head]}\n… [cut {cut:,} of {len(text):,} characters] …\n{text[-tail:]}"
+    if result.warnings:
+        text += "\nWarnings: " + "; ".join(result.warnings)
+    for note in notes:
+        text += f"\nNote: {note}"
+    return text

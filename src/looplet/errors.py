@@ -1,0 +1,92 @@
+"""The library's typed exceptions: everything looplet raises is a `LoopError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "LoopError",
+    "ConfigError",
+    "ParseError",
+    "LLMError",
+    "ScriptExhaustedError",
+    "HookError",
+    "ToolDefinitionError",
+]
+
+
+class LoopError(Exception):
+    """Base class of every error looplet raises on purpose."""
+
+
+class ConfigError(LoopError, ValueError):
+    """A setting, argument or environment variable is missing or wrong."""
+
+
+class ParseError(LoopError, ValueError):
+    """Model output could not be read as a tool call.
+
+    Attributes:
+        raw: the text that failed to parse (possibly long; cut it before showing).
+    """
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class ToolDefinitionError(LoopError, TypeError):
+    """A function cannot be turned into a tool (bad signature or type hints)."""
+
+
+class LLMError(LoopError):
+    """A call to the model failed.
+
+    Attributes:
+        kind: what went wrong, one of ``auth``, ``quota``, ``rate_limit``,
+            ``server``, ``overloaded``, ``timeout``, ``connection``,
+            ``context_length``, ``bad_request``, ``bad_response``, ``refused``,
+            ``script_exhausted`` or ``unknown``.
+        status: the HTTP status, when there was one.
+        request_id: the provider's request id, when it sent one.
+        retriable: whether trying again later could succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "unknown",
+        status: int | None = None,
+        request_id: str | None = None,
+        retriable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.request_id = request_id
+        self.retriable = retriable
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        extra = [f"kind={self.kind}"]
+        if self.status is not None:
+            extra.append(f"status={self.status}")
+        if self.request_id:
+            extra.append(f"request_id={self.request_id}")
+        return f"{text} ({', '.join(extra)})"
+
+
+class ScriptExhaustedError(LLMError):
+    """A scripted backend was asked for more responses than it was given."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="script_exhausted")
+
+
+class HookError(LoopError):
+    """A hook method raised; names the hook and the method."""
+
+    def __init__(self, hook: object, method: str, error: BaseException) -> None:
+        self.hook_name = type(hook).__name__
+        self.method = method
+        self.error = error
+        super().__init__(f"{self.hook_name}.{method} raised {type(error).__name__}: {error}")

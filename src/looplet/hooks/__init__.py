@@ -1,0 +1,32 @@
+"""Hook protocols, decision values, and the hooks that ship with looplet."""
+
+from .decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+from .protocols import (
+    HOOK_METHODS,
+    CheckDone,
+    OnLoopEnd,
+    PostDispatch,
+    PreDispatch,
+    PreLoop,
+    PrePrompt,
+    ShouldStop,
+)
+from .slots import HookSlots
+
+__all__ = [
+    "Allow",
+    "Block",
+    "Continue",
+    "Deny",
+    "InjectContext",
+    "Stop",
+    "HOOK_METHODS",
+    "CheckDone",
+    "OnLoopEnd",
+    "PostDispatch",
+    "PreDispatch",
+    "PreLoop",
+    "PrePrompt",
+    "ShouldStop",
+    "HookSlots",
+]

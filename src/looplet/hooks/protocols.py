@@ -1,0 +1,112 @@
+"""One structural Protocol per hook point. A hook is any object with some of these methods.
+
+Arguments every slot shares:
+
+- ``state``: the run's `DefaultState`.
+- ``log``: the run's `History`, the one conversation record.
+- ``ctx``: the `PromptContext` about to be sent (system prompt, messages, tools,
+  and the user's own ``context=`` value).
+- ``step``: the number the next step will get.
+
+Error policy: a hook method that raises ends the run with stop reason
+``hook_error`` naming the hook and method. Gates fail closed: when a
+``pre_dispatch`` or ``check_done`` hook raises, the call does not run or the
+done call is not accepted. Whatever happened before is recorded and kept.
+``on_loop_end`` hooks are the exception: one that raises is logged and the
+others still run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..history import History
+    from ..prompt import PromptContext
+    from ..state import DefaultState
+    from ..types import ToolCall, ToolResult
+
+__all__ = [
+    "PreLoop",
+    "PrePrompt",
+    "PreDispatch",
+    "PostDispatch",
+    "CheckDone",
+    "ShouldStop",
+    "OnLoopEnd",
+    "HOOK_METHODS",
+]
+
+
+class PreLoop(Protocol):
+    """Called once before the first prompt. Returns nothing."""
+
+    def pre_loop(self, state: DefaultState, log: History, ctx: PromptContext) -> Any: ...
+
+
+class PrePrompt(Protocol):
+    """Called before each model call.
+
+    May return None; a string or `InjectContext` to add to this prompt only;
+    or a changed `PromptContext` (or change ``ctx`` in place), and the model
+    then sees exactly that.
+    """
+
+    def pre_prompt(self, state: DefaultState, log: History, ctx: PromptContext, step: int) -> Any: ...
+
+
+class PreDispatch(Protocol):
+    """Called before each valid tool call runs.
+
+    May return None; `Allow` (optionally with ``updated_args``); `Deny`; or a
+    `ToolResult` to use instead of running the tool.
+    """
+
+    def pre_dispatch(self, state: DefaultState, log: History, tool_call: ToolCall, step: int) -> Any: ...
+
+
+class PostDispatch(Protocol):
+    """Called after each call (errors included).
+
+    May return None; a string or `InjectContext` added to the result the model
+    sees; a replacement `ToolResult`; or `Stop(reason)`.
+    """
+
+    def post_dispatch(
+        self,
+        state: DefaultState,
+        log: History,
+        tool_call: ToolCall,
+        tool_result: ToolResult,
+        step: int,
+    ) -> Any: ...
+
+
+class CheckDone(Protocol):
+    """Called when the done tool is called. None accepts; a string or `Block` rejects."""
+
+    def check_done(self, state: DefaultState, log: History, ctx: PromptContext, step: int) -> Any: ...
+
+
+class ShouldStop(Protocol):
+    """Called after each step. `True` or `Stop(reason)` ends the run."""
+
+    def should_stop(self, state: DefaultState, step: int) -> Any: ...
+
+
+class OnLoopEnd(Protocol):
+    """Called exactly once when the run ends by any path (``break`` and errors too)."""
+
+    def on_loop_end(self, state: DefaultState, log: History, ctx: PromptContext, llm: Any) -> Any: ...
+
+
+#: The method names the loop looks for, in the order a turn reaches them.
+HOOK_METHODS = (
+    "pre_loop",
+    "pre_prompt",
+    "pre_dispatch",
+    "post_dispatch",
+    "check_done",
+    "should_stop",
+    "on_loop_end",
+)

@@ -1,0 +1,61 @@
+"""Sorting hooks into per-slot lists once, at the start of a run."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .protocols import HOOK_METHODS
+
+__all__ = ["HookSlots"]
+
+Bound = tuple[object, Callable[..., Any]]
+
+
+class HookSlots:
+    """The hooks of a run, as one list of bound methods per slot, in the user's order."""
+
+    __slots__ = HOOK_METHODS
+
+    pre_loop: list[Bound]
+    pre_prompt: list[Bound]
+    pre_dispatch: list[Bound]
+    post_dispatch: list[Bound]
+    check_done: list[Bound]
+    should_stop: list[Bound]
+    on_loop_end: list[Bound]
+
+    def __init__(self, hooks: Iterable[object] = ()) -> None:
+        for name in HOOK_METHODS:
+            setattr(self, name, [])
+        for hook in hooks:
+            found = False
+            for name in HOOK_METHODS:
+                method = getattr(hook, name, None)
+                if callable(method):
+                    getattr(self, name).append((hook, method))
+                    found = True
+            _warn_misspelled(hook, found)
+
+
+def _warn_misspelled(hook: object, found: bool) -> None:
+    """Warn about methods that look like a misspelled hook method (or about a hook with none)."""
+    public = [n for n in dir(hook) if not n.startswith("_") and callable(getattr(hook, n, None))]
+    for name in public:
+        if name in HOOK_METHODS:
+            continue
+        close = difflib.get_close_matches(name, HOOK_METHODS, n=1, cutoff=0.8)
+        if close:
+            warnings.warn(
+                f"hook {type(hook).__name__} has a method {name!r}, which is not a hook method; "
+                f"did you mean {close[0]!r}?",
+                stacklevel=4,
+            )
+    if not found:
+        warnings.warn(
+            f"hook {type(hook).__name__} has none of the hook methods "
+            f"({', '.join(HOOK_METHODS)}), so the loop will never call it",
+            stacklevel=4,
+        )

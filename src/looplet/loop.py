@@ -1,0 +1,398 @@
+"""`composable_loop` and `async_composable_loop`: two thin drivers of the same step engine."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from .backends.text import wrap_backend
+from .config import LoopConfig
+from .engine import CallHook, CallLLM, Engine, Flow
+from .errors import ConfigError
+from .history import History
+from .hooks.slots import HookSlots
+from .state import DefaultState
+from .tools.context import CancelToken
+from .tools.dispatch import run_async, run_sync
+from .tools.registry import BaseToolRegistry
+from .types import RunResult, Step
+
+__all__ = ["Loop", "AsyncLoop", "composable_loop", "async_composable_loop", "run_loop", "arun_loop"]
+
+
+def _engine(
+    llm: Any,
+    *,
+    task: Any,
+    tools: BaseToolRegistry | None,
+    hooks: Iterable[object] | None,
+    config: LoopConfig | None,
+    state: DefaultState | None,
+    max_steps: int | None,
+    system_prompt: str | None,
+    context: Any,
+    cancel_token: CancelToken | None,
+    history: History | None,
+) -> Engine:
+    cfg = config if config is not None else LoopConfig()
+    overrides: dict[str, Any] = {}
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
+    if system_prompt is not None:
+        overrides["system_prompt"] = system_prompt
+    if overrides:
+        cfg = replace(cfg, **overrides)  # re-validated by __post_init__
+    else:
+        cfg.validate()
+    if tools is None:
+        tools = BaseToolRegistry()
+    if not isinstance(tools, BaseToolRegistry):
+        raise ConfigError(f"tools must be a BaseToolRegistry, got {type(tools).__name__}")
+    return Engine(
+        llm=llm,
+        tools=tools,
+        hooks=HookSlots(hooks or ()),
+        config=cfg,
+        state=state if state is not None else DefaultState(),
+        task=task,
+        context=context,
+        cancel_token=cancel_token,
+        history=history,
+    )
+
+
+class Loop(Iterator[Step]):
+    """A run as an iterator of Steps (what `composable_loop` returns).
+
+    Nothing runs until the first ``next()``. ``break`` (or `close`) stops it
+    cleanly: ``on_loop_end`` hooks run once. After the loop, `result` tells
+    how and why it ended.
+    """
+
+    def __init__(self, engine: Engine, backend: Any) -> None:
+        self.engine = engine
+        self._backend = backend
+        self._gen = _drive(engine, backend)
+        self._running = False
+
+    @property
+    def result(self) -> RunResult | None:
+        """The run's outcome once it has ended (None while it is still going)."""
+        return self.engine.result
+
+    @property
+    def state(self) -> DefaultState:
+        return self.engine.state
+
+    @property
+    def history(self) -> History:
+        return self.engine.history
+
+    def __iter__(self) -> Loop:
+        return self
+
+    def __next__(self) -> Step:
+        return self._enter(self._gen.__next__)
+
+    def send(self, value: None) -> Step:
+        return self._enter(self._gen.send, value)
+
+    def throw(self, exc: BaseException) -> Step:
+        return self._enter(self._gen.throw, exc)
+
+    def close(self) -> None:
+        if self._running:
+            raise RuntimeError("loop is already running; it cannot be closed from inside a hook or tool")
+        self._gen.close()
+
+    def _enter(self, fn: Any, *args: Any) -> Step:
+        if self._running:
+            raise RuntimeError("loop is already running; a hook or tool cannot advance its own loop")
+        self._running = True
+        try:
+            step: Step = fn(*args)
+            return step
+        finally:
+            self._running = False
+
+    def run(self) -> RunResult:
+        """Drain the loop and return its result."""
+        for _ in self:
+            pass
+        assert self.engine.result is not None
+        return self.engine.result
+
+
+def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
+    """Carry out the engine's effects with plain calls."""
+    pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def execute(effect: Any) -> Any:
+        nonlocal pool
+        if isinstance(effect, CallHook):
+            out = effect.fn(*effect.args)
+            if inspect.isawaitable(out):
+                _discard(out)
+                raise TypeError(
+                    f"{type(effect.hook).__name__}.{effect.method} is async; use async_composable_loop"
+                )
+            return out
+        if isinstance(effect, CallLLM):
+            return backend.complete(effect.request)
+        if len(effect.calls) == 1:
+            return [run_sync(effect.calls[0], effect.timeouts[0])]
+        if pool is None:
+            pool = concurrent.futures.ThreadPoolExecutor(
+                engine.config.max_concurrency, thread_name_prefix="looplet-tools"
+            )
+        futures = [pool.submit(run_sync, c, t) for c, t in zip(effect.calls, effect.timeouts, strict=True)]
+        return [f.result() for f in futures]
+
+    flow = engine.run()
+    try:
+        yield from _pump(flow, execute)
+    except BaseException as exc:
+        engine.interrupted(exc)
+        raise
+    finally:
+        flow.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        _settle(engine.finish(), execute)
+
+
+def _pump(flow: Flow, execute: Any) -> Generator[Step, None, None]:
+    """Run `flow`, yielding its Steps and carrying out its other effects."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration:
+            return
+        send = error = None
+        if isinstance(effect, Step):
+            yield effect
+            continue
+        try:
+            send = execute(effect)
+        except Exception as exc:
+            error = exc
+
+
+def _settle(flow: Flow, execute: Any) -> None:
+    for _ in _pump(flow, execute):
+        pass
+
+
+def _discard(awaitable: Any) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
+
+
+def composable_loop(
+    llm: Any,
+    *,
+    task: Any = None,
+    tools: BaseToolRegistry | None = None,
+    hooks: Iterable[object] | None = None,
+    config: LoopConfig | None = None,
+    state: DefaultState | None = None,
+    max_steps: int | None = None,
+    system_prompt: str | None = None,
+    context: Any = None,
+    cancel_token: CancelToken | None = None,
+    history: History | None = None,
+) -> Loop:
+    """Run an agent as an iterator of `Step`s.
+
+    Args:
+        llm: a backend (``complete(request)``) or any object with
+            ``generate(prompt) -> str``.
+        task: what to do: a string, or a dict rendered as ``key: value`` lines.
+        tools: the tools the model may call.
+        hooks: objects with hook methods (see `looplet.hooks`), run in order.
+        config: settings; `max_steps` and `system_prompt` override it.
+        state: a `DefaultState` (or subclass) to record into.
+        context: your own value, handed to hooks as ``ctx.context``.
+        cancel_token: set it from anywhere to stop the run between steps.
+        history: an existing conversation to continue.
+
+    Returns:
+        A `Loop`: iterate it for Steps, then read ``loop.result``.
+    """
+    engine = _engine(
+        llm,
+        task=task,
+        tools=tools,
+        hooks=hooks,
+        config=config,
+        state=state,
+        max_steps=max_steps,
+        system_prompt=system_prompt,
+        context=context,
+        cancel_token=cancel_token,
+        history=history,
+    )
+    backend, is_async = wrap_backend(llm)
+    if is_async:
+        raise ConfigError(
+            f"{type(llm).__name__} is an async backend; use async_composable_loop, or its sync twin"
+        )
+    return Loop(engine, backend)
+
+
+def run_loop(llm: Any, **kwargs: Any) -> RunResult:
+    """Run `composable_loop` to the end and return its `RunResult`."""
+    return composable_loop(llm, **kwargs).run()
+
+
+# -- async --------------------------------------------------------------------------
+
+
+class AsyncLoop(AsyncIterator[Step]):
+    """The async twin of `Loop`: ``async for step in loop``, then ``loop.result``."""
+
+    def __init__(self, engine: Engine, backend: Any, is_async: bool) -> None:
+        self.engine = engine
+        self._gen: Any = _adrive(engine, backend, is_async)
+        self._running = False
+
+    @property
+    def result(self) -> RunResult | None:
+        return self.engine.result
+
+    @property
+    def state(self) -> DefaultState:
+        return self.engine.state
+
+    @property
+    def history(self) -> History:
+        return self.engine.history
+
+    def __aiter__(self) -> AsyncLoop:
+        return self
+
+    async def __anext__(self) -> Step:
+        if self._running:
+            raise RuntimeError("loop is already running; a hook or tool cannot advance its own loop")
+        self._running = True
+        try:
+            step: Step = await self._gen.__anext__()
+            return step
+        finally:
+            self._running = False
+
+    async def athrow(self, exc: BaseException) -> Step:
+        step: Step = await self._gen.athrow(exc)
+        return step
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    async def run(self) -> RunResult:
+        """Drain the loop and return its result."""
+        async for _ in self:
+            pass
+        assert self.engine.result is not None
+        return self.engine.result
+
+
+async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator[Step]:
+    """Carry out the engine's effects with awaits (sync hooks, tools and backends work too)."""
+
+    async def execute(effect: Any) -> Any:
+        if isinstance(effect, CallHook):
+            out = effect.fn(*effect.args)
+            return (await out) if inspect.isawaitable(out) else out
+        if isinstance(effect, CallLLM):
+            if is_async:
+                return await backend.complete(effect.request)
+            return await asyncio.to_thread(backend.complete, effect.request)
+        if len(effect.calls) == 1:
+            return [await run_async(effect.calls[0], effect.timeouts[0])]
+        limit = asyncio.Semaphore(engine.config.max_concurrency)
+
+        async def bounded(call: Any, timeout: float | None) -> Any:
+            async with limit:
+                return await run_async(call, timeout)
+
+        pairs = zip(effect.calls, effect.timeouts, strict=True)
+        return list(await asyncio.gather(*(bounded(c, t) for c, t in pairs)))
+
+    flow = engine.run()
+    try:
+        async for step in _apump(flow, execute):
+            yield step
+    except BaseException as exc:
+        engine.interrupted(exc)
+        raise
+    finally:
+        flow.close()
+        async for _ in _apump(engine.finish(), execute):
+            pass
+
+
+async def _apump(flow: Flow, execute: Any) -> AsyncIterator[Step]:
+    """The async twin of `_pump`."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration:
+            return
+        send = error = None
+        if isinstance(effect, Step):
+            yield effect
+            continue
+        try:
+            send = await execute(effect)
+        except Exception as exc:
+            error = exc
+
+
+def async_composable_loop(
+    llm: Any,
+    *,
+    task: Any = None,
+    tools: BaseToolRegistry | None = None,
+    hooks: Iterable[object] | None = None,
+    config: LoopConfig | None = None,
+    state: DefaultState | None = None,
+    max_steps: int | None = None,
+    system_prompt: str | None = None,
+    context: Any = None,
+    cancel_token: CancelToken | None = None,
+    history: History | None = None,
+) -> AsyncLoop:
+    """The async twin of `composable_loop`: same parameters, same Steps.
+
+    Async backends, hooks and tools are awaited; sync ones work too (sync
+    backends and tools run in a worker thread so the event loop stays free).
+    """
+    engine = _engine(
+        llm,
+        task=task,
+        tools=tools,
+        hooks=hooks,
+        config=config,
+        state=state,
+        max_steps=max_steps,
+        system_prompt=system_prompt,
+        context=context,
+        cancel_token=cancel_token,
+        history=history,
+    )
+    backend, is_async = wrap_backend(llm)
+    return AsyncLoop(engine, backend, is_async)
+
+
+async def arun_loop(llm: Any, **kwargs: Any) -> RunResult:
+    """Run `async_composable_loop` to the end and return its `RunResult`."""
+    return await async_composable_loop(llm, **kwargs).run()

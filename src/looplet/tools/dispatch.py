@@ -1,0 +1,189 @@
+"""Running validated calls: timing, time limits, exceptions, and normalising results.
+
+The pure parts (`finish_ok`, `finish_error`, `timeout_result`) are shared by
+the sync and async runners, which only differ in how they wait.
+
+Policy for what a tool raises:
+
+- ``Exception``, ``SystemExit`` and ``GeneratorExit`` become an ``execution``
+  error result (a tool must not end the host program); the model sees the
+  exception type and its message with secrets masked; the traceback goes to
+  the ``looplet.tools`` logger.
+- ``KeyboardInterrupt`` and ``asyncio.CancelledError`` propagate.
+
+Time limits: an async tool is cancelled at its limit. A sync tool with a
+limit runs in a worker thread; Python cannot stop a thread, so at the limit
+the result says the tool may still be running, `ToolResult.metadata` has
+``orphaned: True``, and the tool refuses new calls until that thread ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import threading
+import time
+import traceback
+from typing import Any
+
+from ..redaction import redact_text
+from ..types import ErrorKind, ToolResult, format_args
+from .registry import PreparedCall, error_result
+from .results import normalize_result
+
+__all__ = ["run_sync", "run_async", "busy_result"]
+
+logger = logging.getLogger("looplet.tools")
+
+_MAX_ERROR_CHARS = 4000
+
+
+def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
+    call = prepared.call
+    ctx = prepared.ctx
+    return ToolResult(
+        tool=call.tool,
+        args_summary=format_args(prepared.args)[:200],
+        data=normalize_result(value),
+        duration_ms=(time.perf_counter() - started) * 1000,
+        warnings=list(ctx.warnings) if ctx is not None else [],
+        call_id=call.call_id,
+    )
+
+
+def finish_error(prepared: PreparedCall, exc: BaseException, started: float) -> ToolResult:
+    name = type(exc).__name__
+    detail = redact_text(str(exc))
+    if isinstance(exc, SystemExit):
+        detail = f"the tool called exit({exc.code!r}); it was stopped and the run goes on"
+    message = f"{name}: {detail}" if detail else name
+    if len(message) > _MAX_ERROR_CHARS:
+        message = message[: _MAX_ERROR_CHARS - 1] + "…"
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    logger.info("tool %s raised %s\n%s", prepared.call.tool, name, redact_text(tb))
+    result = error_result(prepared.call, ErrorKind.EXECUTION, message, exception=name)
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    if prepared.ctx is not None:
+        result.warnings = list(prepared.ctx.warnings)
+    return result
+
+
+def timeout_result(prepared: PreparedCall, limit: float, started: float, *, orphaned: bool) -> ToolResult:
+    if orphaned:
+        text = (
+            f"{prepared.call.tool} did not finish within {limit:g}s. Its thread could not be stopped "
+            "and may still be running; the tool refuses new calls until it ends"
+        )
+    else:
+        text = f"{prepared.call.tool} did not finish within {limit:g}s and was cancelled"
+    result = error_result(prepared.call, ErrorKind.TIMEOUT, text, retriable=True, orphaned=orphaned)
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def busy_result(prepared: PreparedCall) -> ToolResult:
+    return error_result(
+        prepared.call,
+        ErrorKind.BUSY,
+        f"{prepared.call.tool} is still running from an earlier call that timed out; "
+        "try again later or use another tool",
+        retriable=True,
+    )
+
+
+_CAUGHT = (Exception, SystemExit, GeneratorExit)
+
+
+def run_sync(prepared: PreparedCall, timeout: float | None) -> ToolResult:
+    """Run one call in the calling thread (or a worker thread when it has a time limit)."""
+    spec = prepared.spec
+    if spec.orphans:
+        return busy_result(prepared)
+    started = time.perf_counter()
+    try:
+        if spec.is_async:
+            value = _run_coroutine_blocking(prepared, timeout)
+        elif timeout is not None:
+            return _run_in_thread(prepared, timeout, started)
+        else:
+            value = spec.fn(**prepared.kwargs())
+    except TimeoutError:
+        return timeout_result(prepared, timeout or 0.0, started, orphaned=False)
+    except _CAUGHT as exc:
+        return finish_error(prepared, exc, started)
+    return finish_ok(prepared, value, started)
+
+
+def _run_coroutine_blocking(prepared: PreparedCall, timeout: float | None) -> Any:
+    """Run an async tool from sync code: on a fresh event loop (in a thread if one is running)."""
+
+    async def main() -> Any:
+        return await asyncio.wait_for(prepared.spec.fn(**prepared.kwargs()), timeout)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    ctx = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="looplet-async-tool") as pool:
+        return pool.submit(ctx.run, asyncio.run, main()).result()
+
+
+_ORPHAN_LOCK = threading.Lock()
+
+
+def _run_in_thread(prepared: PreparedCall, timeout: float, started: float) -> ToolResult:
+    spec = prepared.spec
+    box: dict[str, Any] = {"orphaned": False}
+    finished = threading.Event()
+    ctx = contextvars.copy_context()
+    kwargs = prepared.kwargs()
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(spec.fn, **kwargs)
+        except BaseException as exc:  # reported to the caller below
+            box["error"] = exc
+        finally:
+            with _ORPHAN_LOCK:
+                finished.set()
+                if box["orphaned"]:
+                    spec.orphans -= 1
+
+    worker = threading.Thread(target=target, name=f"looplet-tool-{spec.name}", daemon=True)
+    worker.start()
+    if not finished.wait(timeout):
+        with _ORPHAN_LOCK:
+            if not finished.is_set():
+                box["orphaned"] = True
+                spec.orphans += 1
+        if box["orphaned"]:
+            return timeout_result(prepared, timeout, started, orphaned=True)
+    error = box.get("error")
+    if error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        return finish_error(prepared, error, started)
+    return finish_ok(prepared, box.get("value"), started)
+
+
+async def run_async(prepared: PreparedCall, timeout: float | None) -> ToolResult:
+    """Run one call from the async loop: coroutines awaited, sync functions in a thread."""
+    spec = prepared.spec
+    if spec.orphans:
+        return busy_result(prepared)
+    started = time.perf_counter()
+    try:
+        if spec.is_async:
+            value = await asyncio.wait_for(spec.fn(**prepared.kwargs()), timeout)
+        elif timeout is None:
+            value = await asyncio.to_thread(spec.fn, **prepared.kwargs())
+        else:
+            return await asyncio.to_thread(_run_in_thread, prepared, timeout, started)
+    except TimeoutError:
+        return timeout_result(prepared, timeout or 0.0, started, orphaned=False)
+    except _CAUGHT as exc:
+        return finish_error(prepared, exc, started)
+    return finish_ok(prepared, value, started)
