@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from .backends.protocol import LLMRequest, LLMResponse
@@ -39,43 +39,50 @@ __all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect"]
 # -- effects -------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class CallHook:
     """Call ``fn(*args)`` (awaiting it in the async loop) and send back what it returns."""
 
-    hook: object
-    method: str
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
+    __slots__ = ("hook", "method", "fn", "args")
+
+    def __init__(self, hook: object, method: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.hook = hook
+        self.method = method
+        self.fn = fn
+        self.args = args
 
 
-@dataclass(slots=True)
 class CallLLM:
     """Call the backend with `request` and send back its `LLMResponse`."""
 
-    request: LLMRequest
+    __slots__ = ("request",)
+
+    def __init__(self, request: LLMRequest) -> None:
+        self.request = request
 
 
-@dataclass(slots=True)
 class RunTools:
-    """Run these calls (at the same time when there are several) and send back their results in order."""
+    """Run these calls (at once when there are several) and send back their results in order."""
 
-    calls: list[PreparedCall]
-    timeouts: list[float | None]
+    __slots__ = ("calls", "timeouts")
+
+    def __init__(self, calls: list[PreparedCall], timeouts: list[float | None]) -> None:
+        self.calls = calls
+        self.timeouts = timeouts
 
 
 Effect = CallHook | CallLLM | RunTools | Step
 Flow = Generator[Effect, Any, Any]
 
 
-@dataclass(slots=True)
 class _Turn:
     """What the steps of one model call share."""
 
-    number: int
-    usage: Usage
-    llm_ms: float
-    extra_steps: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("number", "usage", "llm_ms")
+
+    def __init__(self, number: int, usage: Usage, llm_ms: float) -> None:
+        self.number = number
+        self.usage = usage
+        self.llm_ms = llm_ms
 
 
 class Engine:
@@ -255,6 +262,7 @@ class Engine:
             temperature=cfg.temperature,
             options=cfg.llm_options,
             step=ctx.step,
+            cancel_token=self.cancel_token,
         )
 
     # -- replies without a usable call --------------------------------------------------

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import inspect
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -129,13 +126,13 @@ class Loop(Iterator[Step]):
 
 def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
     """Carry out the engine's effects with plain calls."""
-    pool: concurrent.futures.ThreadPoolExecutor | None = None
+    pool: Any = None
 
     def execute(effect: Any) -> Any:
         nonlocal pool
         if isinstance(effect, CallHook):
             out = effect.fn(*effect.args)
-            if inspect.isawaitable(out):
+            if _is_awaitable(out):
                 _discard(out)
                 raise TypeError(
                     f"{type(effect.hook).__name__}.{effect.method} is async; use async_composable_loop"
@@ -146,9 +143,9 @@ def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
         if len(effect.calls) == 1:
             return [run_sync(effect.calls[0], effect.timeouts[0])]
         if pool is None:
-            pool = concurrent.futures.ThreadPoolExecutor(
-                engine.config.max_concurrency, thread_name_prefix="looplet-tools"
-            )
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(engine.config.max_concurrency, thread_name_prefix="looplet-tools")
         futures = [pool.submit(run_sync, c, t) for c, t in zip(effect.calls, effect.timeouts, strict=True)]
         return [f.result() for f in futures]
 
@@ -187,6 +184,14 @@ def _pump(flow: Flow, execute: Any) -> Generator[Step, None, None]:
 def _settle(flow: Flow, execute: Any) -> None:
     for _ in _pump(flow, execute):
         pass
+
+
+def _is_awaitable(value: Any) -> bool:
+    return (
+        hasattr(type(value), "__await__")
+        or type(value).__name__ == "generator"
+        and bool(getattr(getattr(value, "gi_code", None), "co_flags", 0) & 0x100)
+    )
 
 
 def _discard(awaitable: Any) -> None:
@@ -306,10 +311,12 @@ class AsyncLoop(AsyncIterator[Step]):
 async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator[Step]:
     """Carry out the engine's effects with awaits (sync hooks, tools and backends work too)."""
 
+    import asyncio
+
     async def execute(effect: Any) -> Any:
         if isinstance(effect, CallHook):
             out = effect.fn(*effect.args)
-            return (await out) if inspect.isawaitable(out) else out
+            return (await out) if _is_awaitable(out) else out
         if isinstance(effect, CallLLM):
             if is_async:
                 return await backend.complete(effect.request)

@@ -15,26 +15,31 @@ __all__ = ["redact_text", "REDACTED"]
 
 REDACTED = "[REDACTED]"
 
-_PATTERNS = re.compile(
-    "|".join(
-        [
-            r"sk-ant-[A-Za-z0-9_\-]{8,}",
-            r"sk-[A-Za-z0-9_\-]{16,}",
-            r"AKIA[0-9A-Z]{16}",
-            r"gh[pousr]_[A-Za-z0-9]{20,}",
-            r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-            r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*",
-            r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-            r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
-        ]
-    )
+_PATTERN_TEXT = "|".join(
+    [
+        r"sk-ant-[A-Za-z0-9_\-]{8,}",
+        r"sk-[A-Za-z0-9_\-]{16,}",
+        r"AKIA[0-9A-Z]{16}",
+        r"gh[pousr]_[A-Za-z0-9]{20,}",
+        r"xox[abposr]-[A-Za-z0-9\-]{10,}",
+        r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*",
+        r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+        r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
+    ]
 )
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD", re.IGNORECASE)
+_SECRET_NAME = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+_compiled: list[re.Pattern[str]] = []
+
+
+def _patterns() -> re.Pattern[str]:
+    if not _compiled:
+        _compiled.append(re.compile(_PATTERN_TEXT))
+    return _compiled[0]
 
 
 def _env_secrets() -> list[str]:
-    values = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+    values = [v for k, v in os.environ.items() if len(v) >= 8 and any(w in k.upper() for w in _SECRET_NAME)]
     return sorted(values, key=len, reverse=True)
 
 
@@ -43,4 +48,4 @@ def redact_text(text: str, extra: list[str] | None = None) -> str:
     for value in _env_secrets() + (extra or []):
         if value and value in text:
             text = text.replace(value, REDACTED)
-    return _PATTERNS.sub(REDACTED, text)
+    return _patterns().sub(REDACTED, text)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..history import Message
+from ..tools.context import CancelToken
 from ..types import ToolCall, Usage
 
 __all__ = [
@@ -42,6 +43,8 @@ class LLMRequest:
             as one user turn (`conversation()` does that for you).
         max_tokens / temperature / options: generation settings from `LoopConfig`.
         step: the number the next step will get.
+        cancel_token: the run's `CancelToken`; a backend waiting to retry
+            should stop waiting when it fires.
     """
 
     messages: Sequence[Message]
@@ -52,6 +55,7 @@ class LLMRequest:
     temperature: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     step: int = 1
+    cancel_token: CancelToken | None = None
 
     def conversation(self) -> list[Message]:
         """The messages to send, with the `extra` texts appended as a final user turn."""

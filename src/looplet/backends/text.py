@@ -15,8 +15,6 @@ It never completes JSON that was cut off, and it raises only `ParseError`.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -167,6 +165,8 @@ def _loads_tolerant(span: str, original: str) -> Any:
         return json.loads(repaired)
     except (ValueError, RecursionError) as exc:
         first_error = exc
+    import ast
+
     try:
         return _literal(ast.parse(span.strip(), mode="eval").body)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -243,8 +243,10 @@ def _is_hex4(text: str, at: int) -> bool:
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 
-def _literal(node: ast.AST) -> Any:
+def _literal(node: Any) -> Any:
     """Python-literal syntax (single quotes, True/None) read as JSON values; nothing is run."""
+    import ast
+
     if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool | type(None)):
         return node.value
     if isinstance(node, ast.Name) and node.id in _NAMES:
@@ -252,7 +254,7 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise ValueError("dict unpacking is not JSON")
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
     if isinstance(node, ast.List | ast.Tuple):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
@@ -417,6 +419,8 @@ def wrap_backend(llm: Any) -> tuple[Any, bool]:
     Raises:
         ConfigError: `llm` has neither ``complete`` nor ``generate``.
     """
+    import inspect
+
     complete = getattr(llm, "complete", None)
     if callable(complete):
         return llm, inspect.iscoroutinefunction(complete)

@@ -2,56 +2,94 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Allow", "Deny", "Block", "Stop", "InjectContext", "Continue"]
 
 
-@dataclass(frozen=True, slots=True)
-class Allow:
+class _Decision:
+    """Immutable value with equality, hashing and a readable repr, from its __slots__."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self._values())))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+
+class Allow(_Decision):
     """``pre_dispatch``: let the call run, optionally with rewritten arguments.
 
     Rewritten arguments are validated again before the tool runs, and later
     hooks see them.
     """
 
-    updated_args: dict[str, Any] | None = None
+    __slots__ = ("updated_args",)
+    updated_args: dict[str, Any] | None
+
+    def __init__(self, updated_args: dict[str, Any] | None = None) -> None:
+        object.__setattr__(self, "updated_args", updated_args)
 
 
-@dataclass(frozen=True, slots=True)
-class Deny:
+class Deny(_Decision):
     """``pre_dispatch``: do not run the call; the model is told `reason`.
 
     With ``retry=True`` the result is marked retriable and the model is told it
     may try the same call again later; otherwise it is told to take another way.
     """
 
+    __slots__ = ("reason", "retry")
     reason: str
-    retry: bool = False
+    retry: bool
+
+    def __init__(self, reason: str, retry: bool = False) -> None:
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "retry", retry)
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(_Decision):
     """``check_done``: reject the done call; the model sees `reason` and goes on."""
 
+    __slots__ = ("reason",)
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        object.__setattr__(self, "reason", reason)
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+
+class Stop(_Decision):
     """``post_dispatch`` / ``should_stop``: end the run with ``hook_stop:<reason>``."""
 
+    __slots__ = ("reason",)
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        object.__setattr__(self, "reason", reason)
 
-@dataclass(frozen=True, slots=True)
-class InjectContext:
+
+class InjectContext(_Decision):
     """``pre_prompt`` / ``post_dispatch``: add `text` to what the model sees next."""
 
+    __slots__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        object.__setattr__(self, "text", text)
 
-@dataclass(frozen=True, slots=True)
-class Continue:
+
+class Continue(_Decision):
     """Any slot: no decision; the same as returning None, but explicit."""
+
+    __slots__ = ()

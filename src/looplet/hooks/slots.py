@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -42,6 +41,8 @@ class HookSlots:
 
 def _warn_misspelled(hook: object, found: bool) -> None:
     """Warn about methods that look like a misspelled hook method (or about a hook with none)."""
+    import difflib
+
     public = [n for n in dir(hook) if not n.startswith("_") and callable(getattr(hook, n, None))]
     for name in public:
         if name in HOOK_METHODS:

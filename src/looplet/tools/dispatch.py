@@ -19,13 +19,9 @@ the result says the tool may still be running, `ToolResult.metadata` has
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextvars
-import logging
 import threading
 import time
-import traceback
 from typing import Any
 
 from ..redaction import redact_text
@@ -34,8 +30,6 @@ from .registry import PreparedCall, error_result
 from .results import normalize_result
 
 __all__ = ["run_sync", "run_async", "busy_result"]
-
-logger = logging.getLogger("looplet.tools")
 
 _MAX_ERROR_CHARS = 4000
 
@@ -61,8 +55,13 @@ def finish_error(prepared: PreparedCall, exc: BaseException, started: float) -> 
     message = f"{name}: {detail}" if detail else name
     if len(message) > _MAX_ERROR_CHARS:
         message = message[: _MAX_ERROR_CHARS - 1] + "…"
+    import logging
+    import traceback
+
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    logger.info("tool %s raised %s\n%s", prepared.call.tool, name, redact_text(tb))
+    logging.getLogger("looplet.tools").info(
+        "tool %s raised %s\n%s", prepared.call.tool, name, redact_text(tb)
+    )
     result = error_result(prepared.call, ErrorKind.EXECUTION, message, exception=name)
     result.duration_ms = (time.perf_counter() - started) * 1000
     if prepared.ctx is not None:
@@ -119,6 +118,9 @@ def run_sync(prepared: PreparedCall, timeout: float | None) -> ToolResult:
 def _run_coroutine_blocking(prepared: PreparedCall, timeout: float | None) -> Any:
     """Run an async tool from sync code: on a fresh event loop (in a thread if one is running)."""
 
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     async def main() -> Any:
         return await asyncio.wait_for(prepared.spec.fn(**prepared.kwargs()), timeout)
 
@@ -127,7 +129,7 @@ def _run_coroutine_blocking(prepared: PreparedCall, timeout: float | None) -> An
     except RuntimeError:
         return asyncio.run(main())
     ctx = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="looplet-async-tool") as pool:
+    with ThreadPoolExecutor(1, thread_name_prefix="looplet-async-tool") as pool:
         return pool.submit(ctx.run, asyncio.run, main()).result()
 
 
@@ -171,6 +173,8 @@ def _run_in_thread(prepared: PreparedCall, timeout: float, started: float) -> To
 
 async def run_async(prepared: PreparedCall, timeout: float | None) -> ToolResult:
     """Run one call from the async loop: coroutines awaited, sync functions in a thread."""
+    import asyncio
+
     spec = prepared.spec
     if spec.orphans:
         return busy_result(prepared)

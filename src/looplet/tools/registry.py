@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +11,6 @@ from typing import Any, TypeVar, overload
 from ..errors import ToolDefinitionError
 from ..types import ErrorKind, ToolCall, ToolResult, format_args
 from .context import ToolContext
-from .schema import Converter, describe_function
 from .validation import nesting_depth, suggest, validate_args
 
 __all__ = ["ToolSpec", "BaseToolRegistry", "tool", "PreparedCall"]
@@ -43,7 +41,7 @@ class ToolSpec:
     done: bool = False
     is_async: bool = False
     ctx_param: str | None = None
-    converters: dict[str, Converter] = field(default_factory=dict)
+    converters: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     signature: str = ""
     #: timed-out calls whose threads are still running (the tool refuses new calls meanwhile).
     orphans: int = 0
@@ -228,6 +226,10 @@ class BaseToolRegistry:
         tool_name = name or getattr(fn, "__name__", None)
         if not tool_name or not isinstance(tool_name, str):
             raise ToolDefinitionError("this callable has no __name__; pass name=...")
+        import inspect
+
+        from .schema import describe_function
+
         info = describe_function(fn, tool_name, ToolContext)
         if parameters is not None:
             info.parameters = parameters

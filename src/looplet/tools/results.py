@@ -20,14 +20,10 @@ Then `normalize_result` wraps anything that is not a dict as ``{"result": value}
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime
-import decimal
 import enum
 import math
 import os
-import uuid
 from typing import Any
 
 __all__ = ["to_jsonable", "normalize_result"]
@@ -93,13 +89,17 @@ def _key(key: Any) -> str:
 
 
 def _scalar(value: Any, seen: set[int], depth: int) -> Any:
+    import base64
+    import datetime
+    import decimal
+
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return _convert(value.value, seen, depth + 1)
-    if isinstance(value, decimal.Decimal | uuid.UUID):
+    if isinstance(value, decimal.Decimal) or type(value).__module__ == "uuid":
         return str(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value) if isinstance(os.fspath(value), str) else repr(value)

@@ -13,7 +13,6 @@ strings are passed through byte for byte (no stripping).
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from typing import Any
@@ -74,6 +73,8 @@ def suggest(name: str, options: list[str]) -> str | None:
     """The closest option to a mistyped name (case and look-alike letters forgiven)."""
     if not options:
         return None
+    import difflib
+
     folded = {_fold(o): o for o in options}
     key = _fold(name)
     if key in folded:

@@ -1,0 +1,79 @@
+"""The first agent: greet two people, then finish.
+
+    python -m looplet.examples.hello_world --scripted      # no model, no key
+    python -m looplet.examples.hello_world                 # OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, composable_loop
+from looplet.tools import register_done_tool
+
+TASK = {"goal": "Greet Alice and Bob, then finish."}
+
+#: What a well-behaved model answers, for --scripted runs.
+SCRIPT = [
+    '{"tool": "greet", "args": {"name": "Alice"}, "reasoning": "greet the first person"}',
+    '{"tool": "greet", "args": {"name": "Bob"}, "reasoning": "then the second"}',
+    '{"tool": "done", "args": {"answer": "Greeted Alice and Bob."}}',
+]
+
+
+def build_tools() -> BaseToolRegistry:
+    tools = BaseToolRegistry()
+
+    @tools.tool
+    def greet(name: str) -> dict[str, str]:
+        """Greet someone by name.
+
+        Args:
+            name: who to greet.
+        """
+        return {"greeting": f"Hello, {name}!"}
+
+    register_done_tool(tools)
+    return tools
+
+
+def make_llm(args: argparse.Namespace) -> Any:
+    if args.scripted:
+        return MockLLMBackend(responses=SCRIPT)
+    from looplet import OpenAIBackend
+
+    kwargs: dict[str, Any] = {}
+    if args.base_url:
+        kwargs["base_url"] = args.base_url
+    return OpenAIBackend.from_env(model=args.model, **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m looplet.examples.hello_world", description=__doc__)
+    parser.add_argument("--scripted", action="store_true", help="use a scripted model (no key needed)")
+    parser.add_argument("--max-steps", type=int, default=5, help="step budget (default 5)")
+    parser.add_argument("--model", default=None, help="model name (default: $OPENAI_MODEL)")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
+    args = parser.parse_args(argv)
+    try:
+        llm = make_llm(args)
+    except (ConfigError, ImportError) as exc:
+        print(f"hello_world: {exc}", file=sys.stderr)
+        print("hello_world: or run with --scripted to use a scripted model", file=sys.stderr)
+        return 2
+    loop = composable_loop(llm=llm, tools=build_tools(), task=TASK, max_steps=args.max_steps)
+    for step in loop:
+        print(step.pretty())
+    result = loop.result
+    assert result is not None
+    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
+    if result.final_answer:
+        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
