@@ -329,7 +329,11 @@ class Engine:
             if call_id in seen:
                 call_id = f"{call_id}~{i}"
             seen.add(call_id)
-            out.append(call if call_id == call.call_id else replace(call, call_id=call_id))
+            if call_id != call.call_id:
+                call = ToolCall(call.tool, call.args, call.reasoning, call_id, call.parse_error)
+            out.append(call)
+        if self.tools.done_tool is None:
+            return out
         done = [c for c in out if self._is_done(c)]
         if not done:
             return out
@@ -644,12 +648,15 @@ def _bad_return(hook: object, method: str, value: Any, expected: str) -> HookErr
     return HookError(hook, method, error)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def render_result(result: ToolResult, notes: list[str], limit: int) -> str:
     """What the model sees of a result: errors whole, data as JSON cut to `limit` characters."""
     if result.error:
         text = f"Error ({result.error_kind or 'error'}): {result.error}"
     else:
-        text = json.dumps(result.data, ensure_ascii=False, separators=(",", ":"))
+        text = _ENCODER.encode(result.data)
         if len(text) > limit:
             head = limit * 2 // 3
             tail = limit - head

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -11,7 +10,7 @@ from typing import Any, TypeVar, overload
 from ..errors import ToolDefinitionError
 from ..types import ErrorKind, ToolCall, ToolResult, format_args
 from .context import ToolContext
-from .validation import nesting_depth, suggest, validate_args
+from .validation import measure, suggest, validate_args
 
 __all__ = ["ToolSpec", "BaseToolRegistry", "tool", "PreparedCall"]
 
@@ -130,6 +129,7 @@ class BaseToolRegistry:
     def __init__(self, tools: Iterable[Callable[..., Any] | ToolSpec] = ()) -> None:
         self._tools: dict[str, ToolSpec] = {}
         self._schemas: list[dict[str, Any]] | None = None
+        self._done: ToolSpec | None = None
         for item in tools:
             self.register(item)
 
@@ -257,11 +257,15 @@ class BaseToolRegistry:
             )
         self._tools[spec.name] = spec
         self._schemas = None
+        if spec.done and self._done is None:
+            self._done = spec
         return spec
 
     def unregister(self, name: str) -> ToolSpec:
         spec = self._tools.pop(name)
         self._schemas = None
+        if spec is self._done:
+            self._done = next((s for s in self._tools.values() if s.done), None)
         return spec
 
     # -- reading ----------------------------------------------------------------
@@ -285,10 +289,7 @@ class BaseToolRegistry:
     @property
     def done_tool(self) -> ToolSpec | None:
         """The registered done tool, if any."""
-        for spec in self._tools.values():
-            if spec.done:
-                return spec
-        return None
+        return self._done
 
     def schemas(self) -> list[dict[str, Any]]:
         """Every tool's ``{"name", "description", "parameters"}`` (cached until the next change)."""
@@ -337,14 +338,11 @@ class BaseToolRegistry:
 
 
 def _size_problem(args: Any, max_chars: int, max_depth: int) -> str | None:
-    if nesting_depth(args, max_depth) > max_depth:
+    depth, size = measure(args, max_depth)
+    if depth > max_depth:
         return f"arguments nest deeper than {max_depth} levels"
-    try:
-        size = len(json.dumps(args, ensure_ascii=False, default=str))
-    except (ValueError, RecursionError):
-        return "arguments are not JSON"
     if size > max_chars:
-        return f"arguments are {size:,} characters, over the limit of {max_chars:,}"
+        return f"arguments are about {size:,} characters, over the limit of {max_chars:,}"
     return None
 
 

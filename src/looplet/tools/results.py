@@ -40,8 +40,13 @@ def normalize_result(value: Any) -> dict[str, Any]:
     return {"result": data}
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def to_jsonable(value: Any) -> Any:
     """Convert `value` to JSON-safe data by the module's rule."""
+    if type(value) is dict and all(type(v) in _PLAIN and type(k) is str for k, v in value.items()):
+        return dict(value)  # the common case: a flat dict of plain values
     return _convert(value, set(), 0)
 
 

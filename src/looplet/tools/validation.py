@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["check_value", "validate_value", "validate_args", "suggest", "nesting_depth"]
+__all__ = ["check_value", "validate_value", "validate_args", "suggest", "nesting_depth", "measure"]
 
 JSON = dict[str, Any]
 
@@ -248,19 +248,52 @@ _CHECKERS = {
 
 def nesting_depth(value: Any, limit: int) -> int:
     """How deeply `value` nests, counting up to ``limit + 1`` and no further (no recursion)."""
+    return measure(value, limit)[0]
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def measure(value: Any, depth_limit: int) -> tuple[int, int]:
+    """(nesting depth, approximate JSON size in characters) of `value`, in one pass.
+
+    Stops early once the depth passes `depth_limit`. Sizes count string
+    lengths plus a few characters per item; close enough for a limit.
+    """
+    if type(value) is dict:  # fast path: a flat object of plain values, the usual case
+        size = 2
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                size += len(key) + len(item) + 6
+            elif kind in _SCALARS:
+                size += len(key) + 12
+            else:
+                break
+        else:
+            return (1 if value else 0), size
     deepest = 0
+    size = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if depth > deepest:
             deepest = depth
-            if deepest > limit:
-                return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            if deepest > depth_limit:
+                break
+        if isinstance(item, str):
+            size += len(item) + 2
+        elif isinstance(item, dict):
+            size += 2
+            for key, sub in item.items():
+                size += len(key) + 4 if isinstance(key, str) else 8
+                stack.append((sub, depth + 1))
         elif isinstance(item, list | tuple):
+            size += 2 + len(item)
             stack.extend((v, depth + 1) for v in item)
-    return deepest
+        else:
+            size += 8
+    return deepest, size
 
 
 def _wrong(expected: str, value: Any, path: str) -> str:

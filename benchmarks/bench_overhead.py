@@ -1,0 +1,261 @@
+"""How much looplet itself costs: cold import, per-step overhead, memory, prompt size.
+
+    python benchmarks/bench_overhead.py            # full table (about a minute)
+    python benchmarks/bench_overhead.py --quick    # fewer repeats
+
+Every figure is a median over several runs, measured in this one process
+(or in fresh child processes for import time and peak RSS), next to a
+baseline measured the same way in the same run:
+
+- cold import: ``python -c "import looplet"`` vs ``python -c "pass"``, each
+  in a fresh process with bytecode already compiled;
+- per-step overhead: a whole run with an instant scripted model and a no-op
+  tool, divided by the number of steps, at N = 10, 100 and 1000 steps, in
+  native-message mode (the backend returns ready tool calls) and text mode
+  (``generate(prompt) -> str``, so the loop renders prompts and parses JSON);
+  the baseline is a minimal hand-written loop doing the same work;
+- peak RSS of a fresh process that runs N = 1000 steps, vs one that only
+  imports looplet;
+- the size of what the backend receives at the last step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+STEP_COUNTS = (10, 100, 1000)
+
+
+# -- the workloads ------------------------------------------------------------------
+
+
+def _tools() -> Any:
+    from looplet import BaseToolRegistry
+
+    tools = BaseToolRegistry()
+
+    @tools.tool
+    def echo(text: str, n: int = 0) -> dict[str, Any]:
+        """Return the text."""
+        return {"text": text, "n": n}
+
+    return tools
+
+
+class InstantNative:
+    """A backend that answers at once with a ready tool call (native-message mode)."""
+
+    def __init__(self) -> None:
+        from looplet import LLMResponse, ToolCall
+
+        self._response = LLMResponse
+        self._call = ToolCall
+        self.last_request: Any = None
+        self.i = 0
+
+    @property
+    def last_bytes(self) -> int:
+        return _request_bytes(self.last_request)
+
+    def complete(self, request: Any) -> Any:
+        self.i += 1
+        self.last_request = request
+        return self._response(tool_calls=[self._call("echo", {"text": "hello world", "n": self.i})])
+
+
+class InstantText:
+    """A backend with only ``generate(prompt) -> str`` (text mode)."""
+
+    def __init__(self) -> None:
+        self.last_prompt = ""
+        self.i = 0
+
+    @property
+    def last_bytes(self) -> int:
+        return len(self.last_prompt.encode())
+
+    def generate(self, prompt: str) -> str:
+        self.i += 1
+        self.last_prompt = prompt
+        return json.dumps({"tool": "echo", "args": {"text": "hello world", "n": self.i}})
+
+
+def _request_bytes(request: Any) -> int:
+    size = len(request.system.encode()) + len(json.dumps(list(request.tools)).encode())
+    for message in request.messages:
+        size += len(message.content.encode())
+        for call in message.tool_calls:
+            size += len(json.dumps(call.args).encode()) + len(call.tool)
+    return size
+
+
+def run_looplet(n: int, mode: str) -> tuple[float, int]:
+    """Seconds for one run of `n` steps, and the bytes the backend got at the last step."""
+    from looplet import composable_loop
+
+    llm: Any = InstantNative() if mode == "native" else InstantText()
+    tools = _tools()
+    gc.collect()
+    started = time.perf_counter()
+    count = 0
+    for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n):
+        count += 1
+    elapsed = time.perf_counter() - started
+    assert count == n, (count, n)
+    return elapsed, llm.last_bytes
+
+
+def run_minimal(n: int) -> float:
+    """The floor: a hand-written loop with the same calls, dict dispatch and a message list."""
+
+    def echo(text: str, n: int = 0) -> dict[str, Any]:
+        return {"text": text, "n": n}
+
+    table = {"echo": echo}
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "echo things"}]
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(n):
+        call = {"tool": "echo", "args": {"text": "hello world", "n": i}}
+        messages.append({"role": "assistant", "tool_calls": [call]})
+        result = table[call["tool"]](**call["args"])
+        messages.append({"role": "tool", "content": json.dumps(result)})
+    return time.perf_counter() - started
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+def _median_time(fn: Any, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def per_step_table(repeats: int) -> list[tuple[str, int, float, float]]:
+    rows = []
+    for n in STEP_COUNTS:
+        reps = repeats if n < 1000 else max(3, repeats // 2)
+        base = _median_time(lambda n=n: run_minimal(n), reps) / n * 1e6
+        for mode in ("native", "text"):
+            looplet = _median_time(lambda n=n, mode=mode: run_looplet(n, mode)[0], reps) / n * 1e6
+            rows.append((mode, n, looplet, base))
+    return rows
+
+
+def _fresh_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with cached bytecode, as an installed package
+    return env
+
+
+def import_times(repeats: int) -> tuple[float, float]:
+    env = _fresh_env()
+    subprocess.run([sys.executable, "-c", "import looplet"], env=env, check=True)  # write .pyc
+
+    def once(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        return (time.perf_counter() - started) * 1000
+
+    bare, lib = [], []
+    for _ in range(repeats):  # interleaved, so drift hits both alike
+        bare.append(once("pass"))
+        lib.append(once("import looplet"))
+    return statistics.median(bare), statistics.median(lib)
+
+
+# VmHWM (peak resident set of this process image) rather than ru_maxrss, which
+# Linux carries over from the parent across fork and exec.
+_RSS_CODE = """
+import sys
+sys.path.insert(0, {here!r})
+import bench_overhead as b
+if {run}:
+    b.run_looplet(1000, {mode!r})
+print(b.peak_rss_kb())
+"""
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS in KiB (Linux ``VmHWM``; ``ru_maxrss`` elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_rss_mb(mode: str, run: bool, repeats: int) -> float:
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = _RSS_CODE.format(here=here, run=run, mode=mode)
+    values = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=_fresh_env(), check=True, capture_output=True, text=True
+        )
+        values.append(int(out.stdout.strip().splitlines()[-1]) / 1024)
+    return statistics.median(values)
+
+
+def prompt_bytes() -> dict[str, int]:
+    return {mode: run_looplet(1000, mode)[1] for mode in ("native", "text")}
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    repeats = 5 if args.quick else 11
+    import looplet
+
+    print(f"looplet {looplet.__version__} · Python {sys.version.split()[0]} · {sys.platform}")
+    print()
+    bare, lib = import_times(max(9, repeats))
+    print("| cold start (median of fresh processes) | ms |")
+    print("|---|---:|")
+    print(f"| `python -c pass` | {bare:.1f} |")
+    print(f"| `python -c 'import looplet'` | {lib:.1f} |")
+    print(f"| import looplet adds | {lib - bare:.1f} |")
+    print()
+    rows = per_step_table(repeats)
+    print("| per-step overhead | N | looplet µs/step | minimal loop µs/step |")
+    print("|---|---:|---:|---:|")
+    for mode, n, value, base in rows:
+        print(f"| {mode} | {n} | {value:.1f} | {base:.1f} |")
+    native = {n: v for m, n, v, _ in rows if m == "native"}
+    print()
+    print(f"native N=1000 / N=10: {native[1000] / native[10]:.2f}x")
+    print()
+    rss_base = peak_rss_mb("native", False, 3)
+    print("| peak RSS (fresh process) | MB |")
+    print("|---|---:|")
+    print(f"| import looplet only | {rss_base:.1f} |")
+    for mode in ("native", "text"):
+        print(f"| {mode}, N = 1000 | {peak_rss_mb(mode, True, 3):.1f} |")
+    print()
+    sizes = prompt_bytes()
+    print("| bytes handed to the backend at step 1000 | bytes |")
+    print("|---|---:|")
+    for mode, size in sizes.items():
+        print(f"| {mode} | {size:,} |")
+
+
+if __name__ == "__main__":
+    main()
