@@ -1,7 +1,7 @@
 """The first agent: greet two people, then finish.
 
-    python -m looplet.examples.hello_world --scripted      # no model, no key
-    python -m looplet.examples.hello_world                 # OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL
+python -m looplet.examples.hello_world --scripted      # no model, no key
+python -m looplet.examples.hello_world                 # OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scripted", action="store_true", help="use a scripted model (no key needed)")
     parser.add_argument("--max-steps", type=int, default=5, help="step budget (default 5)")
     parser.add_argument("--model", default=None, help="model name (default: $OPENAI_MODEL)")
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
+    parser.add_argument(
+        "--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)"
+    )
     args = parser.parse_args(argv)
     try:
         llm = make_llm(args)
