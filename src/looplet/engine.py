@@ -508,16 +508,17 @@ class Engine:
                 )
                 self.stop(StopReason.HOOK_ERROR, str(bad), bad)
                 break
+        # Settle the stop before the step is yielded, so a caller who breaks on
+        # this step still reads the true reason.
         if accepted:
             self.final_answer = dict(call.args)
-        yield from self._record(call, result, spec, notes, history_done=False)
-        if accepted:
             self.stop(StopReason.DONE, f"{call.tool} was called and accepted")
         if stop_reason is not None:
             self.stop(
                 f"{StopReason.HOOK_STOP}:{stop_reason}",
                 f"a post_dispatch hook stopped the run: {stop_reason}",
             )
+        yield from self._record(call, result, spec, notes, history_done=False)
         if not self.stopped:
             yield from self._should_stop()
 

@@ -1,0 +1,478 @@
+"""The loop's life cycle and outcome: laziness, tasks, shorthands, stop reasons, usage, the result."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from doubles import Recorder, as_text, batch, done, greeting_tools, native
+
+from looplet import (
+    AsyncFunctionBackend,
+    DefaultState,
+    ErrorKind,
+    FunctionBackend,
+    History,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    LoopConfig,
+    Message,
+    MockLLMBackend,
+    ScriptExhaustedError,
+    StopReason,
+    Usage,
+    arun_loop,
+    async_composable_loop,
+    composable_loop,
+    run_loop,
+)
+from looplet.errors import ConfigError
+
+# -- laziness and closing --------------------------------------------------------------
+
+
+def test_nothing_runs_until_the_loop_is_iterated() -> None:
+    tools, greeted = greeting_tools()
+    hook = Recorder()
+    llm = MockLLMBackend([as_text("greet", name="A"), done()])
+    loop = composable_loop(llm, tools=tools, task="t", hooks=[hook])
+    assert llm.calls == [] and hook.events == [] and greeted == []
+    assert loop.result is None
+    assert next(loop).tool_call.tool == "greet"
+    assert len(llm.calls) == 1
+
+
+def test_async_loop_is_lazy_too() -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([done()])
+
+    async def main() -> None:
+        loop = async_composable_loop(llm, tools=tools, task="t")
+        await asyncio.sleep(0)
+        assert llm.calls == []
+        assert (await loop.run()).stop_reason == "done"
+
+    asyncio.run(main())
+
+
+def test_close_after_a_step_runs_on_loop_end_once_and_reports_cancelled(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    hook = Recorder()
+    llm = MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B"), done()])
+    steps, result = drive.take(llm, 1, tools=tools, task="t", hooks=[hook])
+    assert len(steps) == 1
+    assert result.stop_reason == StopReason.CANCELLED
+    assert hook.events.count(("on_loop_end", "cancelled")) == 1
+    assert hook.count("on_loop_end") == 1
+    assert len(llm.calls) == 1
+
+
+def test_break_in_a_for_statement_finishes_the_run_when_the_loop_is_dropped() -> None:
+    tools, _ = greeting_tools()
+    hook = Recorder()
+    llm = MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B")])
+    for _step in composable_loop(llm, tools=tools, task="t", hooks=[hook]):
+        break
+    assert hook.events[-1] == ("on_loop_end", "cancelled")
+
+
+def test_closing_twice_and_running_after_close_are_harmless() -> None:
+    tools, _ = greeting_tools()
+    hook = Recorder()
+    loop = composable_loop(MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, hooks=[hook])
+    next(loop)
+    loop.close()
+    loop.close()
+    assert loop.run().stop_reason == "cancelled"
+    assert hook.count("on_loop_end") == 1
+
+
+def test_breaking_on_the_accepted_done_step_still_reports_done(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    steps, result = drive.take(MockLLMBackend([done("42")]), 1, tools=tools, task="t")
+    assert [s.tool_call.tool for s in steps] == ["done"]
+    assert result.stop_reason == StopReason.DONE
+    assert result.final_answer == {"answer": "42"}
+
+
+# -- task and shorthands ----------------------------------------------------------------
+
+
+def test_string_task_is_the_first_message(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([done()])
+    drive(llm, tools=tools, task="Say hi")
+    assert llm.calls[0].messages[0] == Message("user", "Say hi")
+
+
+def test_dict_task_renders_every_value_nested_ones_included(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([done()])
+    task = {"goal": "greet", "people": ["Alice", {"name": "Bob", "tags": ["x"]}], "limits": {"max": 3}}
+    drive(llm, tools=tools, task=task)
+    text = llm.calls[0].messages[0].content
+    for fragment in ("goal: greet", "people:", "- Alice", "name: Bob", "- x", "limits:", "max: 3"):
+        assert fragment in text
+
+
+def test_max_steps_and_system_prompt_shorthands_override_the_config(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([as_text("greet", name="A")] * 5)
+    config = LoopConfig(max_steps=10, system_prompt="from config")
+    steps, result = drive(llm, tools=tools, task="t", config=config, max_steps=2, system_prompt="short")
+    assert len(steps) == 2 and result.stop_reason == StopReason.MAX_STEPS
+    assert llm.calls[0].system == "short"
+    assert config.max_steps == 10, "the caller's config is not modified"
+    assert drive.loop.state.config.max_steps == 2
+    assert drive.loop.state.budget_remaining == 0
+
+
+def test_default_system_prompt_is_used_when_none_is_given(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([done()])
+    drive(llm, tools=tools, task="t")
+    assert "done" in llm.calls[0].system
+
+
+def test_an_existing_history_is_continued_and_the_task_not_repeated(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    history = History([Message("user", "earlier task"), Message("assistant", "earlier reply")])
+    llm = MockLLMBackend([done()])
+    drive(llm, tools=tools, task="ignored", history=history)
+    assert [m.content for m in llm.calls[0].messages] == ["earlier task", "earlier reply"]
+    assert drive.loop.history is history
+
+
+# -- stop reasons ---------------------------------------------------------------------
+
+
+def test_done_call_ends_the_run_with_its_arguments_as_final_answer(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+    llm = MockLLMBackend([as_text("greet", name="Alice"), done("all greeted")])
+    steps, result = drive(llm, tools=tools, task="t")
+    assert result.stop_reason == "done" and result.ok
+    assert result.final_answer == {"answer": "all greeted"}
+    assert greeted == ["Alice"]
+    assert result.steps == steps and result.llm_calls == 2
+    assert result.elapsed_s >= 0
+    assert "done was called and accepted" in result.detail
+
+
+def test_text_reply_without_a_done_tool_is_the_final_answer(drive: Any) -> None:
+    tools, _ = greeting_tools(with_done=False)
+    steps, result = drive(MockLLMBackend(["The answer is 42."]), tools=tools, task="t")
+    assert steps == []
+    assert result.stop_reason == StopReason.DONE
+    assert result.final_answer == {"answer": "The answer is 42."}
+
+
+def test_text_replies_with_a_done_tool_are_nudged_then_stop(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend(["hmm", "let me think", "still thinking", "unused"])
+    steps, result = drive(llm, tools=tools, task="t", config=LoopConfig(max_no_tool_calls=2))
+    assert [s.tool_result.error_kind for s in steps] == [ErrorKind.NO_TOOL_CALL] * 2
+    assert "call done" in steps[0].tool_result.error
+    assert result.stop_reason == StopReason.NO_TOOL_CALL
+    assert len(llm.calls) == 3
+    # the model saw the nudge
+    assert "no tool call" in llm.calls[1].messages[-1].content
+
+
+def test_a_tool_call_resets_the_no_tool_call_streak(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    script = ["talk", as_text("greet", name="A"), "talk", "talk", done()]
+    steps, result = drive(MockLLMBackend(script), tools=tools, task="t", config=LoopConfig(max_no_tool_calls=2))
+    assert result.stop_reason == StopReason.DONE
+    assert len(steps) == 5
+
+
+def test_empty_reply_without_a_done_tool_is_a_no_tool_call_error(drive: Any) -> None:
+    tools, _ = greeting_tools(with_done=False)
+    steps, result = drive(MockLLMBackend(["", "  "]), tools=tools, task="t", config=LoopConfig(max_no_tool_calls=1))
+    assert [s.tool_result.error_kind for s in steps] == [ErrorKind.NO_TOOL_CALL]
+    assert result.stop_reason == StopReason.NO_TOOL_CALL
+
+
+def test_malformed_json_is_a_parse_error_step_and_the_loop_goes_on(drive: Any) -> None:
+    # A1: the budget is charged and the model is shown the expected format
+    tools, greeted = greeting_tools()
+    llm = MockLLMBackend(['{"tool": "greet", "args": {"name": "A"', as_text("greet", name="B"), done()])
+    steps, result = drive(llm, tools=tools, task="t")
+    assert steps[0].tool_result.error_kind == ErrorKind.PARSE
+    assert "cut off" in steps[0].tool_result.error
+    assert '{"tool": "<name>"' in llm.calls[1].messages[-1].content
+    assert steps[0].free is False and drive.loop.state.steps_charged == 3
+    assert greeted == ["B"] and result.stop_reason == "done"
+
+
+def test_max_steps_stop(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    steps, result = drive(MockLLMBackend([as_text("greet", name="A")] * 3), tools=tools, max_steps=3)
+    assert len(steps) == 3 and result.stop_reason == StopReason.MAX_STEPS
+    assert "max_steps=3" in result.detail
+
+
+def test_max_steps_zero_makes_no_llm_call(drive: Any) -> None:
+    # L2
+    llm = MockLLMBackend([])
+    steps, result = drive(llm, tools=greeting_tools()[0], task="t", max_steps=0)
+    assert steps == [] and llm.calls == [] and result.stop_reason == StopReason.MAX_STEPS
+
+
+def test_llm_exception_stops_with_llm_error_not_budget(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    boom = RuntimeError("socket closed")
+    steps, result = drive(MockLLMBackend([as_text("greet", name="A"), boom]), tools=tools, task="t")
+    assert len(steps) == 1
+    assert result.stop_reason == StopReason.LLM_ERROR
+    assert isinstance(result.error, LLMError) and result.error.__cause__ is boom
+    assert "socket closed" in result.detail
+
+
+def test_typed_llm_error_is_kept_as_is(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    error = LLMError("rate limited", kind="rate_limit", status=429, retriable=True)
+    _, result = drive(MockLLMBackend([error]), tools=tools, task="t")
+    assert result.stop_reason == "llm_error" and result.error is error
+
+
+def test_script_exhausted_is_an_llm_error_never_a_cycle(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+    _, result = drive(MockLLMBackend([as_text("greet", name="A")]), tools=tools, task="t")
+    assert greeted == ["A"]
+    assert result.stop_reason == StopReason.LLM_ERROR
+    assert isinstance(result.error, ScriptExhaustedError) and result.error.kind == "script_exhausted"
+
+
+def test_context_length_error_rebuilds_the_prompt_once_then_overflows(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    overflow = LLMError("too long", kind="context_length")
+    seen: list[bool] = []
+
+    class Compactor:
+        def pre_prompt(self, state: Any, log: Any, ctx: Any, step: int) -> None:
+            seen.append(ctx.overflow)
+
+    llm = MockLLMBackend([overflow, overflow])
+    _, result = drive(llm, tools=tools, task="t", hooks=[Compactor()])
+    assert seen == [False, True]
+    assert result.stop_reason == StopReason.CONTEXT_OVERFLOW
+    assert len(llm.calls) == 2
+
+
+def test_context_length_error_then_success_goes_on(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([LLMError("too long", kind="context_length"), done()])
+    _, result = drive(llm, tools=tools, task="t")
+    assert result.stop_reason == "done" and result.llm_calls == 2
+
+
+def test_backend_returning_the_wrong_type_is_an_llm_error(drive: Any) -> None:
+    tools, _ = greeting_tools()
+
+    class Broken:
+        def complete(self, request: LLMRequest) -> Any:
+            return {"tool": "done"}
+
+    _, result = drive(Broken(), tools=tools, task="t")
+    assert result.stop_reason == "llm_error"
+    assert isinstance(result.error, LLMError) and result.error.kind == "bad_response"
+
+
+def test_deadline_stops_the_run(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    clock = {"now": 0.0}
+
+    def fake_monotonic() -> float:
+        return clock["now"]
+
+    class Advance:
+        def post_dispatch(self, *args: Any) -> None:
+            clock["now"] += 10.0
+
+    import looplet.engine as engine_module
+
+    original = engine_module.time.monotonic
+    engine_module.time.monotonic = fake_monotonic  # type: ignore[assignment]
+    try:
+        steps, result = drive(
+            MockLLMBackend([as_text("greet", name="A")] * 3),
+            tools=tools,
+            task="t",
+            hooks=[Advance()],
+            config=LoopConfig(deadline_s=5),
+        )
+    finally:
+        engine_module.time.monotonic = original  # type: ignore[assignment]
+    assert len(steps) == 1 and result.stop_reason == StopReason.DEADLINE
+
+
+# -- usage and records -----------------------------------------------------------------
+
+
+def test_usage_reaches_step_state_and_result(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    script = [
+        LLMResponse(tool_calls=[native("greet", name="A"), native("greet", name="B")], usage=Usage(10, 2)),
+        LLMResponse(text=done(), usage=Usage(20, 3, cached_tokens=5, cost=0.5)),
+    ]
+    steps, result = drive(MockLLMBackend(script), tools=tools, task="t")
+    assert [s.usage for s in steps] == [Usage(10, 2), Usage(10, 2), Usage(20, 3, 5, 0.5)]
+    assert [s.turn for s in steps] == [1, 1, 2]
+    assert result.usage == Usage(30, 5, 5, 0.5) and result.usage.total_tokens == 35
+    assert drive.loop.state.usage == result.usage
+
+
+def test_mock_usage_option_applies_to_each_response(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([as_text("greet", name="A"), done()], usage=Usage(1, 1))
+    _, result = drive(llm, tools=tools, task="t")
+    assert result.usage == Usage(2, 2)
+
+
+def test_step_numbers_timing_and_state(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    state = DefaultState()
+    steps, _ = drive(MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, task="t", state=state)
+    assert [s.number for s in steps] == [1, 2]
+    assert all(s.started_at > 0 and s.llm_ms >= 0 for s in steps)
+    assert state.steps == steps and state.step_count == 2 and state.stop_reason == "done"
+    assert state.task == "t" and state.last_error is None
+
+
+def test_last_error_is_the_error_of_the_most_recent_step(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    seen: list[Any] = []
+
+    class Watch:
+        def should_stop(self, state: DefaultState, step: int) -> None:
+            seen.append(state.last_error)
+
+    script = [as_text("nope"), as_text("greet", name="A"), done()]
+    drive(MockLLMBackend(script), tools=tools, task="t", hooks=[Watch()])
+    assert seen[0] and "unknown tool" in seen[0]
+    assert seen[1:] == [None], "should_stop is not asked after an accepted done"
+    assert DefaultState().last_error is None and DefaultState().budget_remaining is None
+
+
+def test_history_records_the_whole_conversation(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    drive(MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, task="t")
+    roles = [m.role for m in drive.loop.history]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool"]
+    greet_result = drive.loop.history[2]
+    assert greet_result.name == "greet" and '"greeting":"Hello, A!"' in greet_result.content
+
+
+def test_native_tool_calls_keep_their_ids(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    script = [[native("greet", "c1", name="A"), native("greet", "c1", name="B")], [native("done", answer="x")]]
+    steps, _ = drive(MockLLMBackend(script), tools=tools, task="t")
+    ids = [s.tool_call.call_id for s in steps]
+    assert ids[0] == "c1" and ids[1] != "c1", "duplicate ids are renumbered"
+    assert len(set(ids)) == 3 and all(ids)
+    assert [m.call_id for m in drive.loop.history if m.role == "tool"] == ids
+
+
+# -- backends of every shape ------------------------------------------------------------
+
+
+class GenerateOnly:
+    """A user object with nothing but ``generate(prompt) -> str``."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+
+    def generate(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.replies.pop(0)
+
+
+class AsyncGenerateOnly(GenerateOnly):
+    async def generate(self, prompt: str) -> str:  # type: ignore[override]
+        await asyncio.sleep(0)
+        return super().generate(prompt)
+
+
+def test_object_with_only_generate_works(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+    llm = GenerateOnly([as_text("greet", name="Alice"), done()])
+    steps, result = drive(llm, tools=tools, task="Greet Alice")
+    assert result.stop_reason == "done" and greeted == ["Alice"]
+    assert "Greet Alice" in llm.prompts[0] and "greet" in llm.prompts[0]
+    assert "Hello, Alice!" in llm.prompts[1]
+
+
+def test_object_with_async_generate_works_in_the_async_loop() -> None:
+    tools, greeted = greeting_tools()
+    llm = AsyncGenerateOnly([as_text("greet", name="Alice"), done()])
+    result = asyncio.run(arun_loop(llm, tools=tools, task="t"))
+    assert result.stop_reason == "done" and greeted == ["Alice"]
+
+
+def test_async_backend_in_the_sync_loop_is_a_config_error() -> None:
+    async def answer(request: LLMRequest) -> str:
+        return done()
+
+    with pytest.raises(ConfigError, match="async_composable_loop"):
+        composable_loop(AsyncFunctionBackend(answer))
+    with pytest.raises(ConfigError, match="async_composable_loop"):
+        composable_loop(AsyncGenerateOnly([]))
+
+
+def test_object_that_is_no_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not a backend"):
+        composable_loop(object())
+
+
+def test_tools_must_be_a_registry() -> None:
+    with pytest.raises(ConfigError, match="BaseToolRegistry"):
+        composable_loop(MockLLMBackend([]), tools=[lambda: None])  # type: ignore[arg-type]
+
+
+def test_function_backend_reads_the_last_result_to_decide(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+
+    def decide(request: LLMRequest) -> Any:
+        last = request.messages[-1]
+        if last.role == "tool" and "Hello" in last.content:
+            return done("greeted")
+        return native("greet", name="Ada")
+
+    llm = FunctionBackend(decide)
+    _, result = drive(llm, tools=tools, task="t")
+    assert result.final_answer == {"answer": "greeted"} and greeted == ["Ada"]
+    assert len(llm.calls) == 2 and "Ada" in llm.last_prompt
+
+
+def test_async_function_backend_in_the_async_loop() -> None:
+    tools, _ = greeting_tools()
+
+    async def decide(request: LLMRequest) -> Any:
+        await asyncio.sleep(0)
+        return done("x") if len(request.messages) > 1 else as_text("greet", name="A")
+
+    llm = AsyncFunctionBackend(decide)
+    result = asyncio.run(arun_loop(llm, tools=tools, task="t"))
+    assert result.stop_reason == "done" and len(llm.calls) == 2 and llm.last_prompt
+
+
+def test_run_helpers_drain_and_return_the_result() -> None:
+    tools, _ = greeting_tools()
+    assert run_loop(MockLLMBackend([done("a")]), tools=tools, task="t").final_answer == {"answer": "a"}
+    tools, _ = greeting_tools()
+    result = asyncio.run(arun_loop(MockLLMBackend([done("b")]), tools=tools, task="t"))
+    assert result.final_answer == {"answer": "b"}
+
+
+def test_result_to_dict_is_json_safe(drive: Any) -> None:
+    import json
+
+    tools, _ = greeting_tools()
+    _, result = drive(MockLLMBackend([batch(("greet", {"name": "A"})), RuntimeError("x")]), tools=tools, task="t")
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["stop_reason"] == "llm_error" and data["error"].startswith("LLMError")
+    assert len(data["steps"]) == 1
