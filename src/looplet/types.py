@@ -317,7 +317,8 @@ def summarize(data: Any) -> str:
             return f"{key}: {_short(value, 60)}"
         if not data:
             return "{}"
-        return _short(json.dumps(data, ensure_ascii=False, default=str), 80)
+        text = json.dumps(data, ensure_ascii=False, default=str)
+        return text if len(text) <= 80 else text[:79] + "…"
     if isinstance(data, list):
         return f"{len(data)} items"
     return _short(data, 60)
