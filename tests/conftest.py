@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
-
 from doubles import Driver
+from hypothesis import HealthCheck, settings
 
 # Deterministic by default: fixed derandomised examples, no example database.
 settings.register_profile(
@@ -19,7 +18,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("dev", parent=settings.get_profile("ci"), max_examples=50)
-settings.register_profile("nightly", parent=settings.get_profile("ci"), max_examples=10_000, derandomize=False)
+settings.register_profile(
+    "nightly", parent=settings.get_profile("ci"), max_examples=10_000, derandomize=False
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -105,7 +105,9 @@ class Recorder:
         self.events.append(("pre_dispatch", tool_call.tool))
         return self._answer("pre_dispatch")
 
-    def post_dispatch(self, state: Any, log: Any, tool_call: ToolCall, tool_result: Any, step: int) -> Any:
+    def post_dispatch(
+        self, state: Any, log: Any, tool_call: ToolCall, tool_result: Any, step: int
+    ) -> Any:
         self.events.append(("post_dispatch", tool_call.tool))
         return self._answer("post_dispatch")
 

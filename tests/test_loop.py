@@ -81,7 +81,9 @@ def test_break_in_a_for_statement_finishes_the_run_when_the_loop_is_dropped() ->
 def test_closing_twice_and_running_after_close_are_harmless() -> None:
     tools, _ = greeting_tools()
     hook = Recorder()
-    loop = composable_loop(MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, hooks=[hook])
+    loop = composable_loop(
+        MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, hooks=[hook]
+    )
     next(loop)
     loop.close()
     loop.close()
@@ -110,7 +112,11 @@ def test_string_task_is_the_first_message(drive: Any) -> None:
 def test_dict_task_renders_every_value_nested_ones_included(drive: Any) -> None:
     tools, _ = greeting_tools()
     llm = MockLLMBackend([done()])
-    task = {"goal": "greet", "people": ["Alice", {"name": "Bob", "tags": ["x"]}], "limits": {"max": 3}}
+    task = {
+        "goal": "greet",
+        "people": ["Alice", {"name": "Bob", "tags": ["x"]}],
+        "limits": {"max": 3},
+    }
     drive(llm, tools=tools, task=task)
     text = llm.calls[0].messages[0].content
     for fragment in ("goal: greet", "people:", "- Alice", "name: Bob", "- x", "limits:", "max: 3"):
@@ -121,7 +127,9 @@ def test_max_steps_and_system_prompt_shorthands_override_the_config(drive: Any) 
     tools, _ = greeting_tools()
     llm = MockLLMBackend([as_text("greet", name="A")] * 5)
     config = LoopConfig(max_steps=10, system_prompt="from config")
-    steps, result = drive(llm, tools=tools, task="t", config=config, max_steps=2, system_prompt="short")
+    steps, result = drive(
+        llm, tools=tools, task="t", config=config, max_steps=2, system_prompt="short"
+    )
     assert len(steps) == 2 and result.stop_reason == StopReason.MAX_STEPS
     assert llm.calls[0].system == "short"
     assert config.max_steps == 10, "the caller's config is not modified"
@@ -183,14 +191,18 @@ def test_text_replies_with_a_done_tool_are_nudged_then_stop(drive: Any) -> None:
 def test_a_tool_call_resets_the_no_tool_call_streak(drive: Any) -> None:
     tools, _ = greeting_tools()
     script = ["talk", as_text("greet", name="A"), "talk", "talk", done()]
-    steps, result = drive(MockLLMBackend(script), tools=tools, task="t", config=LoopConfig(max_no_tool_calls=2))
+    steps, result = drive(
+        MockLLMBackend(script), tools=tools, task="t", config=LoopConfig(max_no_tool_calls=2)
+    )
     assert result.stop_reason == StopReason.DONE
     assert len(steps) == 5
 
 
 def test_empty_reply_without_a_done_tool_is_a_no_tool_call_error(drive: Any) -> None:
     tools, _ = greeting_tools(with_done=False)
-    steps, result = drive(MockLLMBackend(["", "  "]), tools=tools, task="t", config=LoopConfig(max_no_tool_calls=1))
+    steps, result = drive(
+        MockLLMBackend(["", "  "]), tools=tools, task="t", config=LoopConfig(max_no_tool_calls=1)
+    )
     assert [s.tool_result.error_kind for s in steps] == [ErrorKind.NO_TOOL_CALL]
     assert result.stop_reason == StopReason.NO_TOOL_CALL
 
@@ -198,7 +210,9 @@ def test_empty_reply_without_a_done_tool_is_a_no_tool_call_error(drive: Any) -> 
 def test_malformed_json_is_a_parse_error_step_and_the_loop_goes_on(drive: Any) -> None:
     # A1: the budget is charged and the model is shown the expected format
     tools, greeted = greeting_tools()
-    llm = MockLLMBackend(['{"tool": "greet", "args": {"name": "A"', as_text("greet", name="B"), done()])
+    llm = MockLLMBackend(
+        ['{"tool": "greet", "args": {"name": "A"', as_text("greet", name="B"), done()]
+    )
     steps, result = drive(llm, tools=tools, task="t")
     assert steps[0].tool_result.error_kind == ErrorKind.PARSE
     assert "cut off" in steps[0].tool_result.error
@@ -209,7 +223,9 @@ def test_malformed_json_is_a_parse_error_step_and_the_loop_goes_on(drive: Any) -
 
 def test_max_steps_stop(drive: Any) -> None:
     tools, _ = greeting_tools()
-    steps, result = drive(MockLLMBackend([as_text("greet", name="A")] * 3), tools=tools, max_steps=3)
+    steps, result = drive(
+        MockLLMBackend([as_text("greet", name="A")] * 3), tools=tools, max_steps=3
+    )
     assert len(steps) == 3 and result.stop_reason == StopReason.MAX_STEPS
     assert "max_steps=3" in result.detail
 
@@ -243,7 +259,9 @@ def test_script_exhausted_is_an_llm_error_never_a_cycle(drive: Any) -> None:
     _, result = drive(MockLLMBackend([as_text("greet", name="A")]), tools=tools, task="t")
     assert greeted == ["A"]
     assert result.stop_reason == StopReason.LLM_ERROR
-    assert isinstance(result.error, ScriptExhaustedError) and result.error.kind == "script_exhausted"
+    assert (
+        isinstance(result.error, ScriptExhaustedError) and result.error.kind == "script_exhausted"
+    )
 
 
 def test_context_length_error_rebuilds_the_prompt_once_then_overflows(drive: Any) -> None:
@@ -315,7 +333,9 @@ def test_deadline_stops_the_run(drive: Any) -> None:
 def test_usage_reaches_step_state_and_result(drive: Any) -> None:
     tools, _ = greeting_tools()
     script = [
-        LLMResponse(tool_calls=[native("greet", name="A"), native("greet", name="B")], usage=Usage(10, 2)),
+        LLMResponse(
+            tool_calls=[native("greet", name="A"), native("greet", name="B")], usage=Usage(10, 2)
+        ),
         LLMResponse(text=done(), usage=Usage(20, 3, cached_tokens=5, cost=0.5)),
     ]
     steps, result = drive(MockLLMBackend(script), tools=tools, task="t")
@@ -335,7 +355,9 @@ def test_mock_usage_option_applies_to_each_response(drive: Any) -> None:
 def test_step_numbers_timing_and_state(drive: Any) -> None:
     tools, _ = greeting_tools()
     state = DefaultState()
-    steps, _ = drive(MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, task="t", state=state)
+    steps, _ = drive(
+        MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, task="t", state=state
+    )
     assert [s.number for s in steps] == [1, 2]
     assert all(s.started_at > 0 and s.llm_ms >= 0 for s in steps)
     assert state.steps == steps and state.step_count == 2 and state.stop_reason == "done"
@@ -368,7 +390,10 @@ def test_history_records_the_whole_conversation(drive: Any) -> None:
 
 def test_native_tool_calls_keep_their_ids(drive: Any) -> None:
     tools, _ = greeting_tools()
-    script = [[native("greet", "c1", name="A"), native("greet", "c1", name="B")], [native("done", answer="x")]]
+    script = [
+        [native("greet", "c1", name="A"), native("greet", "c1", name="B")],
+        [native("done", answer="x")],
+    ]
     steps, _ = drive(MockLLMBackend(script), tools=tools, task="t")
     ids = [s.tool_call.call_id for s in steps]
     assert ids[0] == "c1" and ids[1] != "c1", "duplicate ids are renumbered"
@@ -462,7 +487,9 @@ def test_async_function_backend_in_the_async_loop() -> None:
 
 def test_run_helpers_drain_and_return_the_result() -> None:
     tools, _ = greeting_tools()
-    assert run_loop(MockLLMBackend([done("a")]), tools=tools, task="t").final_answer == {"answer": "a"}
+    assert run_loop(MockLLMBackend([done("a")]), tools=tools, task="t").final_answer == {
+        "answer": "a"
+    }
     tools, _ = greeting_tools()
     result = asyncio.run(arun_loop(MockLLMBackend([done("b")]), tools=tools, task="t"))
     assert result.final_answer == {"answer": "b"}
@@ -472,7 +499,9 @@ def test_result_to_dict_is_json_safe(drive: Any) -> None:
     import json
 
     tools, _ = greeting_tools()
-    _, result = drive(MockLLMBackend([batch(("greet", {"name": "A"})), RuntimeError("x")]), tools=tools, task="t")
+    _, result = drive(
+        MockLLMBackend([batch(("greet", {"name": "A"})), RuntimeError("x")]), tools=tools, task="t"
+    )
     data = json.loads(json.dumps(result.to_dict()))
     assert data["stop_reason"] == "llm_error" and data["error"].startswith("LLMError")
     assert len(data["steps"]) == 1

@@ -39,7 +39,9 @@ def test_your_first_agent(capsys: Any) -> None:
 
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
-    assert re.fullmatch(r"#1 ✓ greet\(name='Alice'\) → greeting: 'Hello, Alice!' \[\d+\.\dms\]", lines[0])
+    assert re.fullmatch(
+        r"#1 ✓ greet\(name='Alice'\) → greeting: 'Hello, Alice!' \[\d+\.\dms\]", lines[0]
+    )
     assert lines[1].startswith("#2 ✓ greet(name='Bob') → greeting: 'Hello, Bob!'")
     assert lines[2].startswith("#3 ✓ done(answer='Greeted Alice and Bob.')")
     assert "goal: Greet Alice and Bob, then finish." in llm.calls[0].messages[0].content
@@ -50,7 +52,9 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 def _scrub_emails(ctx: Any) -> Any:
     """A copy of the prompt context with every email address masked."""
-    messages = [dataclasses.replace(m, content=EMAIL.sub("[email]", m.content)) for m in ctx.messages]
+    messages = [
+        dataclasses.replace(m, content=EMAIL.sub("[email]", m.content)) for m in ctx.messages
+    ]
     return dataclasses.replace(ctx, messages=messages)
 
 
@@ -64,7 +68,10 @@ def test_redact_pii_hook_scrubs_what_the_model_sees_but_not_the_history() -> Non
     register_done_tool(tools)
     llm = MockLLMBackend(responses=['{"tool": "done", "args": {"answer": "ok"}}'])
     loop = composable_loop(
-        llm=llm, tools=tools, task="Write to alice@example.com about the invoice.", hooks=[RedactPII()]
+        llm=llm,
+        tools=tools,
+        task="Write to alice@example.com about the invoice.",
+        hooks=[RedactPII()],
     )
     steps = list(loop)
 
@@ -135,7 +142,9 @@ def test_the_for_loop_you_own_stops_at_the_first_error(capsys: Any) -> None:
 
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("#1 ✓ search(query='cats') → 12 items [")
-    assert out[1].startswith("#2 ✗ serch(query='dogs') → unknown tool 'serch'. Did you mean 'search'?")
+    assert out[1].startswith(
+        "#2 ✗ serch(query='dogs') → unknown tool 'serch'. Did you mean 'search'?"
+    )
     assert len(out) == 2
     assert loop.result is not None and loop.result.stop_reason == "cancelled"
     assert len(llm.calls) == 2

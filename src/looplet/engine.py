@@ -557,6 +557,8 @@ class Engine:
                     f"{type(hook).__name__}.should_stop: {out.reason}",
                 )
                 return
+            if out is not None and out is not False and not isinstance(out, Continue):
+                raise _bad_return(hook, "should_stop", out, "None, False, True or Stop")
 
     # -- recording -------------------------------------------------------------------
 
