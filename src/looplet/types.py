@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,13 +298,31 @@ def _neutralize(text: str) -> str:
     return _CONTROL.sub("�", text.replace("\n", "⏎").replace("\t", " "))
 
 
+def _bounded_repr() -> reprlib.Repr:
+    # Bounded in depth and length, so a huge or deeply nested value costs little
+    # and cannot recurse without end; the result is cut to the caller's limit anyway.
+    r = reprlib.Repr()
+    r.maxlevel = 4
+    r.maxstring = r.maxother = 200
+    r.maxlong = 200
+    return r
+
+
+_REPR = _bounded_repr()
+
+
 def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a user object whose __repr__ fails
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_args(args: dict[str, Any]) -> str:
     """Render call arguments as ``name='Alice', n=3`` with long values cut."""
+    if not isinstance(args, dict):  # a malformed call; shown as it came
+        return _short(args)
     return ", ".join(f"{k}={_short(v)}" for k, v in args.items())
 
 

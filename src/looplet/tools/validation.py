@@ -31,6 +31,9 @@ def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, An
     """Validate a call's arguments object; returns (coerced args, problems)."""
     if not isinstance(args, dict):
         return {}, [f"arguments must be a JSON object, got {_kind(args)}"]
+    odd = [key for key in args if not isinstance(key, str)]
+    if odd:
+        return {}, [f"argument names must be strings, got {_kind(odd[0])} {_show(odd[0])}"]
     problems: list[str] = []
     props: JSON = schema.get("properties", {})
     required = schema.get("required", ())
@@ -264,6 +267,8 @@ def measure(value: Any, depth_limit: int) -> tuple[int, int]:
         size = 2
         for key, item in value.items():
             kind = type(item)
+            if type(key) is not str:
+                break
             if kind is str:
                 size += len(key) + len(item) + 6
             elif kind in _SCALARS:
@@ -334,6 +339,6 @@ def _kind(value: Any) -> str:
 def _show(value: Any) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (ValueError, RecursionError):
-        text = repr(value)
+    except Exception:  # circular, too deep, odd keys, a failing __repr__
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:59] + "…"
