@@ -227,6 +227,9 @@ class Engine:
             try:
                 response: LLMResponse = yield CallLLM(request)
             except LLMError as exc:
+                if self.cancel_token.cancelled:  # e.g. a backend's retry wait was cut short
+                    self.stop(StopReason.CANCELLED, f"cancelled during the model call: {exc}")
+                    return None
                 if exc.kind == "context_length" and not retried and not self._limit_reached():
                     retried = True
                     ctx = yield from self._build_prompt(overflow=True)

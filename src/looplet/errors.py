@@ -44,6 +44,7 @@ class LLMError(LoopError):
         kind: what went wrong, one of ``auth``, ``quota``, ``rate_limit``,
             ``server``, ``overloaded``, ``timeout``, ``connection``,
             ``context_length``, ``bad_request``, ``bad_response``, ``refused``,
+            ``cancelled`` (a retry wait was cut short by the cancel token),
             ``script_exhausted`` or ``unknown``.
         status: the HTTP status, when there was one.
         request_id: the provider's request id, when it sent one.

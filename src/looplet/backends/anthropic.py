@@ -1,0 +1,444 @@
+"""`AnthropicBackend` and `AsyncAnthropicBackend`: the Messages API, with ``tool_use``/``tool_result`` blocks.
+
+    llm = AnthropicBackend.from_env(model="claude-sonnet-4-5")  # ANTHROPIC_API_KEY / _BASE_URL / _MODEL
+
+The ``anthropic`` package is imported when a backend is built, never by
+``import looplet``. The SDK's own retries are off (``max_retries=0``): the
+retry policy is `looplet.backends.retry`'s, and the same for every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from ..errors import ConfigError, LLMError
+from ..history import Message
+from ..types import ToolCall, Usage
+from .base import (
+    CallSettings,
+    DeltaSink,
+    SDKBackend,
+    TextDeltaCallback,
+    cut_short,
+    raise_stream_error,
+    response_header,
+)
+from .env import PLACEHOLDER_KEY, read_env, require_sdk
+from .pairing import pair_tool_results
+from .pricing import PriceTable
+from .protocol import LLMRequest, LLMResponse
+from .retry import RetryPolicy, acall_with_retries, call_with_retries
+from .text import parse_arguments
+
+__all__ = ["AnthropicBackend", "AsyncAnthropicBackend"]
+
+log = logging.getLogger(__name__)
+
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+_BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class _AnthropicBase(SDKBackend):
+    provider_name = "Anthropic"
+    key_env = "ANTHROPIC_API_KEY"
+    _async = False
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: Any = None,
+        timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
+        stream: bool = False,
+        on_text_delta: TextDeltaCallback | None = None,
+        prices: PriceTable | None = None,
+        params: Mapping[str, Any] | None = None,
+        max_tokens: int = 4096,
+    ) -> None:
+        """Build the backend (and its SDK client, unless `client` is given).
+
+        Args:
+            model: the model name sent with every request.
+            api_key: the key; when None, ``ANTHROPIC_API_KEY`` (or a placeholder
+                when only `base_url` is set, for a local or proxy endpoint).
+            base_url: another Messages endpoint (a proxy, a gateway, a test server).
+            client: a ready ``anthropic.Anthropic`` (or ``AsyncAnthropic``)
+                client; it is copied with ``max_retries=0``.
+            timeout: seconds allowed for each attempt (connect, and each read).
+            retry: the retry policy (default `RetryPolicy()`).
+            stream: stream replies by default (``llm_options={"stream": ...}`` overrides).
+            on_text_delta: called with each piece of streamed text, for a live display.
+            prices: a price table for `Usage.cost` (see `looplet.backends.pricing`).
+            params: more keyword arguments for every create call (``tool_choice``, ``metadata``, ...).
+            max_tokens: the reply limit when the loop sets none (the API requires one).
+        """
+        sdk = require_sdk("anthropic")
+        env = read_env("ANTHROPIC")
+        key = api_key or (None if client is not None else env.api_key)
+        base_url = base_url or (None if client is not None else env.base_url)
+        if client is None and key is None:
+            if base_url is None:
+                raise ConfigError(
+                    "no Anthropic key: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a proxy "
+                    "that needs none), or pass api_key=/base_url="
+                )
+            key = PLACEHOLDER_KEY
+        super().__init__(
+            model,
+            base_url=base_url,
+            secret=key or "",
+            retry=retry,
+            stream=stream,
+            on_text_delta=on_text_delta,
+            prices=prices,
+            params=params,
+        )
+        self.max_tokens = max_tokens
+        if client is not None:
+            self._client = client.with_options(max_retries=0)
+        else:
+            factory = sdk.AsyncAnthropic if self._async else sdk.Anthropic
+            self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    @classmethod
+    def from_env(cls, model: str | None = None, **overrides: Any) -> Self:
+        """A backend configured from ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_MODEL``.
+
+        ``ANTHROPIC_MODEL`` wins over `model`, which is the fallback when it is
+        unset. `overrides` are constructor arguments and win over the environment.
+        """
+        env = read_env("ANTHROPIC")
+        chosen = env.model or model
+        if not chosen:
+            raise ConfigError("no Anthropic model: set ANTHROPIC_MODEL, or pass model= to from_env()")
+        if env.model and model and env.model != model:
+            log.info("using model %r from ANTHROPIC_MODEL (the code's default is %r)", env.model, model)
+        if not (env.api_key or env.base_url or overrides.get("api_key") or overrides.get("base_url")):
+            raise ConfigError(
+                "Anthropic is not configured: set ANTHROPIC_API_KEY (and ANTHROPIC_MODEL), "
+                "or ANTHROPIC_BASE_URL for a proxy"
+            )
+        return cls(chosen, **overrides)
+
+    # -- request ---------------------------------------------------------------------
+
+    def _kwargs(self, request: LLMRequest, settings: CallSettings) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens or self.max_tokens,
+            "messages": anthropic_messages(request.conversation()),
+        }
+        if request.system:
+            kwargs["system"] = request.system
+        if request.tools:
+            kwargs["tools"] = anthropic_tools(request.tools)
+        if request.temperature is not None:
+            # Sent in the body: recent SDK releases dropped the keyword, the API still reads it.
+            kwargs["extra_body"] = {"temperature": request.temperature}
+        kwargs.update(settings.params)
+        if settings.stream:
+            kwargs["stream"] = True
+        return kwargs
+
+    # -- response --------------------------------------------------------------------
+
+    def _parse(self, message: Any) -> LLMResponse:
+        """An `LLMResponse` from a Message, forgiving missing parts (they become empty)."""
+        texts: list[str] = []
+        calls: list[tuple[str, str, Any]] = []
+        for block in getattr(message, "content", None) or []:
+            kind = getattr(block, "type", "")
+            if kind == "text":
+                texts.append(getattr(block, "text", "") or "")
+            elif kind == "tool_use":
+                call_id, name = getattr(block, "id", ""), getattr(block, "name", "")
+                calls.append((call_id, name, getattr(block, "input", None)))
+        return self._response(
+            text="".join(texts),
+            calls=calls,
+            stop=getattr(message, "stop_reason", None) or "",
+            usage=anthropic_usage(getattr(message, "usage", None)),
+            model=getattr(message, "model", None) or "",
+            request_id=getattr(message, "_request_id", None),
+        )
+
+    def _response(
+        self,
+        *,
+        text: str,
+        calls: Sequence[tuple[str, str, Any]],
+        stop: str,
+        usage: Usage,
+        model: str,
+        request_id: str | None,
+    ) -> LLMResponse:
+        if stop == "refusal":
+            said = f": {self._provider.scrub(text)}" if text else ""
+            raise LLMError(
+                f"the model refused (stop_reason=refusal){said}", kind="refused", request_id=request_id
+            )
+        cut = stop == "max_tokens"
+        return LLMResponse(
+            text=text,
+            tool_calls=[_tool_call(call_id, name, raw, cut) for call_id, name, raw in calls],
+            usage=self._priced(usage, model),
+            stop_reason=stop,
+            model=model,
+            request_id=request_id or "",
+        )
+
+
+class AnthropicBackend(_AnthropicBase):
+    """The Messages API over the ``anthropic`` SDK, with native tool use (sync)."""
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        settings = self._settings(request.options)
+        kwargs = self._kwargs(request, settings)
+
+        def attempt() -> LLMResponse:
+            if settings.stream:
+                return self._stream(kwargs, settings)
+            return self._parse(self._client.messages.create(**kwargs))
+
+        return call_with_retries(
+            attempt,
+            self._classify,
+            policy=self.retry,
+            cancel_token=request.cancel_token,
+            what=self._what(),
+        )
+
+    def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
+        sink = DeltaSink(settings.on_text_delta)
+        events = _StreamAssembler(self)
+        stream = self._client.messages.create(**kwargs)
+        events.request_id = response_header(stream, "request-id")
+        with stream:
+            try:
+                for event in stream:
+                    sink.text(events.feed(event))
+            except Exception as exc:
+                if not events.stop:
+                    raise_stream_error(exc, self._provider, sink.emitted)
+        return events.result(sink.emitted)
+
+
+class AsyncAnthropicBackend(_AnthropicBase):
+    """The async twin of `AnthropicBackend` (``await llm.complete(request)``)."""
+
+    _async = True
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        settings = self._settings(request.options)
+        kwargs = self._kwargs(request, settings)
+
+        async def attempt() -> LLMResponse:
+            if settings.stream:
+                return await self._stream(kwargs, settings)
+            return self._parse(await self._client.messages.create(**kwargs))
+
+        return await acall_with_retries(
+            attempt,
+            self._classify,
+            policy=self.retry,
+            cancel_token=request.cancel_token,
+            what=self._what(),
+        )
+
+    async def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
+        sink = DeltaSink(settings.on_text_delta)
+        events = _StreamAssembler(self)
+        stream = await self._client.messages.create(**kwargs)
+        events.request_id = response_header(stream, "request-id")
+        async with stream:
+            try:
+                async for event in stream:
+                    await sink.atext(events.feed(event))
+            except Exception as exc:
+                if not events.stop:
+                    raise_stream_error(exc, self._provider, sink.emitted)
+        return events.result(sink.emitted)
+
+
+class _Block:
+    """One content block being streamed: its kind, tool id and name, and the pieces so far."""
+
+    __slots__ = ("kind", "ident", "name", "start_input", "parts")
+
+    def __init__(self, kind: str, ident: str, name: str, start_input: Any) -> None:
+        self.kind = kind
+        self.ident = ident
+        self.name = name
+        self.start_input = start_input
+        self.parts: list[str] = []
+
+
+class _StreamAssembler:
+    """Puts streamed events back together: text and tool_use blocks by index, stop reason, usage."""
+
+    def __init__(self, backend: _AnthropicBase) -> None:
+        self.backend = backend
+        self.blocks: dict[int, _Block] = {}
+        self.stop = ""
+        self.usage = Usage()
+        self.model = ""
+        self.request_id: str | None = None
+
+    def feed(self, event: Any) -> str:
+        """Take one event; returns its new text (for the live display)."""
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            message = getattr(event, "message", None)
+            self.model = getattr(message, "model", None) or self.model
+            self.usage = anthropic_usage(getattr(message, "usage", None))
+        elif kind == "content_block_start":
+            block = getattr(event, "content_block", None)
+            start = _Block(
+                getattr(block, "type", ""),
+                getattr(block, "id", "") or "",
+                getattr(block, "name", "") or "",
+                getattr(block, "input", None),
+            )
+            text = getattr(block, "text", None)
+            if start.kind == "text" and isinstance(text, str) and text:
+                start.parts.append(text)
+            self.blocks[getattr(event, "index", len(self.blocks))] = start
+        elif kind == "content_block_delta":
+            return self._delta(event)
+        elif kind == "message_delta":
+            self.stop = getattr(getattr(event, "delta", None), "stop_reason", None) or self.stop
+            out = getattr(getattr(event, "usage", None), "output_tokens", None)
+            if out is not None:
+                self.usage.output_tokens = out
+        return ""
+
+    def _delta(self, event: Any) -> str:
+        delta = getattr(event, "delta", None)
+        slot = self.blocks.get(getattr(event, "index", -1))
+        if slot is None:
+            return ""
+        dtype = getattr(delta, "type", "")
+        if dtype == "text_delta":
+            piece = getattr(delta, "text", "") or ""
+            slot.parts.append(piece)
+            return piece
+        if dtype == "input_json_delta":
+            slot.parts.append(getattr(delta, "partial_json", "") or "")
+        return ""
+
+    def result(self, emitted: bool) -> LLMResponse:
+        if not self.stop:
+            raise cut_short(self.backend._provider, emitted, self.request_id, "no stop_reason")
+        texts: list[str] = []
+        calls: list[tuple[str, str, Any]] = []
+        for _, block in sorted(self.blocks.items()):
+            if block.kind == "text":
+                texts.append("".join(block.parts))
+            elif block.kind == "tool_use":
+                raw = "".join(block.parts) if block.parts else block.start_input
+                calls.append((block.ident, block.name, raw))
+        return self.backend._response(
+            text="".join(texts),
+            calls=calls,
+            stop=self.stop,
+            usage=self.usage,
+            model=self.model,
+            request_id=self.request_id,
+        )
+
+
+# -- wire format --------------------------------------------------------------------
+
+
+def anthropic_messages(conversation: Sequence[Message]) -> list[dict[str, Any]]:
+    """The conversation as Messages API turns.
+
+    Roles alternate (consecutive turns of one role are merged), tool calls
+    are ``tool_use`` blocks, their results ``tool_result`` blocks at the start
+    of the next user turn, and empty text is left out (the API rejects it).
+    """
+    out: list[dict[str, Any]] = []
+    for message in pair_tool_results(conversation):
+        if message.role == "assistant":
+            blocks = _text_block(message.content) + [_tool_use(c) for c in message.tool_calls]
+            _add(out, "assistant", blocks)
+        elif message.role == "tool":
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": _wire_id(message.call_id),
+                "content": message.content or "(empty)",
+            }
+            if message.error:
+                result["is_error"] = True
+            _add(out, "user", [result])
+        else:
+            _add(out, "user", _text_block(message.content))
+    for turn in out:
+        if turn["role"] == "user":  # tool results first, as the API requires
+            turn["content"].sort(key=lambda block: block.get("type") != "tool_result")
+    if not out or out[0]["role"] != "user":
+        out.insert(0, {"role": "user", "content": [{"type": "text", "text": "(start)"}]})
+    return out
+
+
+def _add(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    if not blocks:
+        return
+    if out and out[-1]["role"] == role:
+        out[-1]["content"].extend(blocks)
+    else:
+        out.append({"role": role, "content": blocks})
+
+
+def _text_block(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": text}] if text.strip() else []
+
+
+def _tool_use(call: ToolCall) -> dict[str, Any]:
+    return {"type": "tool_use", "id": _wire_id(call.call_id), "name": call.tool, "input": call.args}
+
+
+def _wire_id(call_id: str) -> str:
+    """Anthropic ids allow only letters, digits, ``_`` and ``-``; both sides of a pair map alike."""
+    return _BAD_ID_CHARS.sub("_", call_id) or "call"
+
+
+def anthropic_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Tool specs as Messages API tools."""
+    return [
+        {
+            "name": spec["name"],
+            "description": spec.get("description", ""),
+            "input_schema": spec.get("parameters") or _EMPTY_SCHEMA,
+        }
+        for spec in tools
+    ]
+
+
+def anthropic_usage(usage: Any) -> Usage:
+    """Token counts from a Messages ``usage`` object; input counts cache reads and writes too."""
+    if usage is None:
+        return Usage()
+    read = getattr(usage, "cache_read_input_tokens", 0) or 0
+    written = getattr(usage, "cache_creation_input_tokens", 0) or 0
+    return Usage(
+        input_tokens=(getattr(usage, "input_tokens", 0) or 0) + read + written,
+        output_tokens=getattr(usage, "output_tokens", 0) or 0,
+        cached_tokens=read,
+    )
+
+
+def _tool_call(call_id: str, name: str, raw: Any, cut: bool) -> ToolCall:
+    args, problem = parse_arguments(raw)
+    if cut:
+        args, problem = {}, (
+            "the reply hit the token limit (stop_reason=max_tokens) while this call was being written, "
+            "so it was not run; ask for less at once, or raise max_tokens"
+        )
+    return ToolCall(tool=name or "", args=args, call_id=call_id or "", parse_error=problem)

@@ -1,0 +1,163 @@
+"""What the SDK backends share: settings, per-call options, streaming progress, cost and a safe repr.
+
+Per-call options come from ``LoopConfig.llm_options`` (``request.options``):
+``stream`` and ``on_text_delta`` are read by looplet; every other key is
+passed to the SDK's create call as a keyword (``top_p``, ``seed``,
+``tool_choice``, ``extra_body``, ...), overriding the backend's `params`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from ..errors import ConfigError, LLMError
+from ..types import Usage
+from .env import display_url
+from .faults import Provider, classify
+from .pricing import PriceTable, cost_of
+from .retry import RetryPolicy
+
+__all__ = [
+    "SDKBackend",
+    "CallSettings",
+    "DeltaSink",
+    "TextDeltaCallback",
+    "cut_short",
+    "raise_stream_error",
+    "response_header",
+]
+
+#: Called with each piece of text as it streams in; may be a coroutine function for async backends.
+TextDeltaCallback = Callable[[str], Any]
+
+_LOOPLET_OPTIONS = ("stream", "on_text_delta")
+
+
+@dataclass(slots=True)
+class CallSettings:
+    """The settings of one model call, after the request's options are applied."""
+
+    stream: bool
+    on_text_delta: TextDeltaCallback | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class SDKBackend:
+    """Base of `OpenAIBackend`, `AnthropicBackend` and their async twins (not used on its own)."""
+
+    provider_name = ""
+    key_env = ""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None,
+        secret: str,
+        retry: RetryPolicy | None,
+        stream: bool,
+        on_text_delta: TextDeltaCallback | None,
+        prices: PriceTable | None,
+        params: Mapping[str, Any] | None,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"{type(self).__name__} needs a model name, got {model!r}")
+        self.model = model
+        self.base_url = base_url
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.stream = stream
+        self.on_text_delta = on_text_delta
+        self.prices = prices
+        self.params = dict(params or {})
+        self._provider = Provider(self.provider_name, self.key_env, secret)
+
+    def _settings(self, options: Mapping[str, Any]) -> CallSettings:
+        params = dict(self.params)
+        params.update({k: v for k, v in options.items() if k not in _LOOPLET_OPTIONS})
+        callback = options.get("on_text_delta", self.on_text_delta)
+        if callback is not None and not callable(callback):
+            raise ConfigError(f"on_text_delta must be callable, got {type(callback).__name__}")
+        return CallSettings(bool(options.get("stream", self.stream)), callback, params)
+
+    def _classify(self, exc: BaseException) -> Any:
+        return classify(exc, self._provider)
+
+    def _priced(self, usage: Usage, model: str) -> Usage:
+        if self.prices:
+            usage.cost = cost_of(usage, model or self.model, self.prices)
+        return usage
+
+    def _what(self) -> str:
+        return f"{self.provider_name} call ({self.model})"
+
+    def __repr__(self) -> str:
+        url = f", base_url={display_url(self.base_url)!r}" if self.base_url else ""
+        return f"{type(self).__name__}(model={self.model!r}{url})"
+
+
+class DeltaSink:
+    """Hands streamed text to the caller's callback, and remembers whether any was shown.
+
+    Once text was shown, a broken stream is not retried: the caller would see
+    the start of the reply twice.
+    """
+
+    __slots__ = ("callback", "emitted")
+
+    def __init__(self, callback: TextDeltaCallback | None) -> None:
+        self.callback = callback
+        self.emitted = False
+
+    def text(self, delta: str) -> None:
+        if delta and self.callback is not None:
+            self.emitted = True
+            self.callback(delta)
+
+    async def atext(self, delta: str) -> None:
+        if delta and self.callback is not None:
+            self.emitted = True
+            out = self.callback(delta)
+            if inspect.isawaitable(out):
+                await out
+
+
+def raise_stream_error(exc: Exception, provider: Provider, emitted: bool) -> NoReturn:
+    """Raise the typed error for `exc`, raised while reading a stream (or `exc` itself if unknown).
+
+    A stream that failed after its text was shown is not retriable.
+    """
+    failure = classify(exc, provider)
+    if failure is None:
+        raise exc
+    error = failure.error
+    if emitted and error.retriable:
+        error = LLMError(
+            f"{error.args[0]}; the stream broke after part of the reply was shown, so it is not retried",
+            kind=error.kind,
+            status=error.status,
+            request_id=error.request_id,
+            retriable=False,
+        )
+    raise error from exc
+
+
+def response_header(stream: Any, name: str) -> str | None:
+    """A header of the HTTP response behind an SDK stream (e.g. its request id)."""
+    response = getattr(stream, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get(name) if headers is not None else None
+    return str(value) if value else None
+
+
+def cut_short(provider: Provider, emitted: bool, request_id: str | None, detail: str) -> LLMError:
+    """The error for a stream that ended before the model said it was finished."""
+    shown = "; part of the reply was already shown, so it is not retried" if emitted else ""
+    return LLMError(
+        f"the {provider.name} stream ended early ({detail}); its partial tool calls were not run{shown}",
+        kind="bad_response",
+        request_id=request_id,
+        retriable=not emitted,
+    )

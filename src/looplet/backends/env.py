@@ -1,0 +1,67 @@
+"""Finding an SDK and a configuration: the lazy import, environment variables, and safe display.
+
+The SDKs are optional extras, imported only when a backend is built, so
+``import looplet`` never pulls them in. A missing SDK is one `ConfigError`
+naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..errors import ConfigError
+
+__all__ = ["EnvConfig", "require_sdk", "read_env", "display_url", "PLACEHOLDER_KEY"]
+
+#: Sent as the key when a base URL is set without one: local servers (Ollama,
+#: vLLM, llama.cpp) ignore it, and the SDKs refuse to start with no key at all.
+PLACEHOLDER_KEY = "looplet-no-key"
+
+
+def require_sdk(name: str) -> ModuleType:
+    """Import the SDK `name` (``openai`` or ``anthropic``), or say which extra to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the {name} SDK is not installed; install it with: pip install \"looplet[{name}]\""
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class EnvConfig:
+    """What a provider's environment variables say (the key is never shown by `repr`)."""
+
+    api_key: str | None
+    base_url: str | None
+    model: str | None
+
+    def __repr__(self) -> str:
+        key = "set" if self.api_key else "unset"
+        return f"EnvConfig(api_key={key}, base_url={display_url(self.base_url)!r}, model={self.model!r})"
+
+
+def read_env(prefix: str, environ: Mapping[str, str] | None = None) -> EnvConfig:
+    """Read ``{prefix}_API_KEY``, ``{prefix}_BASE_URL`` and ``{prefix}_MODEL`` (blank counts as unset)."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        value = env.get(f"{prefix}_{name}", "").strip()
+        return value or None
+
+    return EnvConfig(api_key=get("API_KEY"), base_url=get("BASE_URL"), model=get("MODEL"))
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def display_url(url: str | None) -> str | None:
+    """`url` without any ``user:password@`` part, for reprs, logs and reports."""
+    if url is None:
+        return None
+    return _USERINFO.sub("***@", url)

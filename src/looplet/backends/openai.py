@@ -1,0 +1,418 @@
+"""`OpenAIBackend` and `AsyncOpenAIBackend`: Chat Completions with native tool calling.
+
+Works with OpenAI and any endpoint that speaks the same API (Ollama, vLLM,
+llama.cpp, Groq, Together, ...)::
+
+    llm = OpenAIBackend.from_env(model="gpt-4o-mini")   # OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL
+
+The ``openai`` package is imported when a backend is built, never by
+``import looplet``. The SDK's own retries are off (``max_retries=0``): the
+retry policy is `looplet.backends.retry`'s, and the same for every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from ..errors import ConfigError, LLMError
+from ..history import Message
+from ..types import ToolCall, Usage
+from .base import (
+    CallSettings,
+    DeltaSink,
+    SDKBackend,
+    TextDeltaCallback,
+    cut_short,
+    raise_stream_error,
+    response_header,
+)
+from .env import PLACEHOLDER_KEY, read_env, require_sdk
+from .pairing import pair_tool_results
+from .pricing import PriceTable
+from .protocol import LLMRequest, LLMResponse
+from .retry import RetryPolicy, acall_with_retries, call_with_retries
+from .text import parse_arguments
+
+__all__ = ["OpenAIBackend", "AsyncOpenAIBackend"]
+
+log = logging.getLogger(__name__)
+
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class _OpenAIBase(SDKBackend):
+    provider_name = "OpenAI"
+    key_env = "OPENAI_API_KEY"
+    _async = False
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: Any = None,
+        timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
+        stream: bool = False,
+        on_text_delta: TextDeltaCallback | None = None,
+        prices: PriceTable | None = None,
+        params: Mapping[str, Any] | None = None,
+        max_tokens_param: str = "max_tokens",
+        stream_usage: bool = True,
+    ) -> None:
+        """Build the backend (and its SDK client, unless `client` is given).
+
+        Args:
+            model: the model name sent with every request.
+            api_key: the key; when None, ``OPENAI_API_KEY`` (or a placeholder
+                when only `base_url` is set, for local servers).
+            base_url: an OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:11434/v1``.
+            client: a ready ``openai.OpenAI`` (or ``AsyncOpenAI``) client; it is
+                copied with ``max_retries=0``.
+            timeout: seconds allowed for each attempt (connect, and each read).
+            retry: the retry policy (default `RetryPolicy()`).
+            stream: stream replies by default (``llm_options={"stream": ...}`` overrides).
+            on_text_delta: called with each piece of streamed text, for a live display.
+            prices: a price table for `Usage.cost` (see `looplet.backends.pricing`).
+            params: more keyword arguments for every create call (``top_p``, ``seed``, ...).
+            max_tokens_param: ``"max_completion_tokens"`` for OpenAI models that
+                refuse ``max_tokens``.
+            stream_usage: ask for token usage at the end of a stream
+                (``stream_options``); turn off for servers that reject it.
+        """
+        sdk = require_sdk("openai")
+        env = read_env("OPENAI")
+        key = api_key or (None if client is not None else env.api_key)
+        base_url = base_url or (None if client is not None else env.base_url)
+        if client is None and key is None:
+            if base_url is None:
+                raise ConfigError(
+                    "no OpenAI key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                    "OpenAI-compatible server (Ollama, vLLM, ...), or pass api_key=/base_url="
+                )
+            key = PLACEHOLDER_KEY
+        super().__init__(
+            model,
+            base_url=base_url,
+            secret=key or "",
+            retry=retry,
+            stream=stream,
+            on_text_delta=on_text_delta,
+            prices=prices,
+            params=params,
+        )
+        self.max_tokens_param = max_tokens_param
+        self.stream_usage = stream_usage
+        if client is not None:
+            self._client = client.with_options(max_retries=0)
+        else:
+            factory = sdk.AsyncOpenAI if self._async else sdk.OpenAI
+            self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    @classmethod
+    def from_env(cls, model: str | None = None, **overrides: Any) -> Self:
+        """A backend configured from ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``OPENAI_MODEL``.
+
+        ``OPENAI_MODEL`` wins over `model`, which is the fallback when it is
+        unset: the same code then runs against whichever endpoint the
+        environment names. `overrides` are constructor arguments and win over
+        the environment (e.g. ``base_url=...``).
+        """
+        env = read_env("OPENAI")
+        chosen = env.model or model
+        if not chosen:
+            raise ConfigError("no OpenAI model: set OPENAI_MODEL, or pass model= to from_env()")
+        if env.model and model and env.model != model:
+            log.info("using model %r from OPENAI_MODEL (the code's default is %r)", env.model, model)
+        if not (env.api_key or env.base_url or overrides.get("api_key") or overrides.get("base_url")):
+            raise ConfigError(
+                "OpenAI is not configured: set OPENAI_API_KEY (and OPENAI_MODEL), or OPENAI_BASE_URL "
+                "for a local OpenAI-compatible server such as Ollama"
+            )
+        return cls(chosen, **overrides)
+
+    # -- request ---------------------------------------------------------------------
+
+    def _kwargs(self, request: LLMRequest, settings: CallSettings) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": openai_messages(request.system, request.conversation()),
+        }
+        if request.tools:
+            kwargs["tools"] = openai_tools(request.tools)
+        if request.max_tokens is not None:
+            kwargs[self.max_tokens_param] = request.max_tokens
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        kwargs.update(settings.params)
+        if settings.stream:
+            kwargs["stream"] = True
+            if self.stream_usage:
+                kwargs.setdefault("stream_options", {"include_usage": True})
+        return kwargs
+
+    # -- response --------------------------------------------------------------------
+
+    def _parse(self, completion: Any) -> LLMResponse:
+        """An `LLMResponse` from a ChatCompletion, forgiving missing parts (they become empty)."""
+        choices = getattr(completion, "choices", None) or []
+        choice = choices[0] if choices else None
+        message = getattr(choice, "message", None)
+        raw_calls = [
+            (
+                getattr(tc, "id", "") or "",
+                getattr(getattr(tc, "function", None), "name", "") or "",
+                getattr(getattr(tc, "function", None), "arguments", "") or "",
+            )
+            for tc in (getattr(message, "tool_calls", None) or [])
+        ]
+        return self._response(
+            text=getattr(message, "content", None) or "",
+            refusal=getattr(message, "refusal", None) or "",
+            calls=raw_calls,
+            finish=getattr(choice, "finish_reason", None) or "",
+            usage=getattr(completion, "usage", None),
+            model=getattr(completion, "model", None) or "",
+            request_id=getattr(completion, "_request_id", None),
+        )
+
+    def _response(
+        self,
+        *,
+        text: str,
+        refusal: str,
+        calls: Sequence[tuple[str, str, str]],
+        finish: str,
+        usage: Any,
+        model: str,
+        request_id: str | None,
+    ) -> LLMResponse:
+        if refusal or finish == "content_filter":
+            said = self._provider.scrub(refusal) if refusal else "finish_reason=content_filter"
+            raise LLMError(f"the model refused: {said}", kind="refused", request_id=request_id)
+        cut = finish == "length"
+        tool_calls = [_tool_call(call_id, name, args, cut) for call_id, name, args in calls]
+        return LLMResponse(
+            text=text,
+            tool_calls=tool_calls,
+            usage=self._priced(openai_usage(usage), model),
+            stop_reason=finish,
+            model=model,
+            request_id=request_id or "",
+        )
+
+
+class OpenAIBackend(_OpenAIBase):
+    """Chat Completions over the ``openai`` SDK, with native tool calls (sync)."""
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        settings = self._settings(request.options)
+        kwargs = self._kwargs(request, settings)
+
+        def attempt() -> LLMResponse:
+            if settings.stream:
+                return self._stream(kwargs, settings)
+            return self._parse(self._client.chat.completions.create(**kwargs))
+
+        return call_with_retries(
+            attempt,
+            self._classify,
+            policy=self.retry,
+            cancel_token=request.cancel_token,
+            what=self._what(),
+        )
+
+    def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
+        sink = DeltaSink(settings.on_text_delta)
+        chunks = _StreamAssembler(self)
+        stream = self._client.chat.completions.create(**kwargs)
+        chunks.request_id = response_header(stream, "x-request-id")
+        with stream:
+            try:
+                for chunk in stream:
+                    sink.text(chunks.feed(chunk))
+            except Exception as exc:
+                if not chunks.finish:
+                    raise_stream_error(exc, self._provider, sink.emitted)
+        return chunks.result(sink.emitted)
+
+
+class AsyncOpenAIBackend(_OpenAIBase):
+    """The async twin of `OpenAIBackend` (``await llm.complete(request)``)."""
+
+    _async = True
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        settings = self._settings(request.options)
+        kwargs = self._kwargs(request, settings)
+
+        async def attempt() -> LLMResponse:
+            if settings.stream:
+                return await self._stream(kwargs, settings)
+            return self._parse(await self._client.chat.completions.create(**kwargs))
+
+        return await acall_with_retries(
+            attempt,
+            self._classify,
+            policy=self.retry,
+            cancel_token=request.cancel_token,
+            what=self._what(),
+        )
+
+    async def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
+        sink = DeltaSink(settings.on_text_delta)
+        chunks = _StreamAssembler(self)
+        stream = await self._client.chat.completions.create(**kwargs)
+        chunks.request_id = response_header(stream, "x-request-id")
+        async with stream:
+            try:
+                async for chunk in stream:
+                    await sink.atext(chunks.feed(chunk))
+            except Exception as exc:
+                if not chunks.finish:
+                    raise_stream_error(exc, self._provider, sink.emitted)
+        return chunks.result(sink.emitted)
+
+
+class _PartialCall:
+    """One streamed tool call: id, name and argument pieces so far."""
+
+    __slots__ = ("ident", "name", "arguments")
+
+    def __init__(self) -> None:
+        self.ident = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+class _StreamAssembler:
+    """Puts streamed chunks back together: text, tool calls by index, finish reason, usage."""
+
+    def __init__(self, backend: _OpenAIBase) -> None:
+        self.backend = backend
+        self.text: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, _PartialCall] = {}
+        self.finish = ""
+        self.usage: Any = None
+        self.model = ""
+        self.request_id: str | None = None
+
+    def feed(self, chunk: Any) -> str:
+        """Take one chunk; returns its new text (for the live display)."""
+        self.model = getattr(chunk, "model", None) or self.model
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        new = ""
+        for choice in getattr(chunk, "choices", None) or []:
+            if getattr(choice, "index", 0) != 0:
+                continue
+            delta = getattr(choice, "delta", None)
+            piece = getattr(delta, "content", None)
+            if piece:
+                self.text.append(piece)
+                new += piece
+            refusal = getattr(delta, "refusal", None)
+            if refusal:
+                self.refusal.append(refusal)
+            for tc in getattr(delta, "tool_calls", None) or []:
+                self._call_delta(tc)
+            if getattr(choice, "finish_reason", None):
+                self.finish = choice.finish_reason
+        return new
+
+    def _call_delta(self, tc: Any) -> None:
+        slot = self.calls.setdefault(getattr(tc, "index", 0) or 0, _PartialCall())
+        if getattr(tc, "id", None):
+            slot.ident = tc.id
+        function = getattr(tc, "function", None)
+        name = getattr(function, "name", None)
+        if name and name != slot.name:  # sent once by OpenAI; in pieces by a few servers
+            slot.name += name
+        arguments = getattr(function, "arguments", None)
+        if arguments:
+            slot.arguments.append(arguments)
+
+    def result(self, emitted: bool) -> LLMResponse:
+        if not self.finish:
+            raise cut_short(self.backend._provider, emitted, self.request_id, "no finish_reason")
+        calls = [(c.ident, c.name, "".join(c.arguments)) for _, c in sorted(self.calls.items())]
+        return self.backend._response(
+            text="".join(self.text),
+            refusal="".join(self.refusal),
+            calls=calls,
+            finish=self.finish,
+            usage=self.usage,
+            model=self.model,
+            request_id=self.request_id,
+        )
+
+
+# -- wire format --------------------------------------------------------------------
+
+
+def openai_messages(system: str, conversation: Sequence[Message]) -> list[dict[str, Any]]:
+    """The conversation as Chat Completions messages: tool calls and results paired by id."""
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    for message in pair_tool_results(conversation):
+        if message.role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": message.content or None}
+            if message.tool_calls:
+                item["tool_calls"] = [_wire_call(c) for c in message.tool_calls]
+            elif not message.content:
+                item["content"] = ""
+            out.append(item)
+        elif message.role == "tool":
+            out.append({"role": "tool", "tool_call_id": message.call_id, "content": message.content})
+        else:
+            out.append({"role": "user", "content": message.content})
+    return out
+
+
+def _wire_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.call_id,
+        "type": "function",
+        "function": {"name": call.tool, "arguments": json.dumps(call.args, ensure_ascii=False)},
+    }
+
+
+def openai_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Tool specs as Chat Completions ``function`` tools."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": spec["name"],
+                "description": spec.get("description", ""),
+                "parameters": spec.get("parameters") or _EMPTY_SCHEMA,
+            },
+        }
+        for spec in tools
+    ]
+
+
+def openai_usage(usage: Any) -> Usage:
+    """Token counts from a Chat Completions ``usage`` object (zeros when absent)."""
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Usage(
+        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        cached_tokens=getattr(details, "cached_tokens", 0) or 0,
+    )
+
+
+def _tool_call(call_id: str, name: str, raw_args: str, cut: bool) -> ToolCall:
+    args, problem = parse_arguments(raw_args)
+    if cut:
+        args, problem = {}, (
+            "the reply hit the token limit (finish_reason=length) while this call was being written, "
+            "so it was not run; ask for less at once, or raise max_tokens"
+        )
+    return ToolCall(tool=name, args=args, call_id=call_id, parse_error=problem)
