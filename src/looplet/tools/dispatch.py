@@ -94,6 +94,9 @@ def busy_result(prepared: PreparedCall) -> ToolResult:
 
 _CAUGHT = (Exception, SystemExit, GeneratorExit)
 
+#: (value, what the tool raised, whether our time limit cut it off)
+Outcome = tuple[Any, BaseException | None, bool]
+
 
 def run_sync(prepared: PreparedCall, timeout: float | None) -> ToolResult:
     """Run one call in the calling thread (or a worker thread when it has a time limit)."""
@@ -101,36 +104,71 @@ def run_sync(prepared: PreparedCall, timeout: float | None) -> ToolResult:
     if spec.orphans:
         return busy_result(prepared)
     started = time.perf_counter()
+    if spec.is_async:
+        outcome = _run_coroutine_blocking(prepared, timeout)
+    elif timeout is not None:
+        return _run_in_thread(prepared, timeout, started)
+    else:
+        outcome = (*_call(prepared), False)
+    return _finish(prepared, outcome, timeout, started)
+
+
+def _call(prepared: PreparedCall) -> tuple[Any, BaseException | None]:
+    """Call a sync tool, catching what it raises here, before it can cross a thread or a future.
+
+    (A ``GeneratorExit`` that reached an ``await`` would close the awaiting
+    coroutines instead of being caught, so it must not travel as an exception.)
+    """
     try:
-        if spec.is_async:
-            value = _run_coroutine_blocking(prepared, timeout)
-        elif timeout is not None:
-            return _run_in_thread(prepared, timeout, started)
-        else:
-            value = spec.fn(**prepared.kwargs())
-    except TimeoutError:
-        return timeout_result(prepared, timeout or 0.0, started, orphaned=False)
+        return prepared.spec.fn(**prepared.kwargs()), None
     except _CAUGHT as exc:
-        return finish_error(prepared, exc, started)
+        return None, exc
+
+
+async def _await_tool(prepared: PreparedCall, timeout: float | None) -> Outcome:
+    """Await an async tool within `timeout`; its own exceptions are caught where they are raised."""
+    import asyncio
+
+    async def guarded() -> tuple[Any, BaseException | None]:
+        try:
+            return await prepared.spec.fn(**prepared.kwargs()), None
+        except _CAUGHT as exc:
+            return None, exc
+
+    if timeout is None:
+        return (*(await guarded()), False)
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return (*(await guarded()), False)
+    except TimeoutError:
+        if scope.expired():
+            return None, None, True
+        raise
+
+
+def _finish(prepared: PreparedCall, outcome: Outcome, timeout: float | None, started: float) -> ToolResult:
+    value, error, timed_out = outcome
+    if timed_out:
+        return timeout_result(prepared, timeout or 0.0, started, orphaned=False)
+    if error is not None:
+        return finish_error(prepared, error, started)
     return finish_ok(prepared, value, started)
 
 
-def _run_coroutine_blocking(prepared: PreparedCall, timeout: float | None) -> Any:
+def _run_coroutine_blocking(prepared: PreparedCall, timeout: float | None) -> Outcome:
     """Run an async tool from sync code: on a fresh event loop (in a thread if one is running)."""
 
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    async def main() -> Any:
-        return await asyncio.wait_for(prepared.spec.fn(**prepared.kwargs()), timeout)
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(main())
+        return asyncio.run(_await_tool(prepared, timeout))
     ctx = contextvars.copy_context()
     with ThreadPoolExecutor(1, thread_name_prefix="looplet-async-tool") as pool:
-        return pool.submit(ctx.run, asyncio.run, main()).result()
+        return pool.submit(ctx.run, asyncio.run, _await_tool(prepared, timeout)).result()
 
 
 _ORPHAN_LOCK = threading.Lock()
@@ -141,12 +179,11 @@ def _run_in_thread(prepared: PreparedCall, timeout: float, started: float) -> To
     box: dict[str, Any] = {"orphaned": False}
     finished = threading.Event()
     ctx = contextvars.copy_context()
-    kwargs = prepared.kwargs()
 
     def target() -> None:
         try:
-            box["value"] = ctx.run(spec.fn, **kwargs)
-        except BaseException as exc:  # reported to the caller below
+            box["value"], box["error"] = ctx.run(_call, prepared)
+        except BaseException as exc:  # KeyboardInterrupt; reported to the caller below
             box["error"] = exc
         finally:
             with _ORPHAN_LOCK:
@@ -164,11 +201,9 @@ def _run_in_thread(prepared: PreparedCall, timeout: float, started: float) -> To
         if box["orphaned"]:
             return timeout_result(prepared, timeout, started, orphaned=True)
     error = box.get("error")
-    if error is not None:
-        if isinstance(error, KeyboardInterrupt):
-            raise error
-        return finish_error(prepared, error, started)
-    return finish_ok(prepared, box.get("value"), started)
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    return _finish(prepared, (box.get("value"), error, False), None, started)
 
 
 async def run_async(prepared: PreparedCall, timeout: float | None) -> ToolResult:
@@ -179,15 +214,10 @@ async def run_async(prepared: PreparedCall, timeout: float | None) -> ToolResult
     if spec.orphans:
         return busy_result(prepared)
     started = time.perf_counter()
-    try:
-        if spec.is_async:
-            value = await asyncio.wait_for(spec.fn(**prepared.kwargs()), timeout)
-        elif timeout is None:
-            value = await asyncio.to_thread(spec.fn, **prepared.kwargs())
-        else:
-            return await asyncio.to_thread(_run_in_thread, prepared, timeout, started)
-    except TimeoutError:
-        return timeout_result(prepared, timeout or 0.0, started, orphaned=False)
-    except _CAUGHT as exc:
-        return finish_error(prepared, exc, started)
-    return finish_ok(prepared, value, started)
+    if spec.is_async:
+        outcome = await _await_tool(prepared, timeout)
+    elif timeout is None:
+        outcome = (*(await asyncio.to_thread(_call, prepared)), False)
+    else:
+        return await asyncio.to_thread(_run_in_thread, prepared, timeout, started)
+    return _finish(prepared, outcome, timeout, started)
