@@ -31,6 +31,7 @@ from .prompt import PromptContext
 from .state import DefaultState
 from .tools.context import CancelToken, ToolContext
 from .tools.registry import BaseToolRegistry, PreparedCall, ToolSpec, error_result
+from .tools.results import normalize_result, to_jsonable
 from .types import ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
 
 __all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect"]
@@ -452,9 +453,7 @@ class Engine:
             if isinstance(out, Deny):
                 return call, _denied(call, out, hook)
             if isinstance(out, ToolResult):
-                out.call_id = call.call_id
-                out.metadata.setdefault("replaced_by", type(hook).__name__)
-                return call, out
+                return call, _adopt(out, call, hook)
             bad = _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny or a ToolResult")
             self.stop(StopReason.HOOK_ERROR, str(bad), bad)
             return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {bad}")
@@ -501,8 +500,7 @@ class Engine:
             elif isinstance(out, InjectContext):
                 notes.append(out.text)
             elif isinstance(out, ToolResult):
-                out.call_id = call.call_id
-                result = out
+                result = _adopt(out, call, hook)
             elif isinstance(out, Stop):
                 stop_reason = stop_reason or out.reason
             else:
@@ -647,6 +645,14 @@ def _denied(call: ToolCall, decision: Deny, hook: object) -> ToolResult:
     else:
         text = f"denied: {decision.reason}. Do not retry this call; take another approach."
     return error_result(call, ErrorKind.DENIED, text, retriable=decision.retry, denied_by=type(hook).__name__)
+
+
+def _adopt(result: ToolResult, call: ToolCall, hook: object) -> ToolResult:
+    """A hook's replacement result, tied to `call` and made JSON-safe by the same rule as a tool's."""
+    result.call_id = call.call_id
+    result.data = normalize_result(result.data) if result.ok else to_jsonable(result.data)
+    result.metadata.setdefault("replaced_by", type(hook).__name__)
+    return result
 
 
 def _bad_return(hook: object, method: str, value: Any, expected: str) -> HookError:
