@@ -437,8 +437,11 @@ def anthropic_usage(usage: Any) -> Usage:
 def _tool_call(call_id: str, name: str, raw: Any, cut: bool) -> ToolCall:
     args, problem = parse_arguments(raw)
     if cut:
-        args, problem = {}, (
-            "the reply hit the token limit (stop_reason=max_tokens) while this call was being written, "
-            "so it was not run; ask for less at once, or raise max_tokens"
+        args, problem = (
+            {},
+            (
+                "the reply hit the token limit (stop_reason=max_tokens) while this call was being written, "
+                "so it was not run; ask for less at once, or raise max_tokens"
+            ),
         )
     return ToolCall(tool=name or "", args=args, call_id=call_id or "", parse_error=problem)

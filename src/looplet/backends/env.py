@@ -29,7 +29,7 @@ def require_sdk(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         raise ConfigError(
-            f"the {name} SDK is not installed; install it with: pip install \"looplet[{name}]\""
+            f'the {name} SDK is not installed; install it with: pip install "looplet[{name}]"'
         ) from exc
 
 

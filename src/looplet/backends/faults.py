@@ -263,8 +263,10 @@ def _transport_kind(exc: BaseException) -> str | None:
 
 def _is_sdk_api_error(exc: BaseException) -> bool:
     """An SDK ``APIError`` without a status: e.g. an error object inside an OpenAI stream."""
-    return any(cls.__name__ == "APIError" and cls.__module__.startswith(("openai", "anthropic"))
-               for cls in type(exc).__mro__)
+    return any(
+        cls.__name__ == "APIError" and cls.__module__.startswith(("openai", "anthropic"))
+        for cls in type(exc).__mro__
+    )
 
 
 def _describe(exc: BaseException) -> str:

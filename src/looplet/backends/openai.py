@@ -411,8 +411,11 @@ def openai_usage(usage: Any) -> Usage:
 def _tool_call(call_id: str, name: str, raw_args: str, cut: bool) -> ToolCall:
     args, problem = parse_arguments(raw_args)
     if cut:
-        args, problem = {}, (
-            "the reply hit the token limit (finish_reason=length) while this call was being written, "
-            "so it was not run; ask for less at once, or raise max_tokens"
+        args, problem = (
+            {},
+            (
+                "the reply hit the token limit (finish_reason=length) while this call was being written, "
+                "so it was not run; ask for less at once, or raise max_tokens"
+            ),
         )
     return ToolCall(tool=name, args=args, call_id=call_id, parse_error=problem)
