@@ -61,9 +61,10 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
         raise ParseError(f"expected text, got {type(text).__name__}")
     if len(text) > MAX_TEXT_CHARS:
         raise ParseError(f"the reply is {len(text):,} characters, over {MAX_TEXT_CHARS:,}", text[:200])
-    cleaned = text.replace("\ufeff", "").replace("\x00", "")
+    # A BOM can only lead the reply; one inside a JSON string is data and stays.
+    cleaned = text.replace("\x00", "").lstrip("\ufeff")
     calls: list[ToolCall] = []
-    for value in _json_values(cleaned):
+    for value in _json_values(cleaned, text):
         found = _calls_from(value)
         if found:
             calls.extend(found)
@@ -72,8 +73,14 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
     return _parse_repaired(cleaned, text)
 
 
-def _json_values(text: str) -> Iterator[Any]:
-    """Every strict-JSON object or array that starts at a ``{`` or ``[`` in the text."""
+def _json_values(text: str, original: str) -> Iterator[Any]:
+    """The JSON values in the text, in order, each read from its opening bracket.
+
+    A value that is not strict JSON but looks like a call is read tolerantly as
+    a whole, so a valid fragment inside it (one call of a broken batch) is never
+    taken for the whole answer. A call that is cut off (never closes) is an error,
+    never a partial batch.
+    """
     pos = 0
     tries = 0
     while tries < _MAX_STARTS:
@@ -85,10 +92,33 @@ def _json_values(text: str) -> Iterator[Any]:
         try:
             value, end = _decoder.raw_decode(text, start)
         except (ValueError, RecursionError):
-            pos = start + 1
+            if not _looks_like_call(text, start):
+                pos = start + 1
+                continue
+            span = _balanced_span(text, start)
+            if span is None:
+                raise ParseError(
+                    "the JSON in the reply is cut off (a bracket or string is never closed). " + FORMAT_HELP,
+                    original[:2000],
+                ) from None
+            pos = start + len(span)
+            try:
+                yield _loads_tolerant(span, original)
+            except ParseError:
+                pass
             continue
         yield value
         pos = end
+
+
+def _looks_like_call(text: str, start: int) -> bool:
+    """Whether the bracket at `start` opens JSON (not prose) with a tool name key after it."""
+    j = start + 1
+    while j < len(text) and text[j] in " \t\r\n":
+        j += 1
+    if j >= len(text) or text[j] not in "{[\"'":
+        return False
+    return any(text.find(key, start) >= 0 for key in ('"tool', "'tool", '"name', "'name"))
 
 
 def _parse_repaired(cleaned: str, original: str) -> list[ToolCall]:
@@ -254,7 +284,10 @@ def _literal(node: Any) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise ValueError("dict unpacking is not JSON")
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+        keys = [_literal(k) for k in node.keys]
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError("object keys must be strings")
+        return {k: _literal(v) for k, v in zip(keys, node.values, strict=True)}
     if isinstance(node, ast.List | ast.Tuple):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
@@ -264,20 +297,25 @@ def _literal(node: Any) -> Any:
     raise ValueError(f"not a JSON value: {type(node).__name__}")
 
 
-def _calls_from(value: Any) -> list[ToolCall]:
-    """The calls a decoded JSON value describes (empty if it is not a call at all)."""
+def _calls_from(value: Any, depth: int = 0) -> list[ToolCall]:
+    """The calls a decoded JSON value describes (empty if it is not a call at all).
+
+    The documented shapes nest only a few levels (an array or a ``tools`` batch
+    of calls); anything deeper is not a call.
+    """
+    if depth > 3:
+        return []
     if isinstance(value, list):
-        calls = [c for item in value for c in _calls_from(item)]
-        return calls
+        return [c for item in value for c in _calls_from(item, depth + 1)]
     if not isinstance(value, dict):
         return []
     batch = value.get("tools")
     if isinstance(batch, list) and not any(k in value for k in _NAME_KEYS):
-        return [c for item in batch for c in _calls_from(item)]
+        return [c for item in batch for c in _calls_from(item, depth + 1)]
     function = value.get("function")
     if isinstance(function, dict) and "name" in function:  # OpenAI's shape, pasted as text
         merged = {**function, "id": value.get("id", "")}
-        return _calls_from(merged)
+        return _calls_from(merged, depth + 1)
     name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
     if name is None or not name.strip():
         return []
