@@ -1,0 +1,374 @@
+"""RELIABILITY rows C1, C3, C4 and C5: what is retried, how long it waits, how often, and cancelling.
+
+Attempts are counted at the server; waits are measured between the server
+sending one answer and receiving the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+from backend_kit import FAST, MODES, PROVIDERS, Greeter, backend, complete, fail, fault_url, reply, run
+from hypothesis import given
+from hypothesis import strategies as st
+from loopback_faults import Canned, anthropic_error, anthropic_message, openai_completion, openai_error
+
+from looplet import CancelToken, LLMError, Message, composable_loop
+from looplet.backends.faults import Failure, parse_retry_after
+from looplet.backends.protocol import LLMRequest
+from looplet.backends.retry import RetryPolicy, RetryState
+from looplet.errors import ConfigError
+
+DONE = reply(("done", {"answer": "ok"}))
+
+
+def _gaps(records: list[dict[str, Any]]) -> list[float]:
+    return [b["started_at"] - a["ended_at"] for a, b in zip(records, records[1:], strict=False)]
+
+
+def _request(token: CancelToken | None = None) -> LLMRequest:
+    return LLMRequest(messages=[Message("user", "hi")], cancel_token=token)
+
+
+def _ok_body(provider: str) -> dict[str, Any]:
+    if provider == "openai":
+        return openai_completion(calls=[("c1", "done", {"answer": "ok"})], finish="tool_calls")
+    return anthropic_message(calls=[("c1", "done", {"answer": "ok"})], stop="tool_use")
+
+
+# -- C1: rate limits -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rate_limit_waits_for_the_hint_then_succeeds(llm_server: Any, provider: str, mode: str) -> None:
+    llm_server.script(fail(429, retry_after=0.2, times=2), DONE)
+    llm = backend(provider, llm_server.base_url(provider), is_async=mode == "async")
+    _, result = run(llm, is_async=mode == "async", tools=Greeter().tools, task="t")
+    assert result.stop_reason == "done"
+    records = llm_server.records()
+    assert [r["status"] for r in records] == [429, 429, 200]
+    assert all(gap >= 0.2 for gap in _gaps(records)), _gaps(records)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_attempts_equal_one_plus_the_configured_retries(llm_server: Any, provider: str) -> None:
+    llm_server.script(fail(429, retry_after=0.01, times=None))
+    policy = RetryPolicy(max_retries=3, initial_delay=0.01, jitter=0.0)
+    _, result = run(
+        backend(provider, llm_server.base_url(provider), retry=policy),
+        is_async=False,
+        tools=Greeter().tools,
+        task="t",
+    )
+    assert llm_server.attempts == 4
+    assert result.stop_reason == "llm_error"
+    error = result.error
+    assert isinstance(error, LLMError) and (error.kind, error.status) == ("rate_limit", 429)
+    assert "gave up after 4 attempts" in str(error)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retry_after_in_whole_seconds_is_honoured(fault_server: Any, provider: str) -> None:
+    body = (
+        openai_error("slow down", type="rate_limit_error")
+        if provider == "openai"
+        else anthropic_error("slow down", type="rate_limit_error")
+    )
+    fault_server.queue(Canned(429, {"retry-after": "1"}, body), Canned(body=_ok_body(provider)))
+    llm = backend(provider, fault_url(provider, fault_server.url))
+    _, result = run(llm, is_async=False, tools=Greeter().tools, task="t")
+    assert result.stop_reason == "done" and fault_server.attempts == 2
+    first, second = fault_server.seen
+    assert second.at - first.answered_at >= 1.0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retry_after_as_an_http_date_is_honoured(fault_server: Any, provider: str) -> None:
+    not_before = math.floor(time.time()) + 1.0
+    header = email.utils.formatdate(not_before, usegmt=True)
+    body = (
+        openai_error("later", type="rate_limit_error")
+        if provider == "openai"
+        else anthropic_error("later", type="rate_limit_error")
+    )
+    fault_server.queue(Canned(429, {"retry-after": header}, body), Canned(body=_ok_body(provider)))
+    _, result = run(
+        backend(provider, fault_url(provider, fault_server.url)),
+        is_async=False,
+        tools=Greeter().tools,
+        task="t",
+    )
+    assert result.stop_reason == "done" and fault_server.attempts == 2
+    assert fault_server.seen[1].at >= not_before - 0.01
+
+
+def test_a_hint_over_the_cap_is_cut_to_the_cap(llm_server: Any) -> None:
+    llm_server.script(fail(429, retry_after=120, times=1), DONE)
+    policy = RetryPolicy(max_retries=2, max_retry_after=0.2)
+    started = time.monotonic()
+    _, result = run(
+        backend("openai", llm_server.openai_url, retry=policy),
+        is_async=False,
+        tools=Greeter().tools,
+        task="t",
+    )
+    assert result.stop_reason == "done"
+    (gap,) = _gaps(llm_server.records())
+    assert gap >= 0.2 and time.monotonic() - started < 5
+
+
+# -- C3 / C4: server errors and overload -----------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_server_errors_back_off_exponentially(llm_server: Any, provider: str, status: int) -> None:
+    llm_server.script(fail(status, times=2), DONE)
+    policy = RetryPolicy(max_retries=2, initial_delay=0.05, multiplier=2.0, jitter=0.0)
+    _, result = run(
+        backend(provider, llm_server.base_url(provider), retry=policy),
+        is_async=False,
+        tools=Greeter().tools,
+        task="t",
+    )
+    assert result.stop_reason == "done" and llm_server.attempts == 3
+    first, second = _gaps(llm_server.records())
+    assert first >= 0.05 and second >= 0.10
+
+
+@pytest.mark.parametrize("status", [503, 529])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_unavailable_and_overloaded_are_retried(
+    llm_server: Any, provider: str, mode: str, status: int
+) -> None:
+    llm_server.script(fail(status, retry_after=0.02, times=2), DONE)
+    llm = backend(provider, llm_server.base_url(provider), is_async=mode == "async")
+    _, result = run(llm, is_async=mode == "async", tools=Greeter().tools, task="t")
+    assert result.stop_reason == "done"
+    assert [r["status"] for r in llm_server.records()] == [status, status, 200]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_exhausted_retries_keep_the_status_and_request_id(
+    fault_server: Any, provider: str, mode: str
+) -> None:
+    header = "x-request-id" if provider == "openai" else "request-id"
+    body = (
+        openai_error("busy", type="server_error")
+        if provider == "openai"
+        else anthropic_error("busy", type="overloaded_error")
+    )
+    fault_server.queue(*[Canned(503, {header: f"req_{n}", "retry-after-ms": "10"}, body) for n in (1, 2, 3)])
+    llm = backend(provider, fault_url(provider, fault_server.url), is_async=mode == "async")
+    _, result = run(llm, is_async=mode == "async", tools=Greeter().tools, task="t")
+    assert fault_server.attempts == FAST.max_retries + 1
+    assert result.stop_reason == "llm_error"
+    error = result.error
+    assert isinstance(error, LLMError)
+    assert (error.status, error.request_id, error.retriable) == (503, "req_3", True)
+    assert error.kind == ("server" if provider == "openai" else "server")
+    assert "req_3" in result.detail and "503" in result.detail
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_run_stopped_by_server_errors_resumes_from_its_history(llm_server: Any, provider: str) -> None:
+    class BreakServer:  # llmock answers a queued fail before any queued reply, so queue it later
+        def post_dispatch(self, *args: Any) -> None:
+            llm_server.script(fail(500, times=3))
+
+    llm_server.script(reply(("greet", {"name": "Alice"})))
+    kit = Greeter()
+    loop = composable_loop(
+        backend(provider, llm_server.base_url(provider)),
+        tools=kit.tools,
+        task="Greet Alice.",
+        hooks=[BreakServer()],
+    )
+    steps = list(loop)
+    assert loop.result is not None and loop.result.stop_reason == "llm_error"
+    assert len(steps) == 1 and kit.greeted == ["Alice"]
+
+    llm_server.script(DONE)
+    resumed = composable_loop(
+        backend(provider, llm_server.base_url(provider)), tools=kit.tools, history=loop.history
+    )
+    list(resumed)
+    assert resumed.result is not None and resumed.result.stop_reason == "done"
+    assert kit.greeted == ["Alice"]  # nothing ran twice
+    last = llm_server.bodies()[-1]["messages"]
+    assert "Hello, Alice!" in str(last)
+
+
+# -- C5: timeouts, refused connections, cancelling ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_slow_headers_time_out_each_attempt_then_retry(fault_server: Any, provider: str, mode: str) -> None:
+    fault_server.queue(Canned(delay=2.0, body=_ok_body(provider)), Canned(body=_ok_body(provider)))
+    llm = backend(provider, fault_url(provider, fault_server.url), is_async=mode == "async", timeout=0.2)
+    started = time.monotonic()
+    _, result = run(llm, is_async=mode == "async", tools=Greeter().tools, task="t")
+    assert result.stop_reason == "done" and fault_server.attempts == 2
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_stalled_stream_times_out_and_is_retried(llm_server: Any, provider: str) -> None:
+    llm_server.script(
+        reply(("done", {"answer": "ok"})),
+        {"type": "stream_fault", "kind": "stall", "after_chunks": 2, "stall_seconds": 1.0},
+        DONE,
+    )
+    llm = backend(provider, llm_server.base_url(provider), stream=True, timeout=0.2)
+    _, result = run(llm, is_async=False, tools=Greeter().tools, task="t")
+    assert result.stop_reason == "done"
+    assert llm_server.attempts == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_connection_refused_is_retried_then_typed(provider: str, mode: str) -> None:
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again at once: nothing listens there
+    llm = backend(provider, fault_url(provider, f"http://127.0.0.1:{port}"), is_async=mode == "async")
+    with pytest.raises(LLMError) as caught:
+        complete(llm, _request(), is_async=mode == "async")
+    assert caught.value.kind == "connection" and caught.value.retriable
+    assert "gave up after 3 attempts" in str(caught.value)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_cancelling_during_a_backoff_returns_within_100ms(llm_server: Any, provider: str) -> None:
+    llm_server.script(fail(429, retry_after=30, times=None))
+    token = CancelToken()
+    cancelled_at: list[float] = []
+
+    def cancel() -> None:
+        cancelled_at.append(time.monotonic())
+        token.cancel("user pressed stop")
+
+    timer = threading.Timer(0.3, cancel)
+    timer.start()
+    try:
+        _, result = run(
+            backend(provider, llm_server.base_url(provider)),
+            is_async=False,
+            tools=Greeter().tools,
+            task="t",
+            cancel_token=token,
+        )
+    finally:
+        timer.cancel()
+    latency = time.monotonic() - cancelled_at[0]
+    assert latency < 0.1, latency
+    assert result.stop_reason == "cancelled" and "user pressed stop" in result.detail
+    assert llm_server.attempts == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_cancelling_the_task_during_an_async_backoff_is_prompt(llm_server: Any, provider: str) -> None:
+    llm_server.script(fail(429, retry_after=30, times=None))
+    llm = backend(provider, llm_server.base_url(provider), is_async=True)
+
+    async def main() -> float:
+        task = asyncio.create_task(llm.complete(_request()))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 0.1
+    assert llm_server.attempts == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_cancel_token_also_cuts_an_async_backoff(llm_server: Any, provider: str) -> None:
+    llm_server.script(fail(429, retry_after=30, times=None))
+    llm = backend(provider, llm_server.base_url(provider), is_async=True)
+    token = CancelToken()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, token.cancel)
+        started = time.monotonic()
+        with pytest.raises(LLMError) as caught:
+            await llm.complete(_request(token))
+        assert caught.value.kind == "cancelled"
+        return time.monotonic() - started - 0.3
+
+    assert asyncio.run(main()) < 0.1
+
+
+def test_a_retry_deadline_bounds_the_whole_call(llm_server: Any) -> None:
+    llm_server.script(fail(429, retry_after=0.3, times=None))
+    policy = RetryPolicy(max_retries=10, deadline_s=0.5)
+    with pytest.raises(LLMError) as caught:
+        backend("openai", llm_server.openai_url, retry=policy).complete(_request())
+    assert llm_server.attempts == 2
+    assert "deadline" in str(caught.value)
+
+
+# -- the policy itself ----------------------------------------------------------------------
+
+
+def test_parse_retry_after_reads_ms_seconds_and_dates() -> None:
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 7, usegmt=True)
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(7.0)
+    assert parse_retry_after({"retry-after": email.utils.formatdate(now - 9, usegmt=True)}, now=now) == 0.0
+    assert parse_retry_after({"retry-after-ms": "nope", "retry-after": "2"}) == 2.0
+    for junk in ({}, {"retry-after": "soon"}, {"retry-after": "-4"}, None):
+        assert parse_retry_after(junk) is None
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_parse_retry_after_never_raises(ms: str, plain: str) -> None:
+    value = parse_retry_after({"retry-after-ms": ms, "retry-after": plain})
+    assert value is None or value >= 0
+
+
+@given(st.integers(1, 30), st.floats(0, 1), st.integers(0, 2**32))
+def test_backoff_grows_within_its_bounds(retry: int, jitter: float, seed: int) -> None:
+    policy = RetryPolicy(initial_delay=0.5, multiplier=2.0, max_delay=20.0, jitter=jitter)
+    base = min(20.0, 0.5 * 2.0 ** (retry - 1))
+    delay = policy.backoff(retry, random.Random(seed))
+    assert base * (1 - jitter) - 1e-9 <= delay <= base + 1e-9
+
+
+def test_a_non_retriable_failure_is_raised_at_once() -> None:
+    state = RetryState(RetryPolicy(max_retries=5), "call")
+    state.start_attempt()
+    error = LLMError("no", kind="auth", status=401)
+    assert state.after_failure(Failure(error)) is error
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_retries": -1},
+        {"max_retries": 1.5},
+        {"jitter": 2.0},
+        {"multiplier": 0.5},
+        {"initial_delay": -1},
+        {"deadline_s": 0},
+    ],
+)
+def test_a_policy_that_cannot_work_is_a_config_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        RetryPolicy(**bad)
