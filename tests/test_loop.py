@@ -505,3 +505,13 @@ def test_result_to_dict_is_json_safe(drive: Any) -> None:
     data = json.loads(json.dumps(result.to_dict()))
     assert data["stop_reason"] == "llm_error" and data["error"].startswith("LLMError")
     assert len(data["steps"]) == 1
+
+
+def test_a_call_id_reused_in_a_later_turn_is_renumbered(drive: Any) -> None:
+    # A10: every tool result in the history answers exactly one call
+    tools, _ = greeting_tools()
+    script = [[native("greet", "same", name="A")], [native("greet", "same", name="B")], done()]
+    steps, _ = drive(MockLLMBackend(script), tools=tools, task="t")
+    assert [s.tool_call.call_id for s in steps[:2]] == ["same", "same~2"]
+    answered = [m.call_id for m in drive.loop.history if m.role == "tool"]
+    assert len(answered) == len(set(answered)) == 3

@@ -124,6 +124,7 @@ class Engine:
         self._no_call_streak = 0
         self._turns = 0
         self._rewrites: dict[str, dict[str, Any]] = {}
+        self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
 
     # -- stopping --------------------------------------------------------------------
 
@@ -325,13 +326,20 @@ class Engine:
         return self.stopped
 
     def _ordered(self, calls: list[ToolCall]) -> list[ToolCall]:
-        """Give every call a unique id, and put a done call after the others (only the first counts)."""
-        seen: set[str] = set()
+        """Give every call an id unique in the run, and put a done call after the others.
+
+        A repeated id (in this turn or an earlier one) is renumbered, so each tool
+        result in the history answers exactly one call.
+        """
+        seen = self._call_ids
         out: list[ToolCall] = []
         for i, call in enumerate(calls, 1):
             call_id = call.call_id or f"call_{self._turns}_{i}"
             if call_id in seen:
-                call_id = f"{call_id}~{i}"
+                n = 2
+                while f"{call_id}~{n}" in seen:
+                    n += 1
+                call_id = f"{call_id}~{n}"
             seen.add(call_id)
             if call_id != call.call_id:
                 call = ToolCall(call.tool, call.args, call.reasoning, call_id, call.parse_error)
