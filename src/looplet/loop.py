@@ -162,8 +162,15 @@ def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
         _settle(engine.finish(), execute)
 
 
-def _pump(flow: Flow, execute: Any) -> Generator[Step, None, None]:
-    """Run `flow`, yielding its Steps and carrying out its other effects."""
+def _pump(
+    flow: Flow, execute: Any, deferred: list[BaseException] | None = None
+) -> Generator[Step, None, None]:
+    """Run `flow`, yielding its Steps and carrying out its other effects.
+
+    With `deferred` (the end-of-run phase), an interruption such as Ctrl-C or
+    task cancellation inside one effect is kept there and reported to the
+    flow as that effect's failure, so the rest of the clean-up still runs.
+    """
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -179,11 +186,24 @@ def _pump(flow: Flow, execute: Any) -> Generator[Step, None, None]:
             send = execute(effect)
         except Exception as exc:
             error = exc
+        except BaseException as exc:
+            if deferred is None:
+                raise
+            deferred.append(exc)
+            error = _interrupted_effect(exc)
+
+
+def _interrupted_effect(exc: BaseException) -> Exception:
+    return RuntimeError(f"interrupted by {type(exc).__name__}")
 
 
 def _settle(flow: Flow, execute: Any) -> None:
-    for _ in _pump(flow, execute):
+    """Run the end-of-run flow to its end, then re-raise an interruption it met."""
+    deferred: list[BaseException] = []
+    for _ in _pump(flow, execute, deferred):
         pass
+    if deferred:
+        raise deferred[0]
 
 
 def _is_awaitable(value: Any) -> bool:
@@ -341,11 +361,16 @@ async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator
         raise
     finally:
         flow.close()
-        async for _ in _apump(engine.finish(), execute):
+        deferred: list[BaseException] = []
+        async for _ in _apump(engine.finish(), execute, deferred):
             pass
+        if deferred:
+            raise deferred[0]
 
 
-async def _apump(flow: Flow, execute: Any) -> AsyncIterator[Step]:
+async def _apump(
+    flow: Flow, execute: Any, deferred: list[BaseException] | None = None
+) -> AsyncIterator[Step]:
     """The async twin of `_pump`."""
     send: Any = None
     error: BaseException | None = None
@@ -362,6 +387,11 @@ async def _apump(flow: Flow, execute: Any) -> AsyncIterator[Step]:
             send = await execute(effect)
         except Exception as exc:
             error = exc
+        except BaseException as exc:
+            if deferred is None:
+                raise
+            deferred.append(exc)
+            error = _interrupted_effect(exc)
 
 
 def async_composable_loop(
