@@ -72,7 +72,13 @@ class SDKBackend:
         self.on_text_delta = on_text_delta
         self.prices = prices
         self.params = dict(params or {})
-        self._provider = Provider(self.provider_name, self.key_env, secret)
+        # Errors name the server when it is not the provider's own, e.g. a local Ollama.
+        name = (
+            self.provider_name
+            if base_url is None
+            else f"{self.provider_name}-compatible server at {display_url(base_url)}"
+        )
+        self._provider = Provider(name, self.key_env, secret)
 
     def _settings(self, options: Mapping[str, Any]) -> CallSettings:
         params = dict(self.params)

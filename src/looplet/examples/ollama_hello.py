@@ -1,0 +1,67 @@
+"""The first agent on a local model: greet two people through Ollama (or any OpenAI-compatible server).
+
+python -m looplet.examples.ollama_hello                    # Ollama at 127.0.0.1:11434, llama3.1
+python -m looplet.examples.ollama_hello --model qwen2.5    # another pulled model
+python -m looplet.examples.ollama_hello --base-url http://127.0.0.1:8000/v1 --model my-model   # vLLM, ...
+python -m looplet.examples.ollama_hello --scripted         # no server needed
+
+Before the first run: ``ollama pull llama3.1`` (and ``ollama serve`` if it is not running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from looplet import ConfigError, LLMError, MockLLMBackend, composable_loop
+from looplet.examples.hello_world import SCRIPT, TASK, build_tools
+
+DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
+DEFAULT_MODEL = "llama3.1"
+
+
+def make_llm(args: argparse.Namespace) -> Any:
+    if args.scripted:
+        return MockLLMBackend(responses=SCRIPT)
+    from looplet import OpenAIBackend
+
+    # Ollama ignores the key, but the SDK wants one; a real key in the environment is used if set.
+    key = os.environ.get("OPENAI_API_KEY") or "ollama"
+    return OpenAIBackend(args.model, base_url=args.base_url, api_key=key)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m looplet.examples.ollama_hello", description=__doc__)
+    parser.add_argument("--scripted", action="store_true", help="use a scripted model (no server needed)")
+    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"endpoint (default {DEFAULT_BASE_URL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    parser.add_argument("--max-steps", type=int, default=5, help="step budget (default 5)")
+    args = parser.parse_args(argv)
+    try:
+        llm = make_llm(args)
+    except ConfigError as exc:
+        print(f"ollama_hello: {exc}", file=sys.stderr)
+        print("ollama_hello: or run with --scripted to use a scripted model", file=sys.stderr)
+        return 2
+    loop = composable_loop(llm=llm, tools=build_tools(), task=TASK, max_steps=args.max_steps)
+    for step in loop:
+        print(step.pretty())
+    result = loop.result
+    assert result is not None
+    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
+    if isinstance(result.error, LLMError) and result.error.kind == "connection":
+        print(
+            f"ollama_hello: nothing answered at {args.base_url}; is Ollama running "
+            f"(`ollama serve`), and is the model pulled (`ollama pull {args.model}`)?",
+            file=sys.stderr,
+        )
+    if result.final_answer:
+        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
