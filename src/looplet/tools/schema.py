@@ -217,17 +217,23 @@ def _typeddict_schema(hint: Any, where: str) -> tuple[JSON, Converter | None]:
     hints = typing.get_type_hints(hint, include_extras=True)
     props: JSON = {}
     convs: dict[str, Converter] = {}
+    required: list[str] = []
     for key, sub in hints.items():
         inner = sub
-        if typing.get_origin(sub) in (typing.Required, typing.NotRequired):
+        marker = typing.get_origin(sub)
+        # The resolved Required/NotRequired marker decides; `__required_keys__` is
+        # wrong on Python 3.11 when the class was defined under postponed annotations.
+        if marker in (typing.Required, typing.NotRequired):
             inner = typing.get_args(sub)[0]
+        if marker is typing.Required or (marker is not typing.NotRequired and key in hint.__required_keys__):
+            required.append(key)
         props[key], conv = schema_for_type(inner, f"{where}.{key}")
         if conv is not None:
             convs[key] = conv
     schema: JSON = {
         "type": "object",
         "properties": props,
-        "required": sorted(hint.__required_keys__),
+        "required": sorted(required),
         "additionalProperties": False,
     }
     if not convs:
