@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import ConfigError, LLMError, MockLLMBackend, composable_loop
+from looplet import ConfigError, LLMError, MockLLMBackend, RunResult, composable_loop
 from looplet.examples.hello_world import SCRIPT, TASK, build_tools
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
@@ -31,6 +31,18 @@ def make_llm(args: argparse.Namespace) -> Any:
     # Ollama ignores the key, but the SDK wants one; a real key in the environment is used if set.
     key = os.environ.get("OPENAI_API_KEY") or "ollama"
     return OpenAIBackend(args.model, base_url=args.base_url, api_key=key)
+
+
+def hint(result: RunResult, base_url: str, model: str) -> str | None:
+    """What to try when the run failed because nothing answered, or the model is unknown."""
+    error = result.error
+    if not isinstance(error, LLMError):
+        return None
+    if error.kind == "connection":
+        return f"nothing answered at {base_url}; is Ollama running (`ollama serve`)?"
+    if error.status == 404:
+        return f"the server does not know {model!r}; pull it first (`ollama pull {model}`)"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,12 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = loop.result
     assert result is not None
     print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
-    if isinstance(result.error, LLMError) and result.error.kind == "connection":
-        print(
-            f"ollama_hello: nothing answered at {args.base_url}; is Ollama running "
-            f"(`ollama serve`), and is the model pulled (`ollama pull {args.model}`)?",
-            file=sys.stderr,
-        )
+    advice = hint(result, args.base_url, args.model)
+    if advice:
+        print(f"ollama_hello: {advice}", file=sys.stderr)
     if result.final_answer:
         print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
     return 0 if result.ok else 1
