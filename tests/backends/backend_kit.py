@@ -70,17 +70,34 @@ def run(llm: Any, *, is_async: bool, **kwargs: Any) -> tuple[list[Step], RunResu
 
     async def main() -> tuple[list[Step], RunResult]:
         aloop = async_composable_loop(llm, **kwargs)
-        out = [step async for step in aloop]
+        try:
+            out = [step async for step in aloop]
+        finally:
+            await aclose(llm)
         assert aloop.result is not None
         return out, aloop.result
 
     return asyncio.run(main())
 
 
+async def aclose(llm: Any) -> None:
+    """Close an async backend inside the loop that used it (its connections belong to that loop)."""
+    close = getattr(llm, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def complete(llm: Any, request: Any, *, is_async: bool) -> Any:
     """One `complete()` call, awaited when the backend is async."""
     if is_async:
-        return asyncio.run(llm.complete(request))
+
+        async def main() -> Any:
+            try:
+                return await llm.complete(request)
+            finally:
+                await aclose(llm)
+
+        return asyncio.run(main())
     return llm.complete(request)
 
 

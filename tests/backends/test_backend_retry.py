@@ -15,7 +15,19 @@ import time
 from typing import Any
 
 import pytest
-from backend_kit import FAST, MODES, PROVIDERS, Greeter, backend, complete, fail, fault_url, reply, run
+from backend_kit import (
+    FAST,
+    MODES,
+    PROVIDERS,
+    Greeter,
+    aclose,
+    backend,
+    complete,
+    fail,
+    fault_url,
+    reply,
+    run,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from loopback_faults import Canned, anthropic_error, anthropic_message, openai_completion, openai_error
@@ -289,7 +301,9 @@ def test_cancelling_the_task_during_an_async_backoff_is_prompt(llm_server: Any, 
         started = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return time.monotonic() - started
+        latency = time.monotonic() - started
+        await aclose(llm)
+        return latency
 
     assert asyncio.run(main()) < 0.1
     assert llm_server.attempts == 1
@@ -305,10 +319,12 @@ def test_the_cancel_token_also_cuts_an_async_backoff(llm_server: Any, provider: 
         loop = asyncio.get_running_loop()
         loop.call_later(0.3, token.cancel)
         started = time.monotonic()
-        with pytest.raises(LLMError) as caught:
-            await llm.complete(_request(token))
+        async with llm:
+            with pytest.raises(LLMError) as caught:
+                await llm.complete(_request(token))
+            latency = time.monotonic() - started - 0.3
         assert caught.value.kind == "cancelled"
-        return time.monotonic() - started - 0.3
+        return latency
 
     assert asyncio.run(main()) < 0.1
 

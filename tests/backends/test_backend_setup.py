@@ -192,3 +192,50 @@ def test_an_async_text_callback_is_awaited(llm_server: Any, provider: str) -> No
     llm = backend(provider, llm_server.base_url(provider), is_async=True, stream=True, on_text_delta=show)
     _, result = run(llm, is_async=True, tools=Greeter().tools, task="t")
     assert result.stop_reason == "done" and "".join(seen) == "Hello there."
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_backends_close_their_connections(llm_server: Any, provider: str) -> None:
+    import asyncio
+
+    llm_server.script(reply(("done", {"answer": "ok"}), times=None))
+    with backend(provider, llm_server.base_url(provider)) as llm:
+        _, result = run(llm, is_async=False, tools=Greeter().tools, task="t")
+        assert result.stop_reason == "done"
+    assert llm._client.is_closed()
+
+    async def main() -> Any:
+        async with backend(provider, llm_server.base_url(provider), is_async=True) as alm:
+            await alm.complete(_request())
+        return alm
+
+    assert asyncio.run(main())._client.is_closed()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_response_carries_the_provider_request_id(fault_server: Any, provider: str, stream: bool) -> None:
+    from loopback_faults import anthropic_tool_stream, openai_tool_stream
+
+    header = "x-request-id" if provider == "openai" else "request-id"
+    if stream:
+        make = openai_tool_stream if provider == "openai" else anthropic_tool_stream
+        fault_server.queue(Canned(headers={header: "req_ok"}, chunks=make("c", "done", {"answer": "ok"})))
+    else:
+        body = (
+            openai_completion(calls=[("c", "done", {"answer": "ok"})], finish="tool_calls")
+            if provider == "openai"
+            else anthropic_message(calls=[("c", "done", {"answer": "ok"})], stop="tool_use")
+        )
+        fault_server.queue(Canned(headers={header: "req_ok"}, body=body))
+    response = backend(provider, fault_url(provider, fault_server.url), stream=stream).complete(_request())
+    assert response.request_id == "req_ok" and response.model == "fault-model"
+    assert [c.tool for c in response.tool_calls] == ["done"] and response.tool_calls[0].args == {
+        "answer": "ok"
+    }
+
+
+def _request() -> Any:
+    from looplet import LLMRequest, Message
+
+    return LLMRequest(messages=[Message("user", "hi")])

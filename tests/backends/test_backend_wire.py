@@ -81,7 +81,7 @@ def test_openai_sends_tool_arguments_as_json_and_empty_assistant_text_as_a_strin
     assert out[0] == {"role": "system", "content": "sys"}
     assert out[2] == {"role": "assistant", "content": ""}
     assert out[3]["content"] is None
-    assert out[3]["tool_calls"][0]["function"] == {"name": "greet", "arguments": '{"name": "a"}'}
+    assert out[3]["tool_calls"][0]["function"] == {"name": "greet", "arguments": '{"name":"a"}'}
 
 
 _roles = st.sampled_from(["user", "assistant", "tool"])

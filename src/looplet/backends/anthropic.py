@@ -19,6 +19,8 @@ from ..history import Message
 from ..types import ToolCall, Usage
 from .base import (
     CallSettings,
+    ClosingAsync,
+    ClosingSync,
     DeltaSink,
     SDKBackend,
     TextDeltaCallback,
@@ -194,7 +196,7 @@ class _AnthropicBase(SDKBackend):
         )
 
 
-class AnthropicBackend(_AnthropicBase):
+class AnthropicBackend(_AnthropicBase, ClosingSync):
     """The Messages API over the ``anthropic`` SDK, with native tool use (sync)."""
 
     def complete(self, request: LLMRequest) -> LLMResponse:
@@ -229,7 +231,7 @@ class AnthropicBackend(_AnthropicBase):
         return events.result(sink.emitted)
 
 
-class AsyncAnthropicBackend(_AnthropicBase):
+class AsyncAnthropicBackend(_AnthropicBase, ClosingAsync):
     """The async twin of `AnthropicBackend` (``await llm.complete(request)``)."""
 
     _async = True

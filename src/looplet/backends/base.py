@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from ..errors import ConfigError, LLMError
 from ..types import Usage
@@ -22,6 +22,8 @@ from .retry import RetryPolicy
 
 __all__ = [
     "SDKBackend",
+    "ClosingSync",
+    "ClosingAsync",
     "CallSettings",
     "DeltaSink",
     "TextDeltaCallback",
@@ -102,6 +104,42 @@ class SDKBackend:
     def __repr__(self) -> str:
         url = f", base_url={display_url(self.base_url)!r}" if self.base_url else ""
         return f"{type(self).__name__}(model={self.model!r}{url})"
+
+
+class ClosingSync:
+    """``close()`` and ``with backend:`` for the sync backends."""
+
+    _client: Any
+
+    def close(self) -> None:
+        """Close the SDK client's connections (shared with a `client` you passed in)."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ClosingAsync:
+    """``await aclose()`` and ``async with backend:`` for the async backends.
+
+    Close an async backend inside the event loop that used it: its connections
+    belong to that loop.
+    """
+
+    _client: Any
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (shared with a `client` you passed in)."""
+        await self._client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class DeltaSink:

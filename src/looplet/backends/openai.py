@@ -22,6 +22,8 @@ from ..history import Message
 from ..types import ToolCall, Usage
 from .base import (
     CallSettings,
+    ClosingAsync,
+    ClosingSync,
     DeltaSink,
     SDKBackend,
     TextDeltaCallback,
@@ -41,6 +43,9 @@ __all__ = ["OpenAIBackend", "AsyncOpenAIBackend"]
 log = logging.getLogger(__name__)
 
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":")
+)  # one instance: dumps() builds one per call
 
 
 class _OpenAIBase(SDKBackend):
@@ -206,7 +211,7 @@ class _OpenAIBase(SDKBackend):
         )
 
 
-class OpenAIBackend(_OpenAIBase):
+class OpenAIBackend(_OpenAIBase, ClosingSync):
     """Chat Completions over the ``openai`` SDK, with native tool calls (sync)."""
 
     def complete(self, request: LLMRequest) -> LLMResponse:
@@ -241,7 +246,7 @@ class OpenAIBackend(_OpenAIBase):
         return chunks.result(sink.emitted)
 
 
-class AsyncOpenAIBackend(_OpenAIBase):
+class AsyncOpenAIBackend(_OpenAIBase, ClosingAsync):
     """The async twin of `OpenAIBackend` (``await llm.complete(request)``)."""
 
     _async = True
@@ -377,7 +382,7 @@ def _wire_call(call: ToolCall) -> dict[str, Any]:
     return {
         "id": call.call_id,
         "type": "function",
-        "function": {"name": call.tool, "arguments": json.dumps(call.args, ensure_ascii=False)},
+        "function": {"name": call.tool, "arguments": _ENCODER.encode(call.args)},
     }
 
 

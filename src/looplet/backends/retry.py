@@ -51,6 +51,8 @@ T = TypeVar("T")
 
 #: How often an async backoff looks at the cancel token.
 _ASYNC_POLL_S = 0.05
+#: Jitter source shared by all calls (seeding a new one costs more than a whole request build).
+_RNG = random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ class RetryState:
         self.what = what
         self.attempts = 0
         self._started = time.monotonic()
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
 
     def start_attempt(self) -> None:
         self.attempts += 1
