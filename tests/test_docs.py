@@ -13,9 +13,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Real-model lines in the docs, swapped for a scripted model so the blocks run offline.
 SCRIPTED_GREETER = (
     "MockLLMBackend(responses=["
-    "'{\"tool\": \"greet\", \"args\": {\"name\": \"Alice\"}}', "
-    "'{\"tool\": \"greet\", \"args\": {\"name\": \"Bob\"}}', "
-    "'{\"tool\": \"done\", \"args\": {\"answer\": \"Greeted Alice and Bob.\"}}'])"
+    '\'{"tool": "greet", "args": {"name": "Alice"}}\', '
+    '\'{"tool": "greet", "args": {"name": "Bob"}}\', '
+    '\'{"tool": "done", "args": {"answer": "Greeted Alice and Bob."}}\'])'
 )
 SUBSTITUTIONS = {'OpenAIBackend.from_env(model="gpt-4o-mini")': SCRIPTED_GREETER}
 
@@ -24,7 +24,9 @@ _FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 def blocks(path: Path, language: str) -> list[tuple[str, str]]:
     """(options, code) of each fenced block in `language`."""
-    return [(m.group(2).strip(), m.group(3)) for m in _FENCE.finditer(path.read_text()) if m.group(1) == language]
+    return [
+        (m.group(2).strip(), m.group(3)) for m in _FENCE.finditer(path.read_text()) if m.group(1) == language
+    ]
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)

@@ -560,6 +560,15 @@ def test_misspelled_hook_method_warns_with_a_suggestion() -> None:
     assert any("none of the hook methods" in t for t in texts)
 
 
+def test_misspelled_hook_warning_points_at_the_callers_line() -> None:
+    class Typo:
+        def pre_promt(self, *args: Any) -> None: ...
+
+    with pytest.warns(UserWarning) as record:
+        composable_loop(MockLLMBackend([]), hooks=[Typo()])
+    assert {w.filename for w in record} == {__file__}
+
+
 def test_object_with_no_hook_method_warns() -> None:
     class Nothing:
         def helper(self) -> None: ...

@@ -91,6 +91,69 @@ def test_closing_twice_and_running_after_close_are_harmless() -> None:
     assert hook.count("on_loop_end") == 1
 
 
+def test_close_after_break_ends_the_run_and_returns_its_result() -> None:
+    tools, _ = greeting_tools()
+    hook = Recorder()
+    loop = composable_loop(
+        MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B")]),
+        tools=tools,
+        task="t",
+        hooks=[hook],
+    )
+    for _step in loop:
+        break
+    assert loop.result is None  # Python does not close an iterator on break
+    result = loop.close()
+    assert result is loop.result is not None
+    assert result.stop_reason == "cancelled" and len(result.steps) == 1
+    assert hook.count("on_loop_end") == 1
+
+
+def test_close_before_iterating_runs_nothing() -> None:
+    hook = Recorder()
+    llm = MockLLMBackend([done()])
+    loop = composable_loop(llm, tools=greeting_tools()[0], task="t", hooks=[hook])
+    assert loop.close() is None
+    assert llm.calls == [] and hook.events == []
+
+
+def test_with_block_ends_the_run_on_break() -> None:
+    tools, _ = greeting_tools()
+    hook = Recorder()
+    llm = MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B")])
+    with composable_loop(llm, tools=tools, task="t", hooks=[hook]) as loop:
+        for _step in loop:
+            break
+    assert loop.result is not None and loop.result.stop_reason == "cancelled"
+    assert hook.count("on_loop_end") == 1
+
+
+def test_async_with_block_ends_the_run_on_break() -> None:
+    tools, _ = greeting_tools()
+    hook = Recorder()
+
+    async def main() -> Any:
+        llm = MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B")])
+        async with async_composable_loop(llm, tools=tools, task="t", hooks=[hook]) as loop:
+            async for _step in loop:
+                break
+        return loop.result
+
+    result = asyncio.run(main())
+    assert result is not None and result.stop_reason == "cancelled"
+    assert hook.count("on_loop_end") == 1
+
+
+def test_a_state_from_an_ended_run_starts_a_new_run(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    state = DefaultState()
+    drive(MockLLMBackend([done("first")]), tools=tools, task="t", state=state)
+    assert state.stop_reason == "done"
+    steps, result = drive(MockLLMBackend([done("second")]), tools=tools, task="t", state=state)
+    assert result.stop_reason == "done" and result.final_answer == {"answer": "second"}
+    assert len(state.steps) == 2  # the record goes on; counters and budget carry over
+
+
 def test_breaking_on_the_accepted_done_step_still_reports_done(drive: Any) -> None:
     tools, _ = greeting_tools()
     steps, result = drive.take(MockLLMBackend([done("42")]), 1, tools=tools, task="t")

@@ -113,6 +113,7 @@ class Engine:
         if not len(self.history) and task is not None:
             self.history.append(Message("user", render_task(task)))
         state.task = task
+        state.stop_reason = None  # a state reused from an ended run starts a new run
         state.config = config
         self.result: RunResult | None = None
         self.error: BaseException | None = None

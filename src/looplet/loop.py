@@ -65,9 +65,11 @@ def _engine(
 class Loop(Iterator[Step]):
     """A run as an iterator of Steps (what `composable_loop` returns).
 
-    Nothing runs until the first ``next()``. ``break`` (or `close`) stops it
-    cleanly: ``on_loop_end`` hooks run once. After the loop, `result` tells
-    how and why it ended.
+    Nothing runs until the first ``next()``. After a loop that ran to its
+    end, `result` tells how and why it ended. A ``break`` leaves the run open
+    (Python does not close an iterator on ``break``): call `close()`, which
+    ends it cleanly (``on_loop_end`` hooks run once) and returns the result,
+    or iterate inside ``with composable_loop(...) as loop:``.
     """
 
     def __init__(self, engine: Engine, backend: Any) -> None:
@@ -78,7 +80,7 @@ class Loop(Iterator[Step]):
 
     @property
     def result(self) -> RunResult | None:
-        """The run's outcome once it has ended (None while it is still going)."""
+        """The run's outcome once it has ended (None while it is still open)."""
         return self.engine.result
 
     @property
@@ -88,6 +90,12 @@ class Loop(Iterator[Step]):
     @property
     def history(self) -> History:
         return self.engine.history
+
+    def __enter__(self) -> Loop:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __iter__(self) -> Loop:
         return self
@@ -101,10 +109,15 @@ class Loop(Iterator[Step]):
     def throw(self, exc: BaseException) -> Step:
         return self._enter(self._gen.throw, exc)
 
-    def close(self) -> None:
+    def close(self) -> RunResult | None:
+        """End the run (stop reason ``cancelled`` if it was still going) and return its result.
+
+        The result is None only for a loop that was never iterated (nothing ran).
+        """
         if self._running:
             raise RuntimeError("loop is already running; it cannot be closed from inside a hook or tool")
         self._gen.close()
+        return self.engine.result
 
     def _enter(self, fn: Any, *args: Any) -> Step:
         if self._running:
@@ -290,6 +303,7 @@ class AsyncLoop(AsyncIterator[Step]):
 
     @property
     def result(self) -> RunResult | None:
+        """The run's outcome once it has ended (None while it is still open)."""
         return self.engine.result
 
     @property
@@ -299,6 +313,12 @@ class AsyncLoop(AsyncIterator[Step]):
     @property
     def history(self) -> History:
         return self.engine.history
+
+    async def __aenter__(self) -> AsyncLoop:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __aiter__(self) -> AsyncLoop:
         return self
@@ -317,8 +337,10 @@ class AsyncLoop(AsyncIterator[Step]):
         step: Step = await self._gen.athrow(exc)
         return step
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> RunResult | None:
+        """End the run and return its result (see `Loop.close`)."""
         await self._gen.aclose()
+        return self.engine.result
 
     async def run(self) -> RunResult:
         """Drain the loop and return its result."""

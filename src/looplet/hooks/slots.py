@@ -52,11 +52,11 @@ def _warn_misspelled(hook: object, found: bool) -> None:
             warnings.warn(
                 f"hook {type(hook).__name__} has a method {name!r}, which is not a hook method; "
                 f"did you mean {close[0]!r}?",
-                stacklevel=4,
+                stacklevel=5,
             )
     if not found:
         warnings.warn(
             f"hook {type(hook).__name__} has none of the hook methods "
             f"({', '.join(HOOK_METHODS)}), so the loop will never call it",
-            stacklevel=4,
+            stacklevel=5,
         )
