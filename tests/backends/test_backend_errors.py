@@ -19,7 +19,8 @@ from looplet.backends.anthropic import AnthropicBackend
 from looplet.backends.openai import OpenAIBackend
 
 DONE = reply(("done", {"answer": "ok"}))
-CANARY = "sk-canary-7f3a9c1e5b2d4f60a8e1"
+#: Not shaped like any known key, so only the backend's own masking can catch it.
+CANARY = "lp-canary-7f3a9c1e5b2d4f60a8e1"
 
 
 def _llm_error(result: Any) -> LLMError:
@@ -212,12 +213,12 @@ def test_auth_errors_stop_at_once_and_name_the_variable(llm_server: Any, provide
     assert ("OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY") in str(error)
 
 
-@pytest.mark.parametrize("via_env", [False, True], ids=["argument", "environment"])
+@pytest.mark.parametrize("given", ["argument", "environment", "client"])
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_key_never_leaks_into_errors_logs_or_reprs(
     fault_server: Any,
     provider: str,
-    via_env: bool,
+    given: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -231,11 +232,15 @@ def test_the_key_never_leaks_into_errors_logs_or_reprs(
     fault_server.queue(Canned(429, {"retry-after-ms": "5"}, limited), Canned(401, {}, body))
     url = fault_url(provider, fault_server.url)
     prefix = provider.upper()
-    if via_env:
+    cls = OpenAIBackend if provider == "openai" else AnthropicBackend
+    if given == "environment":
         monkeypatch.setenv(f"{prefix}_API_KEY", CANARY)
         monkeypatch.setenv(f"{prefix}_BASE_URL", url)
-        cls = OpenAIBackend if provider == "openai" else AnthropicBackend
         llm = cls.from_env(model="m", retry=FAST)
+    elif given == "client":
+        sdk = __import__(provider)
+        client = (sdk.OpenAI if provider == "openai" else sdk.Anthropic)(api_key=CANARY, base_url=url)
+        llm = cls("m", client=client, retry=FAST)
     else:
         llm = backend(provider, url, api_key=CANARY)
     caplog.set_level(logging.DEBUG)

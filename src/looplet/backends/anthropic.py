@@ -24,6 +24,7 @@ from .base import (
     DeltaSink,
     SDKBackend,
     TextDeltaCallback,
+    client_key,
     cut_short,
     raise_stream_error,
     response_header,
@@ -94,7 +95,7 @@ class _AnthropicBase(SDKBackend):
         super().__init__(
             model,
             base_url=base_url,
-            secret=key or "",
+            secret=key or client_key(client),
             retry=retry,
             stream=stream,
             on_text_delta=on_text_delta,

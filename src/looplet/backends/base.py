@@ -27,6 +27,7 @@ __all__ = [
     "CallSettings",
     "DeltaSink",
     "TextDeltaCallback",
+    "client_key",
     "cut_short",
     "raise_stream_error",
     "response_header",
@@ -186,6 +187,12 @@ def raise_stream_error(exc: Exception, provider: Provider, emitted: bool) -> NoR
             retriable=False,
         )
     raise error from exc
+
+
+def client_key(client: Any) -> str:
+    """The key inside a client you passed in, so it can be masked in messages too."""
+    key = getattr(client, "api_key", None)
+    return key if isinstance(key, str) else ""
 
 
 def response_header(stream: Any, name: str) -> str | None:
