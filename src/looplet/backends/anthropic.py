@@ -9,12 +9,11 @@ retry policy is `looplet.backends.retry`'s, and the same for every backend.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
-from ..errors import ConfigError, LLMError
+from ..errors import LLMError
 from ..history import Message
 from ..types import ToolCall, Usage
 from .base import (
@@ -29,7 +28,7 @@ from .base import (
     raise_stream_error,
     response_header,
 )
-from .env import PLACEHOLDER_KEY, read_env, require_sdk
+from .env import require_sdk
 from .pairing import pair_tool_results
 from .pricing import PriceTable
 from .protocol import LLMRequest, LLMResponse
@@ -38,15 +37,14 @@ from .text import parse_arguments
 
 __all__ = ["AnthropicBackend", "AsyncAnthropicBackend"]
 
-log = logging.getLogger(__name__)
-
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class _AnthropicBase(SDKBackend):
     provider_name = "Anthropic"
-    key_env = "ANTHROPIC_API_KEY"
+    env_prefix = "ANTHROPIC"
+    base_url_use = "a proxy or gateway"
     _async = False
 
     def __init__(
@@ -82,16 +80,7 @@ class _AnthropicBase(SDKBackend):
             max_tokens: the reply limit when the loop sets none (the API requires one).
         """
         sdk = require_sdk("anthropic")
-        env = read_env("ANTHROPIC")
-        key = api_key or (None if client is not None else env.api_key)
-        base_url = base_url or (None if client is not None else env.base_url)
-        if client is None and key is None:
-            if base_url is None:
-                raise ConfigError(
-                    "no Anthropic key: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a proxy "
-                    "that needs none), or pass api_key=/base_url="
-                )
-            key = PLACEHOLDER_KEY
+        key, base_url = self._credentials(api_key, base_url, client)
         super().__init__(
             model,
             base_url=base_url,
@@ -109,26 +98,6 @@ class _AnthropicBase(SDKBackend):
             factory = sdk.AsyncAnthropic if self._async else sdk.Anthropic
             self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
-    @classmethod
-    def from_env(cls, model: str | None = None, **overrides: Any) -> Self:
-        """A backend configured from ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_MODEL``.
-
-        ``ANTHROPIC_MODEL`` wins over `model`, which is the fallback when it is
-        unset. `overrides` are constructor arguments and win over the environment.
-        """
-        env = read_env("ANTHROPIC")
-        chosen = env.model or model
-        if not chosen:
-            raise ConfigError("no Anthropic model: set ANTHROPIC_MODEL, or pass model= to from_env()")
-        if env.model and model and env.model != model:
-            log.info("using model %r from ANTHROPIC_MODEL (the code's default is %r)", env.model, model)
-        if not (env.api_key or env.base_url or overrides.get("api_key") or overrides.get("base_url")):
-            raise ConfigError(
-                "Anthropic is not configured: set ANTHROPIC_API_KEY (and ANTHROPIC_MODEL), "
-                "or ANTHROPIC_BASE_URL for a proxy"
-            )
-        return cls(chosen, **overrides)
-
     # -- request ---------------------------------------------------------------------
 
     def _kwargs(self, request: LLMRequest, settings: CallSettings) -> dict[str, Any]:
@@ -141,10 +110,10 @@ class _AnthropicBase(SDKBackend):
             kwargs["system"] = request.system
         if request.tools:
             kwargs["tools"] = anthropic_tools(request.tools)
+        kwargs.update(settings.params)
         if request.temperature is not None:
             # Sent in the body: recent SDK releases dropped the keyword, the API still reads it.
-            kwargs["extra_body"] = {"temperature": request.temperature}
-        kwargs.update(settings.params)
+            kwargs["extra_body"] = {"temperature": request.temperature, **(kwargs.get("extra_body") or {})}
         if settings.stream:
             kwargs["stream"] = True
         return kwargs
@@ -198,7 +167,11 @@ class _AnthropicBase(SDKBackend):
 
 
 class AnthropicBackend(_AnthropicBase, ClosingSync):
-    """The Messages API over the ``anthropic`` SDK, with native tool use (sync)."""
+    """The Messages API over the ``anthropic`` SDK, with native tool use (sync).
+
+    ``AnthropicBackend.from_env(model=...)`` reads ``ANTHROPIC_API_KEY``,
+    ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_MODEL`` (which wins over `model`).
+    """
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         settings = self._settings(request.options)

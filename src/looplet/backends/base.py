@@ -9,13 +9,14 @@ passed to the SDK's create call as a keyword (``top_p``, ``seed``,
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Self
 
 from ..errors import ConfigError, LLMError
 from ..types import Usage
-from .env import display_url
+from .env import PLACEHOLDER_KEY, display_url, read_env
 from .faults import Provider, classify
 from .pricing import PriceTable, cost_of
 from .retry import RetryPolicy
@@ -38,6 +39,8 @@ TextDeltaCallback = Callable[[str], Any]
 
 _LOOPLET_OPTIONS = ("stream", "on_text_delta")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(slots=True)
 class CallSettings:
@@ -52,7 +55,62 @@ class SDKBackend:
     """Base of `OpenAIBackend`, `AnthropicBackend` and their async twins (not used on its own)."""
 
     provider_name = ""
-    key_env = ""
+    env_prefix = ""  #: ``OPENAI`` reads OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL
+    base_url_use = ""  #: what a base URL without a key is for, said in error messages
+
+    @property
+    def key_env(self) -> str:
+        return f"{self.env_prefix}_API_KEY"
+
+    @classmethod
+    def from_env(cls, model: str | None = None, **overrides: Any) -> Self:
+        """A backend configured from ``<PREFIX>_API_KEY``, ``<PREFIX>_BASE_URL`` and ``<PREFIX>_MODEL``.
+
+        The model variable wins over `model`, which is the fallback when it is
+        unset: the same code then runs against whichever endpoint the
+        environment names. `overrides` are constructor arguments and win over
+        the environment (e.g. ``base_url=...``, ``retry=...``).
+
+        Raises:
+            ConfigError: no key, base URL or model is set, naming the variables.
+        """
+        prefix = cls.env_prefix
+        env = read_env(prefix)
+        chosen = env.model or model
+        if not chosen:
+            raise ConfigError(
+                f"no {cls.provider_name} model: set {prefix}_MODEL, or pass model= to from_env()"
+            )
+        if env.model and model and env.model != model:
+            log.info("using model %r from %s_MODEL (the code's default is %r)", env.model, prefix, model)
+        given = any(overrides.get(k) for k in ("api_key", "base_url", "client"))
+        if not (env.api_key or env.base_url or given):
+            raise ConfigError(
+                f"{cls.provider_name} is not configured: set {prefix}_API_KEY (and {prefix}_MODEL), "
+                f"or {prefix}_BASE_URL for {cls.base_url_use}"
+            )
+        return cls(chosen, **overrides)
+
+    @classmethod
+    def _credentials(
+        cls, api_key: str | None, base_url: str | None, client: Any
+    ) -> tuple[str | None, str | None]:
+        """The key and base URL to build a client with: the arguments, else the environment.
+
+        A base URL without a key gets `PLACEHOLDER_KEY` (local servers ignore it).
+        """
+        env = read_env(cls.env_prefix)
+        key = api_key or (None if client is not None else env.api_key)
+        base_url = base_url or (None if client is not None else env.base_url)
+        if client is None and key is None:
+            if base_url is None:
+                prefix = cls.env_prefix
+                raise ConfigError(
+                    f"no {cls.provider_name} key: set {prefix}_API_KEY, or {prefix}_BASE_URL for "
+                    f"{cls.base_url_use}, or pass api_key=/base_url="
+                )
+            key = PLACEHOLDER_KEY
+        return key, base_url
 
     def __init__(
         self,

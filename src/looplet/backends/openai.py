@@ -13,11 +13,10 @@ retry policy is `looplet.backends.retry`'s, and the same for every backend.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
-from ..errors import ConfigError, LLMError
+from ..errors import LLMError
 from ..history import Message
 from ..types import ToolCall, Usage
 from .base import (
@@ -32,7 +31,7 @@ from .base import (
     raise_stream_error,
     response_header,
 )
-from .env import PLACEHOLDER_KEY, read_env, require_sdk
+from .env import require_sdk
 from .pairing import pair_tool_results
 from .pricing import PriceTable
 from .protocol import LLMRequest, LLMResponse
@@ -41,17 +40,15 @@ from .text import parse_arguments
 
 __all__ = ["OpenAIBackend", "AsyncOpenAIBackend"]
 
-log = logging.getLogger(__name__)
-
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":")
-)  # one instance: dumps() builds one per call
+#: One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class _OpenAIBase(SDKBackend):
     provider_name = "OpenAI"
-    key_env = "OPENAI_API_KEY"
+    env_prefix = "OPENAI"
+    base_url_use = "a local OpenAI-compatible server (Ollama, vLLM, ...)"
     _async = False
 
     def __init__(
@@ -91,16 +88,7 @@ class _OpenAIBase(SDKBackend):
                 (``stream_options``); turn off for servers that reject it.
         """
         sdk = require_sdk("openai")
-        env = read_env("OPENAI")
-        key = api_key or (None if client is not None else env.api_key)
-        base_url = base_url or (None if client is not None else env.base_url)
-        if client is None and key is None:
-            if base_url is None:
-                raise ConfigError(
-                    "no OpenAI key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
-                    "OpenAI-compatible server (Ollama, vLLM, ...), or pass api_key=/base_url="
-                )
-            key = PLACEHOLDER_KEY
+        key, base_url = self._credentials(api_key, base_url, client)
         super().__init__(
             model,
             base_url=base_url,
@@ -118,28 +106,6 @@ class _OpenAIBase(SDKBackend):
         else:
             factory = sdk.AsyncOpenAI if self._async else sdk.OpenAI
             self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
-
-    @classmethod
-    def from_env(cls, model: str | None = None, **overrides: Any) -> Self:
-        """A backend configured from ``OPENAI_API_KEY``, ``OPENAI_BASE_URL`` and ``OPENAI_MODEL``.
-
-        ``OPENAI_MODEL`` wins over `model`, which is the fallback when it is
-        unset: the same code then runs against whichever endpoint the
-        environment names. `overrides` are constructor arguments and win over
-        the environment (e.g. ``base_url=...``).
-        """
-        env = read_env("OPENAI")
-        chosen = env.model or model
-        if not chosen:
-            raise ConfigError("no OpenAI model: set OPENAI_MODEL, or pass model= to from_env()")
-        if env.model and model and env.model != model:
-            log.info("using model %r from OPENAI_MODEL (the code's default is %r)", env.model, model)
-        if not (env.api_key or env.base_url or overrides.get("api_key") or overrides.get("base_url")):
-            raise ConfigError(
-                "OpenAI is not configured: set OPENAI_API_KEY (and OPENAI_MODEL), or OPENAI_BASE_URL "
-                "for a local OpenAI-compatible server such as Ollama"
-            )
-        return cls(chosen, **overrides)
 
     # -- request ---------------------------------------------------------------------
 
@@ -213,7 +179,11 @@ class _OpenAIBase(SDKBackend):
 
 
 class OpenAIBackend(_OpenAIBase, ClosingSync):
-    """Chat Completions over the ``openai`` SDK, with native tool calls (sync)."""
+    """Chat Completions over the ``openai`` SDK, with native tool calls (sync).
+
+    ``OpenAIBackend.from_env(model=...)`` reads ``OPENAI_API_KEY``,
+    ``OPENAI_BASE_URL`` and ``OPENAI_MODEL`` (which wins over `model`).
+    """
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         settings = self._settings(request.options)
