@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: How often an async backoff looks at the cancel token.
-_ASYNC_POLL_S = 0.05
+_ASYNC_POLL_S = 0.02
 #: Jitter source shared by all calls (seeding a new one costs more than a whole request build).
 _RNG = random.Random()
 
