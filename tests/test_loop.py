@@ -327,27 +327,49 @@ def test_script_exhausted_is_an_llm_error_never_a_cycle(drive: Any) -> None:
     )
 
 
+class _Compactor:
+    """Keeps only the task when told the prompt overflowed."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def pre_prompt(self, state: Any, log: Any, ctx: Any, step: int) -> None:
+        self.seen.append(ctx.overflow)
+        if ctx.overflow:
+            ctx.messages = [ctx.messages[0]]
+
+
 def test_context_length_error_rebuilds_the_prompt_once_then_overflows(drive: Any) -> None:
     tools, _ = greeting_tools()
     overflow = LLMError("too long", kind="context_length")
-    seen: list[bool] = []
-
-    class Compactor:
-        def pre_prompt(self, state: Any, log: Any, ctx: Any, step: int) -> None:
-            seen.append(ctx.overflow)
-
-    llm = MockLLMBackend([overflow, overflow])
-    _, result = drive(llm, tools=tools, task="t", hooks=[Compactor()])
-    assert seen == [False, True]
+    compactor = _Compactor()
+    llm = MockLLMBackend([as_text("greet", name="A"), overflow, overflow])
+    _, result = drive(llm, tools=tools, task="t", hooks=[compactor])
+    assert compactor.seen == [False, False, True]
     assert result.stop_reason == StopReason.CONTEXT_OVERFLOW
-    assert len(llm.calls) == 2
+    assert len(llm.calls) == 3 and len(llm.calls[2].messages) == 1
+
+
+def test_context_length_error_is_not_retried_with_the_same_prompt(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([LLMError("too long", kind="context_length"), done()])
+    _, result = drive(llm, tools=tools, task="t")  # no hook compacts anything
+    assert result.stop_reason == StopReason.CONTEXT_OVERFLOW and result.llm_calls == 1
+    assert "no hook made the prompt smaller" in str(result.error)
 
 
 def test_context_length_error_then_success_goes_on(drive: Any) -> None:
     tools, _ = greeting_tools()
-    llm = MockLLMBackend([LLMError("too long", kind="context_length"), done()])
-    _, result = drive(llm, tools=tools, task="t")
-    assert result.stop_reason == "done" and result.llm_calls == 2
+    llm = MockLLMBackend([as_text("greet", name="A"), LLMError("too long", kind="context_length"), done()])
+    _, result = drive(llm, tools=tools, task="t", hooks=[_Compactor()])
+    assert result.stop_reason == "done" and result.llm_calls == 3
+
+
+def test_a_refusal_stops_the_run_as_refused(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    refusal = LLMError("I can't help with that", kind="refused")
+    _, result = drive(MockLLMBackend([refusal]), tools=tools, task="t")
+    assert result.stop_reason == StopReason.REFUSED and result.error is refusal
 
 
 def test_backend_returning_the_wrong_type_is_an_llm_error(drive: Any) -> None:

@@ -96,21 +96,17 @@ __all__ = [
     "ToolDefinitionError",
 ]
 
-_LAZY = {
-    "OpenAIBackend": "openai",
-    "AsyncOpenAIBackend": "openai",
-    "AnthropicBackend": "anthropic",
-    "AsyncAnthropicBackend": "anthropic",
-}
+_SDK_BACKENDS = frozenset(
+    {"OpenAIBackend", "AsyncOpenAIBackend", "AnthropicBackend", "AsyncAnthropicBackend"}
+)
 
 
 def __getattr__(name: str) -> Any:
-    """Load the SDK backends only when they are first named."""
-    module = _LAZY.get(name)
-    if module is None:
+    """Load the SDK backends only when they are first named (see `looplet.backends`)."""
+    if name not in _SDK_BACKENDS:
         raise AttributeError(f"module 'looplet' has no attribute {name!r}")
-    import importlib
+    from . import backends
 
-    value = getattr(importlib.import_module(f".backends.{module}", __name__), name)
+    value = getattr(backends, name)
     globals()[name] = value
     return value

@@ -221,24 +221,24 @@ class Engine:
         return ctx
 
     def _ask(self, ctx: PromptContext) -> Flow:
-        """Call the model; on a context-length error, rebuild the prompt once and retry."""
+        """Call the model. On a context-length error, rebuild the prompt once (``ctx.overflow``
+        tells the hooks to compact) and retry, unless the hooks left it unchanged."""
         retried = False
+        request = self._request(ctx)
         while True:
-            request = self._request(ctx)
             self.state.llm_calls += 1
             started = time.perf_counter()
             try:
                 response: LLMResponse = yield CallLLM(request)
             except LLMError as exc:
-                if self.cancel_token.cancelled:  # e.g. a backend's retry wait was cut short
-                    self.stop(StopReason.CANCELLED, f"cancelled during the model call: {exc}")
-                    return None
                 if exc.kind == "context_length" and not retried and not self._limit_reached():
                     retried = True
-                    ctx = yield from self._build_prompt(overflow=True)
-                    continue
-                reason = StopReason.CONTEXT_OVERFLOW if exc.kind == "context_length" else StopReason.LLM_ERROR
-                self.stop(reason, f"the model call failed: {exc}", exc)
+                    smaller = self._request((yield from self._build_prompt(overflow=True)))
+                    if not _same_prompt(request, smaller):
+                        request = smaller
+                        continue
+                    exc.args = (f"{exc.args[0]}; no hook made the prompt smaller",)
+                self._llm_failed(exc)
                 return None
             except Exception as exc:
                 wrapped = LLMError(f"{type(exc).__name__}: {exc}", kind="unknown")
@@ -256,6 +256,13 @@ class Engine:
             self.state.usage.add(response.usage)
             self._turn_info = _Turn(self._turns, response.usage, (time.perf_counter() - started) * 1000)
             return response
+
+    def _llm_failed(self, exc: LLMError) -> None:
+        if self.cancel_token.cancelled:  # e.g. a backend's retry wait was cut short
+            self.stop(StopReason.CANCELLED, f"cancelled during the model call: {exc}")
+            return
+        reason = _LLM_STOPS.get(exc.kind, StopReason.LLM_ERROR)
+        self.stop(reason, f"the model call failed: {exc}", exc)
 
     def _request(self, ctx: PromptContext) -> LLMRequest:
         cfg = self.config
@@ -646,6 +653,16 @@ class Engine:
         return self.result
 
     _turn_info = _Turn(0, Usage(), 0.0)
+
+
+_LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
+
+
+def _same_prompt(a: LLMRequest, b: LLMRequest) -> bool:
+    """Whether two requests would send the model the same thing (only checked after an overflow)."""
+    if (a.system, tuple(a.extra), len(a.messages)) != (b.system, tuple(b.extra), len(b.messages)):
+        return False
+    return all(x is y or x == y for x, y in zip(a.messages, b.messages, strict=True))
 
 
 def _denied(call: ToolCall, decision: Deny, hook: object) -> ToolResult:

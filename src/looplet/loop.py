@@ -62,7 +62,26 @@ def _engine(
     )
 
 
-class Loop(Iterator[Step]):
+class _RunView:
+    """What both loop wrappers show of their run."""
+
+    engine: Engine
+
+    @property
+    def result(self) -> RunResult | None:
+        """The run's outcome once it has ended (None while it is still open)."""
+        return self.engine.result
+
+    @property
+    def state(self) -> DefaultState:
+        return self.engine.state
+
+    @property
+    def history(self) -> History:
+        return self.engine.history
+
+
+class Loop(_RunView, Iterator[Step]):
     """A run as an iterator of Steps (what `composable_loop` returns).
 
     Nothing runs until the first ``next()``. After a loop that ran to its
@@ -77,19 +96,6 @@ class Loop(Iterator[Step]):
         self._backend = backend
         self._gen = _drive(engine, backend)
         self._running = False
-
-    @property
-    def result(self) -> RunResult | None:
-        """The run's outcome once it has ended (None while it is still open)."""
-        return self.engine.result
-
-    @property
-    def state(self) -> DefaultState:
-        return self.engine.state
-
-    @property
-    def history(self) -> History:
-        return self.engine.history
 
     def __enter__(self) -> Loop:
         return self
@@ -293,26 +299,13 @@ def run_loop(llm: Any, **kwargs: Any) -> RunResult:
 # -- async --------------------------------------------------------------------------
 
 
-class AsyncLoop(AsyncIterator[Step]):
+class AsyncLoop(_RunView, AsyncIterator[Step]):
     """The async twin of `Loop`: ``async for step in loop``, then ``loop.result``."""
 
     def __init__(self, engine: Engine, backend: Any, is_async: bool) -> None:
         self.engine = engine
         self._gen: Any = _adrive(engine, backend, is_async)
         self._running = False
-
-    @property
-    def result(self) -> RunResult | None:
-        """The run's outcome once it has ended (None while it is still open)."""
-        return self.engine.result
-
-    @property
-    def state(self) -> DefaultState:
-        return self.engine.state
-
-    @property
-    def history(self) -> History:
-        return self.engine.history
 
     async def __aenter__(self) -> AsyncLoop:
         return self

@@ -48,6 +48,7 @@ class StopReason:
     CANCELLED = "cancelled"  #: the caller closed the loop, or a cancel token fired
     LLM_ERROR = "llm_error"  #: the model call failed (details in `RunResult.error`)
     CONTEXT_OVERFLOW = "context_overflow"  #: the prompt stayed too long after compaction
+    REFUSED = "refused"  #: the model refused (content filter); ``RunResult.error`` has its words
     HOOK_ERROR = "hook_error"  #: a hook raised (details in `RunResult.error`)
     APPROVAL_PENDING = "approval_pending"  #: the run waits for a human decision
     HOOK_STOP = "hook_stop"  #: prefix of ``hook_stop:<reason>``

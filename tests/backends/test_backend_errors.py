@@ -23,8 +23,8 @@ DONE = reply(("done", {"answer": "ok"}))
 CANARY = "lp-canary-7f3a9c1e5b2d4f60a8e1"
 
 
-def _llm_error(result: Any) -> LLMError:
-    assert result.stop_reason == "llm_error", result.detail
+def _llm_error(result: Any, stop_reason: str = "llm_error") -> LLMError:
+    assert result.stop_reason == stop_reason, result.detail
     assert isinstance(result.error, LLMError)
     return result.error
 
@@ -279,7 +279,7 @@ def test_a_content_filter_stop_is_a_refusal(llm_server: Any, provider: str, stre
         tools=Greeter().tools,
         task="t",
     )
-    error = _llm_error(result)
+    error = _llm_error(result, "refused")
     assert (error.kind, error.retriable) == ("refused", False)
     assert llm_server.attempts == 1
 
@@ -292,5 +292,5 @@ def test_an_openai_refusal_message_is_a_refusal(fault_server: Any) -> None:
         tools=Greeter().tools,
         task="t",
     )
-    error = _llm_error(result)
+    error = _llm_error(result, "refused")
     assert error.kind == "refused" and "cannot do that" in str(error)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, composable_loop
+from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, RunResult, composable_loop
 from looplet.tools import register_done_tool
 
 TASK = {"goal": "Greet Alice and Bob, then finish."}
@@ -48,7 +48,23 @@ def make_llm(args: argparse.Namespace) -> Any:
     kwargs: dict[str, Any] = {}
     if args.base_url:
         kwargs["base_url"] = args.base_url
-    return OpenAIBackend.from_env(model=args.model, **kwargs)
+    backend = OpenAIBackend.from_env(model=args.model, **kwargs)
+    if args.model:
+        backend.model = args.model  # an explicit --model wins over $OPENAI_MODEL
+    return backend
+
+
+def run_and_report(llm: Any, max_steps: int) -> RunResult:
+    """Run the greeter, printing each step and how the run ended."""
+    loop = composable_loop(llm=llm, tools=build_tools(), task=TASK, max_steps=max_steps)
+    for step in loop:
+        print(step.pretty())
+    result = loop.result
+    assert result is not None
+    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
+    if result.final_answer:
+        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,15 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hello_world: {exc}", file=sys.stderr)
         print("hello_world: or run with --scripted to use a scripted model", file=sys.stderr)
         return 2
-    loop = composable_loop(llm=llm, tools=build_tools(), task=TASK, max_steps=args.max_steps)
-    for step in loop:
-        print(step.pretty())
-    result = loop.result
-    assert result is not None
-    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
-    if result.final_answer:
-        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
-    return 0 if result.ok else 1
+    return 0 if run_and_report(llm, args.max_steps).ok else 1
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import ConfigError, LLMError, MockLLMBackend, RunResult, composable_loop
-from looplet.examples.hello_world import SCRIPT, TASK, build_tools
+from looplet import ConfigError, LLMError, MockLLMBackend, RunResult
+from looplet.examples.hello_world import SCRIPT, run_and_report
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
 DEFAULT_MODEL = "llama3.1"
@@ -58,17 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ollama_hello: {exc}", file=sys.stderr)
         print("ollama_hello: or run with --scripted to use a scripted model", file=sys.stderr)
         return 2
-    loop = composable_loop(llm=llm, tools=build_tools(), task=TASK, max_steps=args.max_steps)
-    for step in loop:
-        print(step.pretty())
-    result = loop.result
-    assert result is not None
-    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
+    result = run_and_report(llm, args.max_steps)
     advice = hint(result, args.base_url, args.model)
     if advice:
         print(f"ollama_hello: {advice}", file=sys.stderr)
-    if result.final_answer:
-        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
     return 0 if result.ok else 1
 
 
