@@ -35,16 +35,18 @@ def _engine(
     cancel_token: CancelToken | None,
     history: History | None,
 ) -> Engine:
-    cfg = config if config is not None else LoopConfig()
     overrides: dict[str, Any] = {}
     if max_steps is not None:
         overrides["max_steps"] = max_steps
     if system_prompt is not None:
         overrides["system_prompt"] = system_prompt
-    if overrides:
-        cfg = replace(cfg, **overrides)  # re-validated by __post_init__
+    if config is None:
+        cfg = LoopConfig(**overrides)  # validated by __post_init__
+    elif overrides:
+        cfg = replace(config, **overrides)  # a copy: the caller's config is not changed
     else:
-        cfg.validate()
+        cfg = config
+        cfg.validate()  # it may have been changed since it was built
     if tools is None:
         tools = BaseToolRegistry()
     if not isinstance(tools, BaseToolRegistry):

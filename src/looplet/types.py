@@ -313,11 +313,22 @@ _REPR = _bounded_repr()
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    try:
-        text = _REPR.repr(value)
-    except Exception:  # a user object whose __repr__ fails
-        text = f"<{type(value).__name__}>"
+    kind = type(value)
+    if (kind is str and len(value) <= 200) or kind is bool or value is None or kind is float:
+        text = repr(value)  # the common cases, without reprlib's overhead
+    elif kind is int and -(10**18) < value < 10**18:
+        text = repr(value)
+    else:
+        text = _bounded(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded(value: Any) -> str:
+    try:
+        return _REPR.repr(value)
+    except Exception:  # a user object whose __repr__ fails
+        return f"<{type(value).__name__}>"
+
 
 
 def format_args(args: dict[str, Any]) -> str:
