@@ -305,7 +305,7 @@ class Engine:
         call = ToolCall(tool="", reasoning=text[:2000], call_id="", parse_error=message)
         result = error_result(call, kind, message)
         self.history.append(Message("user", f"Error ({kind}): {message}"))
-        yield from self._record(call, result, None, [], history_done=True)
+        yield self._record(call, result, None, [], history_done=True)
 
     # -- dispatching a turn's calls ----------------------------------------------------
 
@@ -535,7 +535,7 @@ class Engine:
                 f"{StopReason.HOOK_STOP}:{stop_reason}",
                 f"a post_dispatch hook stopped the run: {stop_reason}",
             )
-        yield from self._record(call, result, spec, notes, history_done=False)
+        yield self._record(call, result, spec, notes, history_done=False)
         if not self.stopped:
             yield from self._should_stop()
 
@@ -587,7 +587,8 @@ class Engine:
         notes: list[str],
         *,
         history_done: bool,
-    ) -> Flow:
+    ) -> Step:
+        """Add the step to the state (and its result to the history); the caller yields it."""
         state = self.state
         turn = self._turn_info
         free = spec is not None and spec.free
@@ -614,7 +615,7 @@ class Engine:
             self.history.append(
                 Message("tool", content, call_id=call.call_id, name=call.tool, error=bool(result.error))
             )
-        yield step
+        return step
 
     # -- hooks -----------------------------------------------------------------------
 
