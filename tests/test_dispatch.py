@@ -552,6 +552,7 @@ def test_tool_context_is_injected_and_warn_reaches_the_result(drive: Any) -> Non
     ctx = seen[0]
     assert ctx.llm is llm and ctx.tool == "careful" and ctx.step == 1
     assert ctx.call_id == steps[0].tool_call.call_id and ctx.progress == [("reading", 0.5)]
+    assert res.metadata["progress"] == [["reading", 0.5]]  # kept in the step, JSON-safe
     assert drive.loop.state.metadata["touched"] == "a.txt"
     assert "ctx" not in tools.get("careful").parameters["properties"]  # type: ignore[union-attr]
 
@@ -579,6 +580,25 @@ def test_context_parameter_found_by_annotation_under_any_name(drive: Any) -> Non
 
     steps, _ = drive(MockLLMBackend([as_text("named", x=10), done()]), tools=with_done(tools))
     assert steps[0].tool_result.data == {"result": 11}
+
+
+def test_the_loops_approver_answers_tools(drive: Any) -> None:
+    tools = BaseToolRegistry()
+    asked: list[str] = []
+
+    @tools.tool
+    def delete(path: str, ctx: ToolContext) -> dict[str, Any]:
+        """Delete a file, if a human agrees."""
+        return {"deleted": ctx.approve(f"delete {path}?")}
+
+    def approver(question: str) -> bool:
+        asked.append(question)
+        return question.endswith("tmp.txt?")
+
+    llm = MockLLMBackend([as_text("delete", path="tmp.txt"), as_text("delete", path="notes.md"), done()])
+    steps, _ = drive(llm, tools=with_done(tools), task="t", approver=approver)
+    assert [s.tool_result.data for s in steps[:2]] == [{"deleted": True}, {"deleted": False}]
+    assert asked == ["delete tmp.txt?", "delete notes.md?"]
 
 
 def test_tool_context_approve_fails_closed() -> None:

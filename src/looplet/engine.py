@@ -101,6 +101,7 @@ class Engine:
         context: Any = None,
         cancel_token: CancelToken | None = None,
         history: History | None = None,
+        approver: Callable[[str], bool] | None = None,
     ) -> None:
         self.llm = llm
         self.tools = tools
@@ -108,6 +109,7 @@ class Engine:
         self.config = config
         self.state = state
         self.context = context
+        self.approver = approver
         self.cancel_token = cancel_token or CancelToken()
         self.history = history if history is not None else History()
         if not len(self.history) and task is not None:
@@ -484,6 +486,7 @@ class Engine:
                 step=step,
                 cancel_token=self.cancel_token,
                 metadata=self.state.metadata,
+                approver=self.approver,
             )
         return call, prepared
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +34,7 @@ def _engine(
     context: Any,
     cancel_token: CancelToken | None,
     history: History | None,
+    approver: Callable[[str], bool] | None,
 ) -> Engine:
     overrides: dict[str, Any] = {}
     if max_steps is not None:
@@ -61,6 +62,7 @@ def _engine(
         context=context,
         cancel_token=cancel_token,
         history=history,
+        approver=approver,
     )
 
 
@@ -254,6 +256,7 @@ def composable_loop(
     context: Any = None,
     cancel_token: CancelToken | None = None,
     history: History | None = None,
+    approver: Callable[[str], bool] | None = None,
 ) -> Loop:
     """Run an agent as an iterator of `Step`s.
 
@@ -268,6 +271,8 @@ def composable_loop(
         context: your own value, handed to hooks as ``ctx.context``.
         cancel_token: set it from anywhere to stop the run between steps.
         history: an existing conversation to continue.
+        approver: answers tools' ``ctx.approve(question)`` (e.g. by asking a
+            human); without one, every approval is refused.
 
     Returns:
         A `Loop`: iterate it for Steps, then read ``loop.result``.
@@ -284,6 +289,7 @@ def composable_loop(
         context=context,
         cancel_token=cancel_token,
         history=history,
+        approver=approver,
     )
     backend, is_async = wrap_backend(llm)
     if is_async:
@@ -424,6 +430,7 @@ def async_composable_loop(
     context: Any = None,
     cancel_token: CancelToken | None = None,
     history: History | None = None,
+    approver: Callable[[str], bool] | None = None,
 ) -> AsyncLoop:
     """The async twin of `composable_loop`: same parameters, same Steps.
 
@@ -442,6 +449,7 @@ def async_composable_loop(
         context=context,
         cancel_token=cancel_token,
         history=history,
+        approver=approver,
     )
     backend, is_async = wrap_backend(llm)
     return AsyncLoop(engine, backend, is_async)

@@ -36,15 +36,25 @@ _MAX_ERROR_CHARS = 4000
 
 def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
     call = prepared.call
-    ctx = prepared.ctx
-    return ToolResult(
+    result = ToolResult(
         tool=call.tool,
         args_summary=format_args(prepared.args)[:200],
         data=normalize_result(value),
         duration_ms=(time.perf_counter() - started) * 1000,
-        warnings=list(ctx.warnings) if ctx is not None else [],
         call_id=call.call_id,
     )
+    _keep_context(prepared, result)
+    return result
+
+
+def _keep_context(prepared: PreparedCall, result: ToolResult) -> None:
+    """Carry what the tool said through its ToolContext (warnings, progress) into its result."""
+    ctx = prepared.ctx
+    if ctx is None:
+        return
+    result.warnings = list(ctx.warnings)
+    if ctx.progress:
+        result.metadata["progress"] = [[message, fraction] for message, fraction in ctx.progress]
 
 
 def finish_error(prepared: PreparedCall, exc: BaseException, started: float) -> ToolResult:
@@ -64,8 +74,7 @@ def finish_error(prepared: PreparedCall, exc: BaseException, started: float) -> 
     )
     result = error_result(prepared.call, ErrorKind.EXECUTION, message, exception=name)
     result.duration_ms = (time.perf_counter() - started) * 1000
-    if prepared.ctx is not None:
-        result.warnings = list(prepared.ctx.warnings)
+    _keep_context(prepared, result)
     return result
 
 
