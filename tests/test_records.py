@@ -342,4 +342,5 @@ def test_run_result_ok_and_dict() -> None:
 
 def test_nan_in_usage_or_data_never_breaks_json() -> None:
     step = make_step({}, normalize_result({"v": math.nan}))
-    json.dumps(step.to_dict(), allow_nan=False)
+    text = json.dumps(step.to_dict(), allow_nan=False)  # raises on a bare NaN
+    assert json.loads(text)["tool_result"]["data"] == {"v": "NaN"}
