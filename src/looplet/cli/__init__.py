@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="looplet",
         description="The tool-calling loop for LLM agents.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"looplet {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERBS:
         module = importlib.import_module(f".{name}", __name__)
