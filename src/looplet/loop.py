@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -155,7 +156,7 @@ def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
         nonlocal pool
         if isinstance(effect, CallHook):
             out = effect.fn(*effect.args)
-            if _is_awaitable(out):
+            if inspect.isawaitable(out):
                 _discard(out)
                 raise TypeError(
                     f"{type(effect.hook).__name__}.{effect.method} is async; use async_composable_loop"
@@ -227,14 +228,6 @@ def _settle(flow: Flow, execute: Any) -> None:
         pass
     if deferred:
         raise deferred[0]
-
-
-def _is_awaitable(value: Any) -> bool:
-    return (
-        hasattr(type(value), "__await__")
-        or type(value).__name__ == "generator"
-        and bool(getattr(getattr(value, "gi_code", None), "co_flags", 0) & 0x100)
-    )
 
 
 def _discard(awaitable: Any) -> None:
@@ -359,7 +352,7 @@ async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator
     async def execute(effect: Any) -> Any:
         if isinstance(effect, CallHook):
             out = effect.fn(*effect.args)
-            return (await out) if _is_awaitable(out) else out
+            return (await out) if inspect.isawaitable(out) else out
         if isinstance(effect, CallLLM):
             if is_async:
                 return await backend.complete(effect.request)
