@@ -330,7 +330,6 @@ def _bounded(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-
 def format_args(args: dict[str, Any]) -> str:
     """Render call arguments as ``name='Alice', n=3`` with long values cut."""
     if not isinstance(args, dict):  # a malformed call; shown as it came

@@ -17,22 +17,19 @@ from ..errors import LLMError
 from ..history import Message
 from ..types import ToolCall, Usage
 from .base import (
+    AsyncSDKBackend,
     CallSettings,
-    ClosingAsync,
-    ClosingSync,
-    DeltaSink,
     SDKBackend,
+    SyncSDKBackend,
     TextDeltaCallback,
     client_key,
     cut_short,
-    raise_stream_error,
-    response_header,
 )
 from .env import require_sdk
 from .pairing import pair_tool_results
 from .pricing import PriceTable
 from .protocol import LLMRequest, LLMResponse
-from .retry import RetryPolicy, acall_with_retries, call_with_retries
+from .retry import RetryPolicy
 from .text import parse_arguments
 
 __all__ = ["AnthropicBackend", "AsyncAnthropicBackend"]
@@ -45,6 +42,7 @@ class _AnthropicBase(SDKBackend):
     provider_name = "Anthropic"
     env_prefix = "ANTHROPIC"
     base_url_use = "a proxy or gateway"
+    request_id_header = "request-id"
     _async = False
 
     def __init__(
@@ -97,6 +95,12 @@ class _AnthropicBase(SDKBackend):
         else:
             factory = sdk.AsyncAnthropic if self._async else sdk.Anthropic
             self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def _create(self) -> Any:
+        return self._client.messages.create
+
+    def _assembler(self) -> _StreamAssembler:
+        return _StreamAssembler(self)
 
     # -- request ---------------------------------------------------------------------
 
@@ -166,80 +170,18 @@ class _AnthropicBase(SDKBackend):
         )
 
 
-class AnthropicBackend(_AnthropicBase, ClosingSync):
+class AnthropicBackend(_AnthropicBase, SyncSDKBackend):
     """The Messages API over the ``anthropic`` SDK, with native tool use (sync).
 
     ``AnthropicBackend.from_env(model=...)`` reads ``ANTHROPIC_API_KEY``,
     ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_MODEL`` (which wins over `model`).
     """
 
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        settings = self._settings(request.options)
-        kwargs = self._kwargs(request, settings)
 
-        def attempt() -> LLMResponse:
-            if settings.stream:
-                return self._stream(kwargs, settings)
-            return self._parse(self._client.messages.create(**kwargs))
-
-        return call_with_retries(
-            attempt,
-            self._classify,
-            policy=self.retry,
-            cancel_token=request.cancel_token,
-            what=self._what(),
-        )
-
-    def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
-        sink = DeltaSink(settings.on_text_delta)
-        events = _StreamAssembler(self)
-        stream = self._client.messages.create(**kwargs)
-        events.request_id = response_header(stream, "request-id")
-        with stream:
-            try:
-                for event in stream:
-                    sink.text(events.feed(event))
-            except Exception as exc:
-                if not events.stop:
-                    raise_stream_error(exc, self._provider, sink.emitted)
-        return events.result(sink.emitted)
-
-
-class AsyncAnthropicBackend(_AnthropicBase, ClosingAsync):
+class AsyncAnthropicBackend(_AnthropicBase, AsyncSDKBackend):
     """The async twin of `AnthropicBackend` (``await llm.complete(request)``)."""
 
     _async = True
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        settings = self._settings(request.options)
-        kwargs = self._kwargs(request, settings)
-
-        async def attempt() -> LLMResponse:
-            if settings.stream:
-                return await self._stream(kwargs, settings)
-            return self._parse(await self._client.messages.create(**kwargs))
-
-        return await acall_with_retries(
-            attempt,
-            self._classify,
-            policy=self.retry,
-            cancel_token=request.cancel_token,
-            what=self._what(),
-        )
-
-    async def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
-        sink = DeltaSink(settings.on_text_delta)
-        events = _StreamAssembler(self)
-        stream = await self._client.messages.create(**kwargs)
-        events.request_id = response_header(stream, "request-id")
-        async with stream:
-            try:
-                async for event in stream:
-                    await sink.atext(events.feed(event))
-            except Exception as exc:
-                if not events.stop:
-                    raise_stream_error(exc, self._provider, sink.emitted)
-        return events.result(sink.emitted)
 
 
 class _Block:
@@ -265,6 +207,10 @@ class _StreamAssembler:
         self.usage = Usage()
         self.model = ""
         self.request_id: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.stop)
 
     def feed(self, event: Any) -> str:
         """Take one event; returns its new text (for the live display)."""

@@ -12,19 +12,21 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Protocol, Self
 
 from ..errors import ConfigError, LLMError
 from ..types import Usage
 from .env import PLACEHOLDER_KEY, display_url, read_env
 from .faults import Provider, classify
 from .pricing import PriceTable, cost_of
-from .retry import RetryPolicy
+from .protocol import LLMRequest, LLMResponse
+from .retry import RetryPolicy, acall_with_retries, call_with_retries
 
 __all__ = [
     "SDKBackend",
-    "ClosingSync",
-    "ClosingAsync",
+    "SyncSDKBackend",
+    "AsyncSDKBackend",
+    "StreamAssembler",
     "CallSettings",
     "DeltaSink",
     "TextDeltaCallback",
@@ -57,6 +59,24 @@ class SDKBackend:
     provider_name = ""
     env_prefix = ""  #: ``OPENAI`` reads OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL
     base_url_use = ""  #: what a base URL without a key is for, said in error messages
+    _client: Any
+    #: the response header with the provider's request id (read from a stream's response)
+    request_id_header = ""
+
+    # -- what each provider module supplies ---------------------------------------------
+
+    def _create(self) -> Callable[..., Any]:
+        """The SDK's create method (``chat.completions.create``, ``messages.create``)."""
+        raise NotImplementedError
+
+    def _kwargs(self, request: LLMRequest, settings: CallSettings) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _parse(self, reply: Any) -> LLMResponse:
+        raise NotImplementedError
+
+    def _assembler(self) -> StreamAssembler:
+        raise NotImplementedError
 
     @property
     def key_env(self) -> str:
@@ -165,10 +185,53 @@ class SDKBackend:
         return f"{type(self).__name__}(model={self.model!r}{url})"
 
 
-class ClosingSync:
-    """``close()`` and ``with backend:`` for the sync backends."""
+class StreamAssembler(Protocol):
+    """Puts one provider's streamed events back together into an `LLMResponse`."""
 
-    _client: Any
+    request_id: str | None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the provider said the reply is complete (a finish or stop reason)."""
+        ...
+
+    def feed(self, event: Any) -> str:
+        """Take one event; returns its new text (for the live display)."""
+        ...
+
+    def result(self, emitted: bool) -> LLMResponse: ...
+
+
+class SyncSDKBackend(SDKBackend):
+    """``complete()``, ``close()`` and ``with backend:`` for the sync backends."""
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        """One model call: plain or streamed, retried by `looplet.backends.retry`'s policy."""
+        settings = self._settings(request.options)
+        kwargs = self._kwargs(request, settings)
+
+        def attempt() -> LLMResponse:
+            if settings.stream:
+                return self._stream(kwargs, settings)
+            return self._parse(self._create()(**kwargs))
+
+        return call_with_retries(
+            attempt, self._classify, policy=self.retry, cancel_token=request.cancel_token, what=self._what()
+        )
+
+    def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
+        sink = DeltaSink(settings.on_text_delta)
+        parts = self._assembler()
+        stream = self._create()(**kwargs)
+        parts.request_id = response_header(stream, self.request_id_header)
+        with stream:
+            try:
+                for event in stream:
+                    sink.text(parts.feed(event))
+            except Exception as exc:
+                if not parts.ended:
+                    raise_stream_error(exc, self._provider, sink.emitted)
+        return parts.result(sink.emitted)
 
     def close(self) -> None:
         """Close the SDK client's connections (shared with a `client` you passed in)."""
@@ -181,14 +244,40 @@ class ClosingSync:
         self.close()
 
 
-class ClosingAsync:
-    """``await aclose()`` and ``async with backend:`` for the async backends.
+class AsyncSDKBackend(SDKBackend):
+    """The async twin: ``await complete()``, ``await aclose()`` and ``async with backend:``.
 
     Close an async backend inside the event loop that used it: its connections
     belong to that loop.
     """
 
-    _client: Any
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """One model call: plain or streamed, retried by `looplet.backends.retry`'s policy."""
+        settings = self._settings(request.options)
+        kwargs = self._kwargs(request, settings)
+
+        async def attempt() -> LLMResponse:
+            if settings.stream:
+                return await self._stream(kwargs, settings)
+            return self._parse(await self._create()(**kwargs))
+
+        return await acall_with_retries(
+            attempt, self._classify, policy=self.retry, cancel_token=request.cancel_token, what=self._what()
+        )
+
+    async def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
+        sink = DeltaSink(settings.on_text_delta)
+        parts = self._assembler()
+        stream = await self._create()(**kwargs)
+        parts.request_id = response_header(stream, self.request_id_header)
+        async with stream:
+            try:
+                async for event in stream:
+                    await sink.atext(parts.feed(event))
+            except Exception as exc:
+                if not parts.ended:
+                    raise_stream_error(exc, self._provider, sink.emitted)
+        return parts.result(sink.emitted)
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (shared with a `client` you passed in)."""

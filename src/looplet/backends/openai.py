@@ -20,22 +20,19 @@ from ..errors import LLMError
 from ..history import Message
 from ..types import ToolCall, Usage
 from .base import (
+    AsyncSDKBackend,
     CallSettings,
-    ClosingAsync,
-    ClosingSync,
-    DeltaSink,
     SDKBackend,
+    SyncSDKBackend,
     TextDeltaCallback,
     client_key,
     cut_short,
-    raise_stream_error,
-    response_header,
 )
 from .env import require_sdk
 from .pairing import pair_tool_results
 from .pricing import PriceTable
 from .protocol import LLMRequest, LLMResponse
-from .retry import RetryPolicy, acall_with_retries, call_with_retries
+from .retry import RetryPolicy
 from .text import parse_arguments
 
 __all__ = ["OpenAIBackend", "AsyncOpenAIBackend"]
@@ -49,6 +46,7 @@ class _OpenAIBase(SDKBackend):
     provider_name = "OpenAI"
     env_prefix = "OPENAI"
     base_url_use = "a local OpenAI-compatible server (Ollama, vLLM, ...)"
+    request_id_header = "x-request-id"
     _async = False
 
     def __init__(
@@ -106,6 +104,12 @@ class _OpenAIBase(SDKBackend):
         else:
             factory = sdk.AsyncOpenAI if self._async else sdk.OpenAI
             self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def _create(self) -> Any:
+        return self._client.chat.completions.create
+
+    def _assembler(self) -> _StreamAssembler:
+        return _StreamAssembler(self)
 
     # -- request ---------------------------------------------------------------------
 
@@ -178,80 +182,18 @@ class _OpenAIBase(SDKBackend):
         )
 
 
-class OpenAIBackend(_OpenAIBase, ClosingSync):
+class OpenAIBackend(_OpenAIBase, SyncSDKBackend):
     """Chat Completions over the ``openai`` SDK, with native tool calls (sync).
 
     ``OpenAIBackend.from_env(model=...)`` reads ``OPENAI_API_KEY``,
     ``OPENAI_BASE_URL`` and ``OPENAI_MODEL`` (which wins over `model`).
     """
 
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        settings = self._settings(request.options)
-        kwargs = self._kwargs(request, settings)
 
-        def attempt() -> LLMResponse:
-            if settings.stream:
-                return self._stream(kwargs, settings)
-            return self._parse(self._client.chat.completions.create(**kwargs))
-
-        return call_with_retries(
-            attempt,
-            self._classify,
-            policy=self.retry,
-            cancel_token=request.cancel_token,
-            what=self._what(),
-        )
-
-    def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
-        sink = DeltaSink(settings.on_text_delta)
-        chunks = _StreamAssembler(self)
-        stream = self._client.chat.completions.create(**kwargs)
-        chunks.request_id = response_header(stream, "x-request-id")
-        with stream:
-            try:
-                for chunk in stream:
-                    sink.text(chunks.feed(chunk))
-            except Exception as exc:
-                if not chunks.finish:
-                    raise_stream_error(exc, self._provider, sink.emitted)
-        return chunks.result(sink.emitted)
-
-
-class AsyncOpenAIBackend(_OpenAIBase, ClosingAsync):
+class AsyncOpenAIBackend(_OpenAIBase, AsyncSDKBackend):
     """The async twin of `OpenAIBackend` (``await llm.complete(request)``)."""
 
     _async = True
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        settings = self._settings(request.options)
-        kwargs = self._kwargs(request, settings)
-
-        async def attempt() -> LLMResponse:
-            if settings.stream:
-                return await self._stream(kwargs, settings)
-            return self._parse(await self._client.chat.completions.create(**kwargs))
-
-        return await acall_with_retries(
-            attempt,
-            self._classify,
-            policy=self.retry,
-            cancel_token=request.cancel_token,
-            what=self._what(),
-        )
-
-    async def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
-        sink = DeltaSink(settings.on_text_delta)
-        chunks = _StreamAssembler(self)
-        stream = await self._client.chat.completions.create(**kwargs)
-        chunks.request_id = response_header(stream, "x-request-id")
-        async with stream:
-            try:
-                async for chunk in stream:
-                    await sink.atext(chunks.feed(chunk))
-            except Exception as exc:
-                if not chunks.finish:
-                    raise_stream_error(exc, self._provider, sink.emitted)
-        return chunks.result(sink.emitted)
 
 
 class _PartialCall:
@@ -277,6 +219,10 @@ class _StreamAssembler:
         self.usage: Any = None
         self.model = ""
         self.request_id: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.finish)
 
     def feed(self, chunk: Any) -> str:
         """Take one chunk; returns its new text (for the live display)."""
