@@ -15,6 +15,8 @@ from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, RunResult, co
 from looplet.tools import register_done_tool
 
 TASK = {"goal": "Greet Alice and Bob, then finish."}
+#: Used when neither --model nor $OPENAI_MODEL names one.
+DEFAULT_MODEL = "gpt-4o-mini"
 
 #: What a well-behaved model answers, for --scripted runs.
 SCRIPT = [
@@ -48,7 +50,7 @@ def make_llm(args: argparse.Namespace) -> Any:
     kwargs: dict[str, Any] = {}
     if args.base_url:
         kwargs["base_url"] = args.base_url
-    backend = OpenAIBackend.from_env(model=args.model, **kwargs)
+    backend = OpenAIBackend.from_env(model=args.model or DEFAULT_MODEL, **kwargs)
     if args.model:
         backend.model = args.model  # an explicit --model wins over $OPENAI_MODEL
     return backend
@@ -71,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m looplet.examples.hello_world", description=__doc__)
     parser.add_argument("--scripted", action="store_true", help="use a scripted model (no key needed)")
     parser.add_argument("--max-steps", type=int, default=5, help="step budget (default 5)")
-    parser.add_argument("--model", default=None, help="model name (default: $OPENAI_MODEL)")
+    parser.add_argument(
+        "--model", default=None, help=f"model name (default: $OPENAI_MODEL, else {DEFAULT_MODEL})"
+    )
     parser.add_argument(
         "--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)"
     )
