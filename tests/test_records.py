@@ -267,6 +267,17 @@ def test_pretty_neutralises_control_characters_and_newlines() -> None:
     assert "\n" not in line and "\x1b" not in line and "bad⏎thing" in line
 
 
+def test_pretty_masks_secrets_in_arguments_results_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    # I1 (the pretty() sink): a known key shape, and the value of a secret env var,
+    # long enough that cutting the argument would otherwise leave a readable prefix.
+    monkeypatch.setenv("ACME_API_TOKEN", "acme-0f9e8d7c6b5a4f3e2d1c")
+    key = "sk-" + "A1b2C3d4E5f6G7h8I9j0" * 3
+    line = make_step({"auth": key, "note": "token acme-0f9e8d7c6b5a4f3e2d1c"}, {"echo": key}).pretty()
+    assert "A1b2C3d4" not in line and "acme-0f9e" not in line and "[REDACTED]" in line
+    line = make_step({}, error=f"401 for key {key}").pretty()
+    assert "A1b2C3d4" not in line and "[REDACTED]" in line
+
+
 def test_pretty_survives_huge_and_deep_and_odd_arguments() -> None:
     deep: Any = "x"
     for _ in range(5000):

@@ -28,18 +28,21 @@ _PATTERN_TEXT = "|".join(
         r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
     ]
 )
-_SECRET_NAME = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+_SECRET_NAME_TEXT = r"KEY|TOKEN|SECRET|PASSWORD|PASSWD"
 _compiled: list[re.Pattern[str]] = []
 
 
-def _patterns() -> re.Pattern[str]:
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(secret shapes, secret env names), compiled on first use to keep imports cheap."""
     if not _compiled:
         _compiled.append(re.compile(_PATTERN_TEXT))
-    return _compiled[0]
+        _compiled.append(re.compile(_SECRET_NAME_TEXT, re.IGNORECASE))
+    return _compiled[0], _compiled[1]
 
 
 def _env_secrets() -> list[str]:
-    values = [v for k, v in os.environ.items() if len(v) >= 8 and any(w in k.upper() for w in _SECRET_NAME)]
+    secret_name = _patterns()[1].search
+    values = [v for k, v in os.environ.items() if len(v) >= 8 and secret_name(k)]
     return sorted(values, key=len, reverse=True)
 
 
@@ -48,4 +51,4 @@ def redact_text(text: str, extra: list[str] | None = None) -> str:
     for value in _env_secrets() + (extra or []):
         if value and value in text:
             text = text.replace(value, REDACTED)
-    return _patterns().sub(REDACTED, text)
+    return _patterns()[0].sub(REDACTED, text)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import re
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .redaction import redact_text
 
 __all__ = [
     "ErrorKind",
@@ -210,13 +213,17 @@ class Step:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def pretty(self) -> str:
-        """One human-readable line, e.g. ``#1 ✓ greet(name='Alice') → greeting: 'Hi' [0.1ms]``."""
+        """One human-readable line, e.g. ``#1 ✓ greet(name='Alice') → greeting: 'Hi' [0.1ms]``.
+
+        Secrets (known key shapes, secret env values) are masked and control
+        characters neutralised, so the line is safe to print or log.
+        """
         res = self.tool_result
         mark = "✗" if res.error else "✓"
-        call = f"{self.tool_call.tool}({format_args(self.tool_call.args)})"
-        outcome = res.error if res.error else summarize(res.data)
+        call = f"{self.tool_call.tool}({format_args(self.tool_call.args, redact_text)})"
+        outcome = res.error if res.error else summarize(res.data, redact_text)
         line = f"#{self.number} {mark} {call} → {outcome} [{format_ms(res.duration_ms)}]"
-        return _neutralize(line)
+        return _neutralize(redact_text(line))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; `Step.from_dict` reads it back into an equal Step."""
@@ -312,7 +319,10 @@ def _bounded_repr() -> reprlib.Repr:
 _REPR = _bounded_repr()
 
 
-def _short(value: Any, limit: int = 40) -> str:
+Clean = Callable[[str], str]
+
+
+def _short(value: Any, limit: int = 40, clean: Clean | None = None) -> str:
     kind = type(value)
     if (kind is str and len(value) <= 200) or kind is bool or value is None or kind is float:
         text = repr(value)  # the common cases, without reprlib's overhead
@@ -320,6 +330,12 @@ def _short(value: Any, limit: int = 40) -> str:
         text = repr(value)
     else:
         text = _bounded(value)
+    if clean is not None and len(text) > limit:
+        text = clean(text)  # before cutting, so no secret is left half-shown
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -330,28 +346,33 @@ def _bounded(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-def format_args(args: dict[str, Any]) -> str:
-    """Render call arguments as ``name='Alice', n=3`` with long values cut."""
+def format_args(args: dict[str, Any], clean: Clean | None = None) -> str:
+    """Render call arguments as ``name='Alice', n=3`` with long values cut.
+
+    `clean` (e.g. `redact_text`) is applied to each value's text before it is cut.
+    """
     if not isinstance(args, dict):  # a malformed call; shown as it came
-        return _short(args)
-    return ", ".join(f"{k}={_short(v)}" for k, v in args.items())
+        return _short(args, clean=clean)
+    return ", ".join(f"{k}={_short(v, clean=clean)}" for k, v in args.items())
 
 
-def summarize(data: Any) -> str:
+def summarize(data: Any, clean: Clean | None = None) -> str:
     """A few words on a tool's data: ``12 items``, ``greeting: 'Hello'``, ..."""
     if isinstance(data, dict):
         if len(data) == 1:
             ((key, value),) = data.items()
             if isinstance(value, list):
                 return f"{len(value)} items"
-            return f"{key}: {_short(value, 60)}"
+            return f"{key}: {_short(value, 60, clean)}"
         if not data:
             return "{}"
         text = json.dumps(data, ensure_ascii=False, default=str)
-        return text if len(text) <= 80 else text[:79] + "…"
+        if clean is not None and len(text) > 80:
+            text = clean(text)
+        return _cut(text, 80)
     if isinstance(data, list):
         return f"{len(data)} items"
-    return _short(data, 60)
+    return _short(data, 60, clean)
 
 
 def format_ms(ms: float) -> str:
