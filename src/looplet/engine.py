@@ -126,6 +126,7 @@ class Engine:
         self._started = time.monotonic()
         self._no_call_streak = 0
         self._turns = 0
+        self._turn_info = _Turn(0, Usage(), 0.0)  # the model call the next steps come from
         self._rewrites: dict[str, dict[str, Any]] = {}
         self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
 
@@ -655,8 +656,6 @@ class Engine:
             dropped_calls=self.dropped,
         )
         return self.result
-
-    _turn_info = _Turn(0, Usage(), 0.0)
 
 
 _LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
