@@ -224,6 +224,22 @@ def prompt_bytes() -> dict[str, int]:
     return {mode: run_looplet(1000, mode)[1] for mode in ("native", "text")}
 
 
+def pretty_us(repeats: int) -> float:
+    """µs for one `Step.pretty()` line (it masks secrets, which reads the environment)."""
+    from looplet import Step, ToolCall, ToolResult
+
+    step = Step(1, ToolCall("greet", {"name": "Alice"}), ToolResult("greet", data={"greeting": "Hi"}))
+    rounds = 2000
+
+    def once() -> float:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            step.pretty()
+        return (time.perf_counter() - started) / rounds
+
+    return _median_time(once, repeats) * 1e6
+
+
 # -- report ----------------------------------------------------------------------------
 
 
@@ -267,6 +283,8 @@ def main() -> None:
     print("|---|---:|")
     for mode, size in sizes.items():
         print(f"| {mode} | {size:,} |")
+    print()
+    print(f"`Step.pretty()`: {pretty_us(repeats):.1f} µs per line ({len(os.environ)} environment variables)")
 
 
 if __name__ == "__main__":
