@@ -45,6 +45,9 @@ class LLMRequest:
         step: the number the next step will get.
         cancel_token: the run's `CancelToken`; a backend waiting to retry
             should stop waiting when it fires.
+        deadline: the run's deadline as a `time.monotonic()` value (None: no
+            deadline). A backend never waits or retries past it, and bounds
+            each attempt's timeout by the time left.
     """
 
     messages: Sequence[Message]
@@ -56,6 +59,7 @@ class LLMRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     step: int = 1
     cancel_token: CancelToken | None = None
+    deadline: float | None = None
 
     def conversation(self) -> list[Message]:
         """The messages to send, with the `extra` texts appended as a final user turn."""
