@@ -38,6 +38,8 @@ class Driver:
 
     def take(self, llm: Any, k: int | None, **kwargs: Any) -> tuple[list[Step], RunResult]:
         """Iterate at most `k` steps (all when None), then close the loop; returns (steps, result)."""
+        if kwargs.get("task") is None and kwargs.get("state") is None and kwargs.get("history") is None:
+            kwargs["task"] = "the task"
         if self.mode == "sync":
             loop = composable_loop(llm, **kwargs)
             self.loop = loop

@@ -103,11 +103,20 @@ def test_text_only_model_stops_within_both_caps(drive: Any) -> None:
     assert len(llm.calls) == 4
 
 
-def test_text_only_nudges_also_spend_the_step_budget(drive: Any) -> None:
+def test_text_only_replies_do_not_spend_the_tool_step_budget(drive: Any) -> None:
+    # max_steps counts tool steps; chatter is bounded by max_no_tool_calls and max_llm_calls
+    tools, greeted = greeting_tools()
+    llm = MockLLMBackend(["hmm", "let me think", as_text("greet", name="A"), as_text("greet", name="B")])
+    steps, result = drive(llm, tools=tools, config=LoopConfig(max_steps=2, max_no_tool_calls=10))
+    assert [s.free for s in steps] == [True, True, False, False]
+    assert greeted == ["A", "B"] and result.stop_reason == StopReason.MAX_STEPS
+
+
+def test_endless_chatter_stops_at_the_no_tool_call_cap(drive: Any) -> None:
     tools, _ = greeting_tools()
     llm = MockLLMBackend(["no"] * 50)
-    steps, result = drive(llm, tools=tools, config=LoopConfig(max_steps=2, max_no_tool_calls=10))
-    assert len(steps) == 2 and result.stop_reason == StopReason.MAX_STEPS
+    steps, result = drive(llm, tools=tools, config=LoopConfig(max_steps=2, max_no_tool_calls=3))
+    assert len(steps) == 3 and len(llm.calls) == 4 and result.stop_reason == StopReason.NO_TOOL_CALL
 
 
 def test_unknown_tool_names_spend_the_run_wide_budget(drive: Any) -> None:
@@ -226,7 +235,7 @@ def test_a_config_mutated_into_nonsense_is_rejected_when_used() -> None:
     config = LoopConfig()
     config.max_steps = -5
     with pytest.raises(ConfigError):
-        composable_loop(MockLLMBackend([]), config=config)
+        composable_loop(MockLLMBackend([]), config=config, task="t")
 
 
 def test_budget_remaining_counts_down(drive: Any) -> None:

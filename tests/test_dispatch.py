@@ -251,7 +251,7 @@ def test_cancelled_error_from_an_async_tool_propagates() -> None:
             ended.append(state.stop_reason)
 
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(arun_loop(MockLLMBackend([as_text("cancel_me")]), tools=tools, hooks=[End()]))
+        asyncio.run(arun_loop(MockLLMBackend([as_text("cancel_me")]), tools=tools, hooks=[End()], task="t"))
     assert ended == ["cancelled"]
 
 
@@ -319,12 +319,12 @@ def test_async_tool_past_its_limit_is_really_cancelled(mode: str) -> None:
 
     llm = MockLLMBackend([as_text("slow"), done()])
     if mode == "sync":
-        steps = list(composable_loop(llm, tools=with_done(tools)))
+        steps = list(composable_loop(llm, tools=with_done(tools), task="t"))
     else:
         from looplet import async_composable_loop
 
         async def main() -> list[Any]:
-            return [s async for s in async_composable_loop(llm, tools=with_done(tools))]
+            return [s async for s in async_composable_loop(llm, tools=with_done(tools), task="t")]
 
         steps = asyncio.run(main())
     res = steps[0].tool_result
@@ -524,7 +524,7 @@ def test_async_tool_in_the_sync_loop_inside_a_running_event_loop() -> None:
     async def main() -> Any:
         # a sync loop driven from async code: the tool gets its own event loop in a thread
         return composable_loop(
-            MockLLMBackend([as_text("add", a=1, b=1), done()]), tools=with_done(tools)
+            MockLLMBackend([as_text("add", a=1, b=1), done()]), tools=with_done(tools), task="t"
         ).run()
 
     result = asyncio.run(main())
@@ -632,7 +632,25 @@ def test_cancel_token_stops_the_run_between_steps(drive: Any) -> None:
     steps, result = drive(MockLLMBackend(script), tools=with_done(tools), cancel_token=token)
     assert len(steps) == 1 and steps[0].tool_result.ok
     assert result.stop_reason == StopReason.CANCELLED and result.detail == "user pressed stop"
-    assert token.cancelled and token.wait(0) and "cancelled=True" in repr(token)
+    # the run's token is linked below yours: the run stopping does not cancel your token
+    assert not token.cancelled and "cancelled=False" in repr(token)
+
+
+def test_your_cancel_token_cancels_the_run_and_what_its_tools_see(drive: Any) -> None:
+    token = CancelToken()
+    tools = BaseToolRegistry()
+    seen: list[bool] = []
+
+    @tools.tool
+    def check(ctx: ToolContext) -> str:
+        """Cancel from outside, then look at the token the tool holds."""
+        token.cancel("user pressed stop")
+        seen.append(ctx.cancel_token.cancelled and ctx.cancel_token.wait(0))
+        return "ok"
+
+    steps, result = drive(MockLLMBackend([as_text("check"), done()]), tools=with_done(tools), cancel_token=token)
+    assert seen == [True] and len(steps) == 1
+    assert result.stop_reason == StopReason.CANCELLED and result.detail == "user pressed stop"
 
 
 def test_cancel_token_drops_the_rest_of_a_batch(drive: Any) -> None:

@@ -451,8 +451,14 @@ def test_pre_dispatch_failure_in_a_concurrent_group_runs_none_of_it(drive: Any, 
     reply = batch(("fetch", {"url": "a"}), ("fetch", {"url": "b"}), ("fetch", {"url": "c"}))
     steps, result = drive(MockLLMBackend([reply]), tools=tools, hooks=[FailSecond()])
     assert result.stop_reason == "hook_error" and ran == []
-    assert [s.tool_result.error_kind for s in steps] == [ErrorKind.CANCELLED, ErrorKind.HOOK_ERROR]
-    assert [c.args["url"] for c in result.dropped_calls] == ["c"]
+    # One rule for calls that never ran: no Step, uncharged, listed, answered in call order.
+    assert [s.tool_result.error_kind for s in steps] == [ErrorKind.HOOK_ERROR]
+    assert [s.tool_call.args["url"] for s in steps] == ["b"]
+    assert [c.args["url"] for c in result.dropped_calls] == ["a", "c"]
+    assert drive.loop.state.steps_charged == 1
+    answers = [m for m in drive.loop.history if m.role == "tool"]
+    assert [m.call_id for m in answers] == [c.call_id for c in drive.loop.history[1].tool_calls]
+    assert answers[0].content.startswith("not run") and answers[2].content.startswith("not run")
 
 
 def test_pre_dispatch_failure_after_a_finished_sequential_call_keeps_that_call(drive: Any) -> None:
@@ -529,7 +535,7 @@ def test_async_hooks_are_awaited_in_the_async_loop() -> None:
     tools, greeted = greeting_tools()
     hook = AsyncHooks()
     llm = MockLLMBackend([as_text("greet", name="A"), done()])
-    result = asyncio.run(arun_loop(llm, tools=tools, hooks=[hook]))
+    result = asyncio.run(arun_loop(llm, tools=tools, hooks=[hook], task="t"))
     assert result.stop_reason == "done" and greeted == []
     assert llm.calls[0].extra == ("async note",)
     assert result.steps[0].tool_result.error_kind == ErrorKind.DENIED
@@ -540,7 +546,7 @@ def test_async_hook_in_the_sync_loop_is_a_hook_error_that_says_why() -> None:
     tools, _ = greeting_tools()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "coroutine was never awaited"
-        loop = composable_loop(MockLLMBackend([done()]), tools=tools, hooks=[AsyncHooks()])
+        loop = composable_loop(MockLLMBackend([done()]), tools=tools, hooks=[AsyncHooks()], task="t")
         result = loop.run()
     assert result.stop_reason == "hook_error"
     assert "is async; use async_composable_loop" in str(result.error)
@@ -565,7 +571,7 @@ def test_misspelled_hook_warning_points_at_the_callers_line() -> None:
         def pre_promt(self, *args: Any) -> None: ...
 
     with pytest.warns(UserWarning) as record:
-        composable_loop(MockLLMBackend([]), hooks=[Typo()])
+        composable_loop(MockLLMBackend([]), hooks=[Typo()], task="t")
     assert {w.filename for w in record} == {__file__}
 
 
@@ -614,7 +620,7 @@ def test_hook_advancing_its_own_loop_gets_a_runtime_error() -> None:
             except RuntimeError as exc:
                 caught.append(exc)
 
-    loop = composable_loop(MockLLMBackend([done()]), tools=tools, hooks=[Reenter()])
+    loop = composable_loop(MockLLMBackend([done()]), tools=tools, hooks=[Reenter()], task="t")
     holder["loop"] = loop
     result = loop.run()
     assert result.stop_reason == "done"
@@ -661,7 +667,7 @@ def test_async_hook_advancing_its_own_loop_gets_a_runtime_error() -> None:
                 caught.append(exc)
 
     async def main() -> Any:
-        loop = async_composable_loop(MockLLMBackend([done()]), tools=tools, hooks=[Reenter()])
+        loop = async_composable_loop(MockLLMBackend([done()]), tools=tools, hooks=[Reenter()], task="t")
         holder["loop"] = loop
         return await loop.run()
 
@@ -673,6 +679,6 @@ def test_no_hook_config_fields_leak_between_runs() -> None:
     # one setting in one place: the loop reads the config it was given
     tools, _ = greeting_tools()
     config = LoopConfig(max_steps=1)
-    loop = composable_loop(MockLLMBackend([as_text("greet", name="A")]), tools=tools, config=config)
+    loop = composable_loop(MockLLMBackend([as_text("greet", name="A")]), tools=tools, config=config, task="t")
     assert loop.run().stop_reason == "max_steps"
     assert loop.state.config is config

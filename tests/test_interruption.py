@@ -60,7 +60,7 @@ def test_throw_into_the_loop_propagates_after_cleanup() -> None:
     # D4
     tools, ran = counting_tools()
     hook = Recorder()
-    loop = composable_loop(MockLLMBackend(SCRIPT), tools=tools, hooks=[hook])
+    loop = composable_loop(MockLLMBackend(SCRIPT), tools=tools, hooks=[hook], task="t")
     next(loop)
     with pytest.raises(ValueError, match="consumer gave up"):
         loop.throw(ValueError("consumer gave up"))
@@ -76,7 +76,7 @@ def test_athrow_into_the_async_loop_propagates_after_cleanup() -> None:
     hook = Recorder()
 
     async def main() -> Any:
-        loop = async_composable_loop(MockLLMBackend(SCRIPT), tools=tools, hooks=[hook])
+        loop = async_composable_loop(MockLLMBackend(SCRIPT), tools=tools, hooks=[hook], task="t")
         await loop.__anext__()
         with pytest.raises(ValueError):
             await loop.athrow(ValueError("stop"))
@@ -89,7 +89,7 @@ def test_athrow_into_the_async_loop_propagates_after_cleanup() -> None:
 
 def test_send_none_advances_like_next() -> None:
     tools, _ = counting_tools()
-    loop = composable_loop(MockLLMBackend(SCRIPT), tools=tools)
+    loop = composable_loop(MockLLMBackend(SCRIPT), tools=tools, task="t")
     assert loop.send(None).number == 1
     loop.close()
 
@@ -98,7 +98,7 @@ def test_closing_a_loop_that_never_started_runs_nothing() -> None:
     tools, ran = counting_tools()
     hook = Recorder()
     llm = MockLLMBackend(SCRIPT)
-    loop = composable_loop(llm, tools=tools, hooks=[hook])
+    loop = composable_loop(llm, tools=tools, hooks=[hook], task="t")
     loop.close()
     assert llm.calls == [] and hook.events == [] and ran == []
 
@@ -154,7 +154,7 @@ def test_cancelling_the_task_at_any_await_point_propagates_and_cleans_up(ticks: 
     holder: dict[str, Any] = {}
 
     async def consume() -> None:
-        loop = async_composable_loop(env.backend, tools=env.tools, hooks=[env])
+        loop = async_composable_loop(env.backend, tools=env.tools, hooks=[env], task="t")
         holder["loop"] = loop
         async for step in loop:
             yielded.append(step)

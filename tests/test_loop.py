@@ -82,7 +82,7 @@ def test_closing_twice_and_running_after_close_are_harmless() -> None:
     tools, _ = greeting_tools()
     hook = Recorder()
     loop = composable_loop(
-        MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, hooks=[hook]
+        MockLLMBackend([as_text("greet", name="A"), done()]), tools=tools, hooks=[hook], task="t"
     )
     next(loop)
     loop.close()
@@ -102,11 +102,26 @@ def test_close_after_break_ends_the_run_and_returns_its_result() -> None:
     )
     for _step in loop:
         break
-    assert loop.result is None  # Python does not close an iterator on break
     result = loop.close()
     assert result is loop.result is not None
     assert result.stop_reason == "cancelled" and len(result.steps) == 1
     assert hook.count("on_loop_end") == 1
+
+
+def test_reading_the_result_after_a_break_ends_the_run_and_gives_its_outcome() -> None:
+    # the seed's idiom: break out of the for loop, then read the outcome; no close() needed
+    tools, _ = greeting_tools()
+    hook = Recorder()
+    loop = composable_loop(
+        MockLLMBackend([as_text("nope"), as_text("greet", name="B")]), tools=tools, task="t", hooks=[hook]
+    )
+    for step in loop:
+        if step.tool_result.error:
+            break
+    result = loop.result
+    assert result is not None and result.stop_reason == "cancelled"
+    assert [s.tool_call.tool for s in result.steps] == ["nope"]
+    assert hook.count("on_loop_end") == 1 and loop.result is result
 
 
 def test_close_before_iterating_runs_nothing() -> None:
@@ -144,14 +159,14 @@ def test_async_with_block_ends_the_run_on_break() -> None:
     assert hook.count("on_loop_end") == 1
 
 
-def test_a_state_from_an_ended_run_starts_a_new_run(drive: Any) -> None:
+def test_a_state_that_holds_a_run_is_refused_rather_than_mixed_into_a_new_one(drive: Any) -> None:
     tools, _ = greeting_tools()
     state = DefaultState()
     drive(MockLLMBackend([done("first")]), tools=tools, task="t", state=state)
     assert state.stop_reason == "done"
-    steps, result = drive(MockLLMBackend([done("second")]), tools=tools, task="t", state=state)
-    assert result.stop_reason == "done" and result.final_answer == {"answer": "second"}
-    assert len(state.steps) == 2  # the record goes on; counters and budget carry over
+    with pytest.raises(ConfigError, match="already holds a run .1 steps.*ended with 'done'"):
+        drive(MockLLMBackend([done("second")]), tools=tools, task="t", state=state)
+    assert len(state.steps) == 1 and state.stop_reason == "done"  # untouched
 
 
 def test_breaking_on_the_accepted_done_step_still_reports_done(drive: Any) -> None:
@@ -280,7 +295,7 @@ def test_malformed_json_is_a_parse_error_step_and_the_loop_goes_on(drive: Any) -
     assert steps[0].tool_result.error_kind == ErrorKind.PARSE
     assert "cut off" in steps[0].tool_result.error
     assert '{"tool": "<name>"' in llm.calls[1].messages[-1].content
-    assert steps[0].free is False and drive.loop.state.steps_charged == 3
+    assert steps[0].free is True and drive.loop.state.steps_charged == 2
     assert greeted == ["B"] and result.stop_reason == "done"
 
 
@@ -528,19 +543,19 @@ def test_async_backend_in_the_sync_loop_is_a_config_error() -> None:
         return done()
 
     with pytest.raises(ConfigError, match="async_composable_loop"):
-        composable_loop(AsyncFunctionBackend(answer))
+        composable_loop(AsyncFunctionBackend(answer), task="t")
     with pytest.raises(ConfigError, match="async_composable_loop"):
-        composable_loop(AsyncGenerateOnly([]))
+        composable_loop(AsyncGenerateOnly([]), task="t")
 
 
 def test_object_that_is_no_backend_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not a backend"):
-        composable_loop(object())
+        composable_loop(object(), task="t")
 
 
 def test_tools_must_be_a_registry() -> None:
     with pytest.raises(ConfigError, match="BaseToolRegistry"):
-        composable_loop(MockLLMBackend([]), tools=[lambda: None])  # type: ignore[arg-type]
+        composable_loop(MockLLMBackend([]), tools=[lambda: None], task="t")  # type: ignore[arg-type]
 
 
 def test_function_backend_reads_the_last_result_to_decide(drive: Any) -> None:

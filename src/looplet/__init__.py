@@ -26,6 +26,7 @@ from .errors import (
 )
 from .history import History, Message
 from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+from .hooks.protocols import LoopHook
 from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
 from .prompt import PromptContext
 from .state import DefaultState
@@ -60,6 +61,7 @@ __all__ = [
     "ErrorKind",
     "StopReason",
     # hooks
+    "LoopHook",
     "Allow",
     "Deny",
     "Block",

@@ -23,18 +23,20 @@ from typing import Any
 from .backends.protocol import LLMRequest, LLMResponse
 from .backends.text import FORMAT_HELP, parse_tool_calls
 from .config import LoopConfig
-from .errors import HookError, LLMError, ParseError
-from .history import History, Message, render_task
+from .errors import ConfigError, HookError, LLMError, LoopError, ParseError
+from .history import History, Message, render_task, screened
 from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
 from .hooks.slots import HookSlots
 from .prompt import PromptContext
+from .redaction import redact_env_values, redact_text
 from .state import DefaultState
 from .tools.context import CancelToken, ToolContext
+from .tools.dispatch import busy_result
 from .tools.registry import BaseToolRegistry, PreparedCall, ToolSpec, error_result
 from .tools.results import normalize_result, to_jsonable
 from .types import ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
 
-__all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect"]
+__all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect", "Contained"]
 
 
 # -- effects -------------------------------------------------------------------------
@@ -75,15 +77,35 @@ Effect = CallHook | CallLLM | RunTools | Step
 Flow = Generator[Effect, Any, Any]
 
 
+class Contained(Exception):
+    """A ``BaseException`` that user code raised and the run contains (see `looplet.errors`).
+
+    The drivers throw it into the engine in place of the original, so that a
+    stray ``GeneratorExit`` or ``SystemExit`` from a hook is never mistaken
+    for the loop itself being closed.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
+def _original(exc: Exception) -> BaseException:
+    return exc.original if isinstance(exc, Contained) else exc
+
+
 class _Turn:
     """What the steps of one model call share."""
 
-    __slots__ = ("number", "usage", "llm_ms")
+    __slots__ = ("number", "usage", "llm_ms", "model", "request_id", "finish_reason")
 
-    def __init__(self, number: int, usage: Usage, llm_ms: float) -> None:
+    def __init__(self, number: int, usage: Usage, llm_ms: float, response: LLMResponse | None = None) -> None:
         self.number = number
         self.usage = usage
         self.llm_ms = llm_ms
+        self.model = response.model if response else ""
+        self.request_id = response.request_id if response else ""
+        self.finish_reason = response.stop_reason if response else ""
 
 
 class Engine:
@@ -101,7 +123,8 @@ class Engine:
         context: Any = None,
         cancel_token: CancelToken | None = None,
         history: History | None = None,
-        approver: Callable[[str], bool] | None = None,
+        approver: Callable[[str], Any] | None = None,
+        text_format: bool = False,
     ) -> None:
         self.llm = llm
         self.tools = tools
@@ -110,12 +133,21 @@ class Engine:
         self.state = state
         self.context = context
         self.approver = approver
-        self.cancel_token = cancel_token or CancelToken()
+        self.text_format = text_format
+        # The run's own token: yours (if given) cancels it; the run ending fires it
+        # (for orphaned tool threads), without touching yours.
+        self.cancel_token = cancel_token.child() if cancel_token is not None else CancelToken()
         self.history = history if history is not None else History()
-        if not len(self.history) and task is not None:
-            self.history.append(Message("user", render_task(task)))
+        if task is None:
+            task = state.task
+        if task is None and not len(self.history):
+            raise ConfigError(
+                "no task: pass task=... to the loop (or a DefaultState(task=...), or a history to continue)"
+            )
+        _check_fresh(state)
+        if not len(self.history):
+            self._append(Message("user", render_task(task)))
         state.task = task
-        state.stop_reason = None  # a state reused from an ended run starts a new run
         state.config = config
         self.result: RunResult | None = None
         self.error: BaseException | None = None
@@ -123,11 +155,15 @@ class Engine:
         self.final_answer: dict[str, Any] | None = None
         self.dropped: list[ToolCall] = []
         self.last_ctx: PromptContext | None = None
+        self._view: Any = None  # the history view handed to the last prompt
         self._started = time.monotonic()
+        self._deadline = None if config.deadline_s is None else self._started + config.deadline_s
         self._no_call_streak = 0
         self._turns = 0
         self._turn_info = _Turn(0, Usage(), 0.0)  # the model call the next steps come from
         self._rewrites: dict[str, dict[str, Any]] = {}
+        self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
+        self._orphaned_here: set[str] = set()  # tools with a call of this run still running
         self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
 
     # -- stopping --------------------------------------------------------------------
@@ -140,15 +176,25 @@ class Engine:
         """Record why the run stops; the first reason wins."""
         if self.state.stop_reason is None:
             self.state.stop_reason = reason
-            self.detail = detail
+            self.detail = redact_text(detail)
+            if isinstance(error, LoopError):  # ours to reword: its text must not carry secrets
+                error.args = tuple(redact_text(a) if isinstance(a, str) else a for a in error.args)
             self.error = error
 
     def interrupted(self, exc: BaseException) -> None:
-        """The driver was interrupted (``break``, ``close()``, Ctrl-C, task cancellation)."""
+        """The driver was interrupted (``break``, ``close()``, Ctrl-C, task cancellation).
+
+        The run's cancel token fires, so a backend waiting to retry and tools
+        polling ``ctx.cancel_token`` stop too.
+        """
         if isinstance(exc, GeneratorExit):
             self.stop(StopReason.CANCELLED, "the caller closed the loop")
         else:
             self.stop(StopReason.CANCELLED, f"interrupted by {type(exc).__name__}", exc)
+        self.cancel_token.cancel(self.detail or "the run was interrupted")
+
+    def _time_left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
 
     def _limit_reached(self) -> bool:
         cfg = self.config
@@ -158,7 +204,7 @@ class Engine:
             self.stop(StopReason.MAX_STEPS, f"the step budget (max_steps={cfg.max_steps}) is spent")
         elif self.state.llm_calls >= cfg.llm_call_cap:
             self.stop(StopReason.MAX_LLM_CALLS, f"the cap of {cfg.llm_call_cap} model calls is reached")
-        elif cfg.deadline_s is not None and time.monotonic() - self._started > cfg.deadline_s:
+        elif self._deadline is not None and time.monotonic() > self._deadline:
             self.stop(StopReason.DEADLINE, f"the deadline of {cfg.deadline_s:g}s has passed")
         return self.stopped
 
@@ -182,8 +228,11 @@ class Engine:
         response = yield from self._ask(ctx)
         if response is None:
             return
-        calls = response.tool_calls
-        if not calls and response.text:
+        calls = list(response.tool_calls)
+        if calls:  # native calls: the text beside them is the model's reasoning
+            if response.text and not calls[0].reasoning:
+                calls[0] = replace(calls[0], reasoning=response.text)
+        elif response.text:
             try:
                 calls = parse_tool_calls(response.text)
             except ParseError as exc:
@@ -196,9 +245,10 @@ class Engine:
         yield from self._dispatch_turn(response, calls)
 
     def _prompt_context(self) -> PromptContext:
+        self._view = self.history.messages
         return PromptContext(
             system=self.config.effective_system_prompt,
-            messages=self.history.messages,
+            messages=self._view,
             tools=self.tools.schemas(),
             context=self.context,
             step=len(self.state.steps) + 1,
@@ -234,7 +284,7 @@ class Engine:
             try:
                 response: LLMResponse = yield CallLLM(request)
             except LLMError as exc:
-                if exc.kind == "context_length" and not retried and not self._limit_reached():
+                if exc.kind == "context_length" and not retried and self._may_call_again():
                     retried = True
                     smaller = self._request((yield from self._build_prompt(overflow=True)))
                     if not _same_prompt(request, smaller):
@@ -244,21 +294,30 @@ class Engine:
                 self._llm_failed(exc)
                 return None
             except Exception as exc:
-                wrapped = LLMError(f"{type(exc).__name__}: {exc}", kind="unknown")
-                wrapped.__cause__ = exc
-                self.stop(StopReason.LLM_ERROR, f"the model call failed: {wrapped}", wrapped)
+                cause = _original(exc)
+                wrapped = LLMError(f"{type(cause).__name__}: {_text(cause)}", kind="unknown")
+                wrapped.__cause__ = cause
+                self._llm_failed(wrapped)
                 return None
-            if not isinstance(response, LLMResponse):
-                error = LLMError(
-                    f"the backend returned {type(response).__name__}, not an LLMResponse",
-                    kind="bad_response",
-                )
+            problem = _response_problem(response)
+            if problem:
+                error = LLMError(f"the backend returned {problem}", kind="bad_response")
                 self.stop(StopReason.LLM_ERROR, str(error), error)
                 return None
             self._turns += 1
             self.state.usage.add(response.usage)
-            self._turn_info = _Turn(self._turns, response.usage, (time.perf_counter() - started) * 1000)
+            ms = (time.perf_counter() - started) * 1000
+            self._turn_info = _Turn(self._turns, response.usage, ms, response)
             return response
+
+    def _may_call_again(self) -> bool:
+        """Whether one more model call fits (checked without settling a stop reason)."""
+        left = self._time_left()
+        return (
+            self.state.llm_calls < self.config.llm_call_cap
+            and not self.cancel_token.cancelled
+            and (left is None or left > 0)
+        )
 
     def _llm_failed(self, exc: LLMError) -> None:
         if self.cancel_token.cancelled:  # e.g. a backend's retry wait was cut short
@@ -269,52 +328,66 @@ class Engine:
 
     def _request(self, ctx: PromptContext) -> LLMRequest:
         cfg = self.config
+        messages = ctx.messages
+        if messages is not self._view:  # a hook replaced them: what it wrote is not screened yet
+            messages = [screened(m) for m in messages]
         return LLMRequest(
-            messages=ctx.messages,
-            system=ctx.system,
+            messages=messages,
+            system=redact_env_values(ctx.system),
             tools=ctx.tools,
-            extra=tuple(ctx.injected),
+            extra=tuple(redact_env_values(_as_str(t)) for t in ctx.injected),
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             options=cfg.llm_options,
             step=ctx.step,
             cancel_token=self.cancel_token,
+            deadline=self._deadline,
         )
+
+    def _append(self, message: Message) -> None:
+        self.history.append(message)  # History masks secret env values as it records
 
     # -- replies without a usable call --------------------------------------------------
 
     def _unusable_reply(self, response: LLMResponse, exc: ParseError | None) -> Flow:
+        """A reply with no usable call: a text answer, chatter, or a broken call.
+
+        Without a done tool, plain text is the answer. Otherwise the model is
+        told what went wrong, in an uncharged step; `max_no_tool_calls` such
+        replies in a row stop the run.
+        """
         text = response.text
-        self.history.append(Message("assistant", text))
-        tried_json = exc is not None and ("{" in text or "[" in text)
-        if not tried_json and self.tools.done_tool is None and text.strip():
+        self._append(Message("assistant", text))
+        attempted = exc is not None and bool(getattr(exc, "attempted", False))
+        if not attempted and self.tools.done_tool is None and text.strip():
             self.final_answer = {"answer": text}
             self.stop(StopReason.DONE, "the model answered in text and no done tool is registered")
             return
-        if tried_json:
-            kind, message = ErrorKind.PARSE, f"Your reply could not be read as a tool call: {exc}"
+        self._no_call_streak += 1
+        if self._no_call_streak > self.config.max_no_tool_calls:
+            self.stop(
+                StopReason.NO_TOOL_CALL,
+                f"the model replied without a usable tool call {self._no_call_streak} times in a row",
+            )
+            return
+        how = FORMAT_HELP if self.text_format else "Use your tool-calling interface, not text."
+        if attempted:
+            kind, message = ErrorKind.PARSE, f"Your reply could not be read as a tool call: {exc} {how}"
         else:
-            self._no_call_streak += 1
-            if self._no_call_streak > self.config.max_no_tool_calls:
-                self.stop(
-                    StopReason.NO_TOOL_CALL,
-                    f"the model answered without a tool call {self._no_call_streak} times in a row",
-                )
-                return
             done = self.tools.done_tool
             finish = f" When the task is complete, call {done.name}." if done else ""
             kind = ErrorKind.NO_TOOL_CALL
-            message = f"Your reply had no tool call. Call one of the tools.{finish} {FORMAT_HELP}"
+            message = f"Your reply had no tool call. Call one of the tools.{finish} {how}"
         call = ToolCall(tool="", reasoning=text[:2000], call_id="", parse_error=message)
         result = error_result(call, kind, message)
-        self.history.append(Message("user", f"Error ({kind}): {message}"))
-        yield self._record(call, result, None, [], history_done=True)
+        self._append(Message("user", f"Error ({kind}): {message}"))
+        yield self._record(call, result, None, [], history_done=True, free=True)
 
     # -- dispatching a turn's calls ----------------------------------------------------
 
     def _dispatch_turn(self, response: LLMResponse, calls: list[ToolCall]) -> Flow:
         calls = self._ordered(calls)
-        self.history.append(Message("assistant", response.text, tuple(calls)))
+        self._append(Message("assistant", response.text, tuple(calls)))
         runnable = self._within_budget(calls)
         i = 0
         while i < len(runnable):
@@ -332,7 +405,7 @@ class Engine:
         cfg = self.config
         if self.cancel_token.cancelled:
             self.stop(StopReason.CANCELLED, self.cancel_token.reason or "the cancel token fired")
-        elif cfg.deadline_s is not None and time.monotonic() - self._started > cfg.deadline_s:
+        elif self._deadline is not None and time.monotonic() > self._deadline:
             self.stop(StopReason.DEADLINE, f"the deadline of {cfg.deadline_s:g}s has passed")
         return self.stopped
 
@@ -398,7 +471,7 @@ class Engine:
             if call in self.dropped:
                 continue
             self.dropped.append(call)
-            self.history.append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
+            self._append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
 
     def _group_at(self, calls: list[ToolCall], i: int) -> list[ToolCall]:
         """A run of consecutive concurrent-safe calls, or the single call at `i`."""
@@ -414,68 +487,101 @@ class Engine:
         return calls[i:j]
 
     def _run_group(self, group: list[ToolCall]) -> Flow:
+        """Gate each call, run the ones let through (at once), then conclude them in call order.
+
+        If a gate stops the run, nothing of the group runs: the calls are
+        dropped (uncharged, listed, answered in call order), except the one
+        whose gate produced a result.
+        """
         gated: list[tuple[ToolCall, PreparedCall | ToolResult]] = []
         for call in group:
-            self.state.scratch.clear()
-            outcome = yield from self._gate(call, len(self.state.steps) + 1 + len(gated))
-            gated.append(outcome)
+            gated.append((yield from self._gate(call, len(self.state.steps) + 1 + len(gated))))
             if self.stopped:
                 break
-        if self.stopped:  # a gate failed: nothing of this group runs
-            self._drop(group[len(gated) :], f"not run: the run stopped ({self.state.stop_reason})")
-            gated = [
-                (
-                    c,
-                    error_result(c, ErrorKind.CANCELLED, "not run: the run stopped before this call"),
-                )
-                if isinstance(p, PreparedCall)
-                else (c, p)
-                for c, p in gated
-            ]
-        prepared = [p for _, p in gated if isinstance(p, PreparedCall)]
-        results: list[ToolResult] = []
-        if prepared:
-            timeouts = [p.spec.timeout_s or self.config.tool_timeout_s for p in prepared]
-            results = yield RunTools(prepared, timeouts)
-        ran = iter(results)
+        halted = self.stopped
+        prepared = [] if halted else [p for _, p in gated if isinstance(p, PreparedCall)]
+        results = yield from self._run_prepared(prepared)
+        why = f"not run: the run stopped ({self.state.stop_reason})"
         for call, outcome in gated:
-            result = next(ran) if isinstance(outcome, PreparedCall) else outcome
-            spec = outcome.spec if isinstance(outcome, PreparedCall) else self.tools.get(call.tool)
-            yield from self._conclude(call, result, spec)
+            if isinstance(outcome, PreparedCall):
+                if halted:
+                    self._scratch.pop(call.call_id, None)
+                    self._drop([call], why)
+                    continue
+                yield from self._conclude(call, results[id(outcome)], outcome.spec, outcome.args)
+            else:
+                yield from self._conclude(call, outcome, self.tools.get(call.tool), None)
+        self._drop(group[len(gated) :], why)
+
+    def _run_prepared(self, prepared: list[PreparedCall]) -> Flow:
+        """Run the calls through the driver; results keyed by ``id(prepared call)``.
+
+        A call whose tool is still running from a timed-out call of this run
+        is answered ``busy`` without running; one still running from another
+        run runs, with a warning. If the driver fails to report, every call
+        gets an error saying so: the run goes on and the steps are recorded.
+        """
+        out: dict[int, ToolResult] = {}
+        runnable: list[PreparedCall] = []
+        for p in prepared:
+            if p.spec.orphans and p.spec.name in self._orphaned_here:
+                out[id(p)] = busy_result(p)
+            else:
+                runnable.append(p)
+        if not runnable:
+            return out
+        try:
+            results = yield RunTools(runnable, [self._time_limit(p.spec) for p in runnable])
+            if not isinstance(results, list) or len(results) != len(runnable):
+                raise TypeError(f"the driver returned {type(results).__name__} for {len(runnable)} calls")
+        except Exception as exc:
+            cause = _original(exc)
+            text = f"the call could not be completed ({type(cause).__name__}: {_text(cause)})"
+            results = [error_result(p.call, ErrorKind.EXECUTION, text) for p in runnable]
+        for p, result in zip(runnable, results, strict=True):
+            if result.metadata.get("orphaned"):
+                self._orphaned_here.add(p.spec.name)
+            elif p.spec.orphans and p.spec.name not in self._orphaned_here:
+                result.warnings.append(
+                    f"an earlier call of {p.spec.name} (in another run) timed out and may still be running"
+                )
+            out[id(p)] = result
+        return out
+
+    def _time_limit(self, spec: ToolSpec) -> float | None:
+        """The tool's own limit, else the run's default, never past the run's deadline."""
+        limit = spec.timeout_s or self.config.tool_timeout_s
+        left = self._time_left()
+        if left is not None:
+            limit = max(0.001, left) if limit is None else max(0.001, min(limit, left))
+        return limit
 
     def _gate(self, call: ToolCall, step: int) -> Flow:
         """Validate and ask the pre_dispatch hooks: returns (final call, PreparedCall or ToolResult)."""
-        cfg = self.config
-        prepared = self.tools.prepare(call, max_arg_chars=cfg.max_arg_chars, max_arg_depth=cfg.max_arg_depth)
+        self.state.scratch = self._scratch.setdefault(call.call_id, {})
+        prepared = self._prepare(call)
         if isinstance(prepared, ToolResult):
             return call, prepared
         original = call
         for hook, fn in self.hooks.pre_dispatch:
             try:
                 out = yield from self._call(hook, "pre_dispatch", fn, self.state, self.history, call, step)
-            except HookError as exc:
-                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
-                return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {exc}")
-            if out is None or isinstance(out, Continue):
-                continue
-            if isinstance(out, Allow):
-                if out.updated_args is not None:
-                    call = replace(call, args=dict(out.updated_args))
-                    checked = self.tools.prepare(
-                        call, max_arg_chars=cfg.max_arg_chars, max_arg_depth=cfg.max_arg_depth
-                    )
-                    if isinstance(checked, ToolResult):
-                        checked.metadata["rewritten_by"] = type(hook).__name__
-                        return call, checked
-                    prepared = checked
-                continue
-            if isinstance(out, Deny):
-                return call, _denied(call, out, hook)
-            if isinstance(out, ToolResult):
-                return call, _adopt(out, call, hook)
-            bad = _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny or a ToolResult")
-            self.stop(StopReason.HOOK_ERROR, str(bad), bad)
-            return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {bad}")
+                if isinstance(out, Allow) and out.updated_args is not None:
+                    call = replace(call, args=_checked_args(out.updated_args))
+                    prepared = self._prepare(call)
+                    if isinstance(prepared, ToolResult):
+                        prepared.metadata["rewritten_by"] = type(hook).__name__
+                        return call, prepared
+                elif isinstance(out, Deny):
+                    return call, _denied(call, out, hook)
+                elif isinstance(out, ToolResult):
+                    return call, _adopt(out, call, hook)
+                elif out is not None and not isinstance(out, Continue | Allow):
+                    raise _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny or a ToolResult")
+            except (HookError, TypeError) as exc:
+                error = exc if isinstance(exc, HookError) else HookError(hook, "pre_dispatch", exc)
+                self.stop(StopReason.HOOK_ERROR, str(error), error)
+                return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {error}")
         if call is not original:
             self._rewrites[call.call_id] = original.args
         prepared.call = call
@@ -491,18 +597,45 @@ class Engine:
             )
         return call, prepared
 
-    def _conclude(self, call: ToolCall, result: ToolResult, spec: ToolSpec | None) -> Flow:
-        """check_done for done calls, then post_dispatch, then record and yield."""
-        accepted = False
+    def _prepare(self, call: ToolCall) -> PreparedCall | ToolResult:
+        cfg = self.config
+        return self.tools.prepare(call, max_arg_chars=cfg.max_arg_chars, max_arg_depth=cfg.max_arg_depth)
+
+    def _conclude(
+        self, call: ToolCall, result: ToolResult, spec: ToolSpec | None, args: dict[str, Any] | None
+    ) -> Flow:
+        """check_done for done calls, then post_dispatch, then record and yield.
+
+        A done call is accepted only if `check_done` accepted it and its result
+        is still a success after every ``post_dispatch`` hook; the final answer
+        is the arguments the done tool received (validated), not the raw ones.
+        """
+        self.state.scratch = self._scratch.pop(call.call_id, {})
+        is_done = spec is not None and spec.done and result.ok and not self.stopped
         step = len(self.state.steps) + 1
-        if spec is not None and spec.done and result.ok and not self.stopped:
+        if is_done:
             verdict = yield from self._check_done(step)
-            if verdict is None:
-                accepted = True
-            else:
-                result = error_result(
-                    call, ErrorKind.BLOCKED, f"done was not accepted: {verdict}", retriable=True
-                )
+            if verdict is not None:
+                is_done = False
+                text = f"done was not accepted: {verdict}"
+                result = error_result(call, ErrorKind.BLOCKED, text, retriable=True)
+        result, notes, stop_reason = yield from self._post_dispatch(call, result, step)
+        if is_done and result.ok and not self.stopped:
+            self.final_answer = dict(args if args is not None else call.args)
+            self.stop(StopReason.DONE, f"{call.tool} was called and accepted")
+        if stop_reason is not None:
+            self.stop(
+                f"{StopReason.HOOK_STOP}:{stop_reason}",
+                f"a post_dispatch hook stopped the run: {stop_reason}",
+            )
+        # The stop is settled before the step is yielded, so a caller who breaks
+        # on this step still reads the true reason.
+        yield self._record(call, result, spec, notes, history_done=False)
+        if not self.stopped:
+            yield from self._should_stop()
+
+    def _post_dispatch(self, call: ToolCall, result: ToolResult, step: int) -> Flow:
+        """Run the post_dispatch hooks: (final result, notes, a hook's stop reason or None)."""
         notes: list[str] = []
         stop_reason: str | None = None
         for hook, fn in self.hooks.post_dispatch:
@@ -510,38 +643,23 @@ class Engine:
                 out = yield from self._call(
                     hook, "post_dispatch", fn, self.state, self.history, call, result, step
                 )
-            except HookError as exc:
-                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+                if out is None or isinstance(out, Continue):
+                    continue
+                if isinstance(out, str | InjectContext):
+                    notes.append(out if isinstance(out, str) else _as_str(out.text))
+                elif isinstance(out, ToolResult):
+                    result = _adopt(out, call, hook)
+                elif isinstance(out, Stop):
+                    stop_reason = stop_reason or _as_str(out.reason)
+                else:
+                    raise _bad_return(
+                        hook, "post_dispatch", out, "None, a str, InjectContext, a ToolResult or Stop"
+                    )
+            except (HookError, TypeError) as exc:
+                error = exc if isinstance(exc, HookError) else HookError(hook, "post_dispatch", exc)
+                self.stop(StopReason.HOOK_ERROR, str(error), error)
                 break
-            if out is None or isinstance(out, Continue):
-                continue
-            if isinstance(out, str):
-                notes.append(out)
-            elif isinstance(out, InjectContext):
-                notes.append(out.text)
-            elif isinstance(out, ToolResult):
-                result = _adopt(out, call, hook)
-            elif isinstance(out, Stop):
-                stop_reason = stop_reason or out.reason
-            else:
-                bad = _bad_return(
-                    hook, "post_dispatch", out, "None, a str, InjectContext, a ToolResult or Stop"
-                )
-                self.stop(StopReason.HOOK_ERROR, str(bad), bad)
-                break
-        # Settle the stop before the step is yielded, so a caller who breaks on
-        # this step still reads the true reason.
-        if accepted:
-            self.final_answer = dict(call.args)
-            self.stop(StopReason.DONE, f"{call.tool} was called and accepted")
-        if stop_reason is not None:
-            self.stop(
-                f"{StopReason.HOOK_STOP}:{stop_reason}",
-                f"a post_dispatch hook stopped the run: {stop_reason}",
-            )
-        yield self._record(call, result, spec, notes, history_done=False)
-        if not self.stopped:
-            yield from self._should_stop()
+        return result, notes, stop_reason
 
     def _check_done(self, step: int) -> Flow:
         ctx = self.last_ctx or self._prompt_context()
@@ -554,7 +672,7 @@ class Engine:
             if out is None or isinstance(out, Continue):
                 continue
             if isinstance(out, Block):
-                return out.reason
+                return _as_str(out.reason)
             if isinstance(out, str):
                 return out
             bad = _bad_return(hook, "check_done", out, "None, a str or Block")
@@ -573,10 +691,8 @@ class Engine:
                 )
                 return
             if isinstance(out, Stop):
-                self.stop(
-                    f"{StopReason.HOOK_STOP}:{out.reason}",
-                    f"{type(hook).__name__}.should_stop: {out.reason}",
-                )
+                reason = _as_str(out.reason)
+                self.stop(f"{StopReason.HOOK_STOP}:{reason}", f"{type(hook).__name__}.should_stop: {reason}")
                 return
             if out is not None and out is not False and not isinstance(out, Continue):
                 raise _bad_return(hook, "should_stop", out, "None, False, True or Stop")
@@ -591,11 +707,12 @@ class Engine:
         notes: list[str],
         *,
         history_done: bool,
+        free: bool = False,
     ) -> Step:
         """Add the step to the state (and its result to the history); the caller yields it."""
         state = self.state
         turn = self._turn_info
-        free = spec is not None and spec.free
+        free = free or (spec is not None and spec.free)
         step = Step(
             number=len(state.steps) + 1,
             tool_call=call,
@@ -611,12 +728,15 @@ class Engine:
             step.metadata["original_args"] = original
         if notes:
             step.metadata["notes"] = list(notes)
+        llm = {"model": turn.model, "request_id": turn.request_id, "finish_reason": turn.finish_reason}
+        if any(llm.values()):
+            step.metadata["llm"] = llm
         state.steps.append(step)
         if not free:
             state.steps_charged += 1
         if not history_done:
             content = render_result(result, notes, self.config.max_result_chars)
-            self.history.append(
+            self._append(
                 Message("tool", content, call_id=call.call_id, name=call.tool, error=bool(result.error))
             )
         return step
@@ -627,7 +747,8 @@ class Engine:
         try:
             return (yield CallHook(hook, method, fn, args))
         except Exception as exc:
-            raise HookError(hook, method, exc) from exc
+            cause = _original(exc)
+            raise HookError(hook, method, cause) from cause
 
     def finish(self) -> Flow:
         """End of run: settle the stop reason, run on_loop_end hooks once, build the result."""
@@ -644,6 +765,7 @@ class Engine:
         detail = self.detail
         if failures:
             detail = f"{detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
+        self.cancel_token.cancel("the run ended")  # tells orphaned tool threads to give up
         self.result = RunResult(
             stop_reason=reason,
             steps=self.state.steps,
@@ -668,16 +790,97 @@ def _same_prompt(a: LLMRequest, b: LLMRequest) -> bool:
     return all(x is y or x == y for x, y in zip(a.messages, b.messages, strict=True))
 
 
+def _check_fresh(state: DefaultState) -> None:
+    """Refuse a state that already holds a run, rather than mix two runs in one record."""
+    if state.steps or state.stop_reason is not None or state.llm_calls:
+        ended = f", ended with {state.stop_reason!r}" if state.stop_reason else ""
+        raise ConfigError(
+            f"this state already holds a run ({len(state.steps)} steps, {state.llm_calls} model calls"
+            f"{ended}); pass a new DefaultState() for a new run"
+        )
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<unprintable message>"
+
+
+def _as_str(value: object) -> str:
+    return value if isinstance(value, str) else _text_of_value(value)
+
+
+def _text_of_value(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _checked_args(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"returned Allow(updated_args={type(value).__name__}); updated_args must be a dict")
+    return dict(value)
+
+
+def _response_problem(response: object) -> str | None:
+    """What is wrong with a backend's answer, in words, or None if it is a well-formed LLMResponse."""
+    if not isinstance(response, LLMResponse):
+        return f"{type(response).__name__}, not an LLMResponse"
+    checks = (
+        ("text", response.text, str),
+        ("usage", response.usage, Usage),
+        ("tool_calls", response.tool_calls, list),
+        ("stop_reason", response.stop_reason, str),
+        ("model", response.model, str),
+        ("request_id", response.request_id, str),
+    )
+    for name, value, kind in checks:
+        if not isinstance(value, kind):
+            return f"LLMResponse.{name} as {type(value).__name__}; it must be a {kind.__name__}"
+    for i, call in enumerate(response.tool_calls):
+        if not isinstance(call, ToolCall):
+            return f"LLMResponse.tool_calls[{i}] as {type(call).__name__}; each must be a ToolCall"
+        if not isinstance(call.tool, str) or not isinstance(call.args, dict):
+            return f"LLMResponse.tool_calls[{i}] with tool={call.tool!r:.40} args={type(call.args).__name__}"
+    return None
+
+
 def _denied(call: ToolCall, decision: Deny, hook: object) -> ToolResult:
+    reason = _as_str(decision.reason)
     if decision.retry:
-        text = f"denied: {decision.reason}. You may retry this call later."
+        text = f"denied: {reason}. You may retry this call later."
     else:
-        text = f"denied: {decision.reason}. Do not retry this call; take another approach."
-    return error_result(call, ErrorKind.DENIED, text, retriable=decision.retry, denied_by=type(hook).__name__)
+        text = f"denied: {reason}. Do not retry this call; take another approach."
+    retry = bool(decision.retry)
+    return error_result(call, ErrorKind.DENIED, text, retriable=retry, denied_by=type(hook).__name__)
+
+
+_RESULT_FIELDS = (
+    ("tool", str),
+    ("args_summary", str),
+    ("error", (str, type(None))),
+    ("error_kind", (str, type(None))),
+    ("retriable", bool),
+    ("duration_ms", (int, float)),
+    ("warnings", list),
+    ("metadata", dict),
+    ("call_id", str),
+)
 
 
 def _adopt(result: ToolResult, call: ToolCall, hook: object) -> ToolResult:
-    """A hook's replacement result, tied to `call` and made JSON-safe by the same rule as a tool's."""
+    """A hook's replacement result, checked, tied to `call`, and made JSON-safe like a tool's.
+
+    Raises:
+        TypeError: a field has the wrong type (the run stops with ``hook_error``).
+    """
+    for name, kind in _RESULT_FIELDS:
+        value = getattr(result, name)
+        if not isinstance(value, kind) or (name == "duration_ms" and isinstance(value, bool)):
+            raise TypeError(f"returned a ToolResult whose {name} is {type(value).__name__} {value!r:.60}")
+    result.warnings = [_as_str(w) for w in result.warnings]
     result.call_id = call.call_id
     result.data = normalize_result(result.data) if result.ok else to_jsonable(result.data)
     result.metadata.setdefault("replaced_by", type(hook).__name__)
@@ -692,12 +895,23 @@ def _bad_return(hook: object, method: str, value: Any, expected: str) -> HookErr
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def _encoded(data: Any) -> str:
+    """The data as JSON; a value that still cannot be encoded is converted once more, never raised."""
+    try:
+        return _ENCODER.encode(data)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return _ENCODER.encode(to_jsonable(data))
+        except (TypeError, ValueError, RecursionError) as exc:
+            return f"<result could not be encoded as JSON: {type(exc).__name__}>"
+
+
 def render_result(result: ToolResult, notes: list[str], limit: int) -> str:
     """What the model sees of a result: errors whole, data as JSON cut to `limit` characters."""
     if result.error:
         text = f"Error ({result.error_kind or 'error'}): {result.error}"
     else:
-        text = _ENCODER.encode(result.data)
+        text = _encoded(result.data)
         if len(text) > limit:
             head = limit * 2 // 3
             tail = limit - head

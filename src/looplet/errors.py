@@ -1,6 +1,21 @@
-"""The library's typed exceptions: everything looplet raises is a `LoopError`."""
+"""The library's typed exceptions: everything looplet raises is a `LoopError`.
+
+What propagates out of a run, and what is contained (one rule for every hook
+slot, every tool and both drivers):
+
+- ``KeyboardInterrupt`` and ``asyncio.CancelledError`` propagate: they are the
+  caller's and the event loop's signals. The run still ends cleanly first
+  (``on_loop_end`` hooks run once, stop reason ``cancelled``).
+- Everything else user code raises (``Exception``, ``SystemExit``, a stray
+  ``GeneratorExit``, custom ``BaseException`` subclasses) is contained: from a
+  tool it becomes an ``execution`` error result the model sees; from a hook it
+  ends the run with ``hook_error``; from a backend, with ``llm_error``. A tool
+  or a hook must not end the host program.
+"""
 
 from __future__ import annotations
+
+import sys
 
 __all__ = [
     "LoopError",
@@ -10,7 +25,16 @@ __all__ = [
     "ScriptExhaustedError",
     "HookError",
     "ToolDefinitionError",
+    "propagates",
 ]
+
+
+def propagates(exc: BaseException) -> bool:
+    """Whether `exc` must leave the run (Ctrl-C, task cancellation) rather than be contained."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    aio = sys.modules.get("asyncio")  # without asyncio loaded, no CancelledError can exist
+    return aio is not None and isinstance(exc, aio.CancelledError)
 
 
 class LoopError(Exception):
@@ -90,4 +114,10 @@ class HookError(LoopError):
         self.hook_name = type(hook).__name__
         self.method = method
         self.error = error
-        super().__init__(f"{self.hook_name}.{method} raised {type(error).__name__}: {error}")
+        from .redaction import redact_text
+
+        try:
+            text = str(error)
+        except Exception:
+            text = "<unprintable message>"
+        super().__init__(f"{self.hook_name}.{method} raised {type(error).__name__}: {redact_text(text)}")

@@ -4,17 +4,22 @@ Everything the model sees is in `History`: the task, each assistant turn with
 its tool calls, and each tool result. Steps, traces, checkpoints and
 compaction read or rewrite this same record, so what is compacted is what the
 model stops seeing.
+
+The record never holds the values of secret environment variables (names
+with KEY, TOKEN, SECRET, PASSWORD): they are masked as messages enter it, so
+neither the provider nor a saved copy sees them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, overload
 
+from .redaction import redact_env_values
 from .types import ToolCall
 
-__all__ = ["Message", "History", "MessagesView", "render_task"]
+__all__ = ["Message", "History", "MessagesView", "render_task", "screened"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,15 @@ class Message:
             name=data.get("name", ""),
             error=bool(data.get("error", False)),
         )
+
+
+def screened(message: Message) -> Message:
+    """`message` with secret env values masked in its text (the same object when there are none)."""
+    content = message.content
+    if not isinstance(content, str):
+        return message
+    clean = redact_env_values(content)
+    return message if clean == content else replace(message, content=clean)
 
 
 class MessagesView(Sequence[Message]):
@@ -113,7 +127,7 @@ class History:
     __slots__ = ("_messages", "revision")
 
     def __init__(self, messages: Sequence[Message] = ()) -> None:
-        self._messages: list[Message] = list(messages)
+        self._messages: list[Message] = [screened(m) for m in messages]
         #: bumped on every replace(), so caches keyed on the list can notice.
         self.revision = 0
 
@@ -123,11 +137,11 @@ class History:
         return MessagesView(self._messages)
 
     def append(self, message: Message) -> None:
-        self._messages.append(message)
+        self._messages.append(screened(message))
 
     def replace(self, messages: Sequence[Message]) -> None:
         """Swap the whole record (compaction): the model sees only these from now on."""
-        self._messages = list(messages)
+        self._messages = [screened(m) for m in messages]
         self.revision += 1
 
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import replace
@@ -9,12 +10,12 @@ from typing import Any
 
 from .backends.text import wrap_backend
 from .config import LoopConfig
-from .engine import CallHook, CallLLM, Engine, Flow
-from .errors import ConfigError
+from .engine import CallHook, CallLLM, Contained, Engine, Flow
+from .errors import ConfigError, propagates
 from .history import History
 from .hooks.slots import HookSlots
 from .state import DefaultState
-from .tools.context import CancelToken
+from .tools.context import CancelToken, is_async_callable
 from .tools.dispatch import run_async, run_sync
 from .tools.registry import BaseToolRegistry
 from .types import RunResult, Step
@@ -35,7 +36,8 @@ def _engine(
     context: Any,
     cancel_token: CancelToken | None,
     history: History | None,
-    approver: Callable[[str], bool] | None,
+    approver: Callable[[str], Any] | None,
+    backend: Any,
 ) -> Engine:
     overrides: dict[str, Any] = {}
     if max_steps is not None:
@@ -64,6 +66,8 @@ def _engine(
         cancel_token=cancel_token,
         history=history,
         approver=approver,
+        # The JSON-in-text format is shown unless the backend calls tools natively.
+        text_format=not getattr(backend, "native_tool_calls", False),
     )
 
 
@@ -101,6 +105,17 @@ class Loop(_RunView, Iterator[Step]):
         self._backend = backend
         self._gen = _drive(engine, backend)
         self._running = False
+        self._started = False
+
+    @property
+    def result(self) -> RunResult | None:
+        """The run's outcome. Read after a ``break``, it ends the run first (as `close()` does).
+
+        None only for a loop that was never iterated (nothing ran).
+        """
+        if self.engine.result is None and self._started and not self._running:
+            self.close()
+        return self.engine.result
 
     def __enter__(self) -> Loop:
         return self
@@ -134,6 +149,7 @@ class Loop(_RunView, Iterator[Step]):
         if self._running:
             raise RuntimeError("loop is already running; a hook or tool cannot advance its own loop")
         self._running = True
+        self._started = True
         try:
             step: Step = fn(*args)
             return step
@@ -170,7 +186,9 @@ def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(engine.config.max_concurrency, thread_name_prefix="looplet-tools")
-        futures = [pool.submit(run_sync, c, t) for c, t in zip(effect.calls, effect.timeouts, strict=True)]
+        # Each call runs in a copy of the caller's context, so tools see its ContextVars.
+        pairs = zip(effect.calls, effect.timeouts, strict=True)
+        futures = [pool.submit(contextvars.copy_context().run, run_sync, c, t) for c, t in pairs]
         return [f.result() for f in futures]
 
     flow = engine.run()
@@ -208,16 +226,22 @@ def _pump(
             continue
         try:
             send = execute(effect)
-        except Exception as exc:
-            error = exc
         except BaseException as exc:
-            if deferred is None:
-                raise
-            deferred.append(exc)
-            error = _interrupted_effect(exc)
+            error = _failure(exc, deferred)
 
 
-def _interrupted_effect(exc: BaseException) -> Exception:
+def _failure(exc: BaseException, deferred: list[BaseException] | None) -> Exception:
+    """What to throw into the flow for an effect that raised `exc` (see `looplet.errors`).
+
+    User code's exceptions are handed over (a ``BaseException`` wrapped as
+    `Contained`); Ctrl-C and cancellation propagate, or, in the end-of-run
+    phase (`deferred`), are kept for later and reported as the effect's failure.
+    """
+    if not propagates(exc):
+        return exc if isinstance(exc, Exception) else Contained(exc)
+    if deferred is None:
+        raise exc
+    deferred.append(exc)
     return RuntimeError(f"interrupted by {type(exc).__name__}")
 
 
@@ -228,6 +252,15 @@ def _settle(flow: Flow, execute: Any) -> None:
         pass
     if deferred:
         raise deferred[0]
+
+
+def _threadsafe_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call `fn` in a worker thread; a StopIteration it raises cannot cross into a future
+    (asyncio would never resolve it), so it travels as a RuntimeError."""
+    try:
+        return fn(*args)
+    except StopIteration as exc:
+        raise RuntimeError(f"{getattr(fn, '__qualname__', fn)} raised StopIteration") from exc
 
 
 def _discard(awaitable: Any) -> None:
@@ -249,7 +282,7 @@ def composable_loop(
     context: Any = None,
     cancel_token: CancelToken | None = None,
     history: History | None = None,
-    approver: Callable[[str], bool] | None = None,
+    approver: Callable[[str], Any] | None = None,
 ) -> Loop:
     """Run an agent as an iterator of `Step`s.
 
@@ -265,11 +298,21 @@ def composable_loop(
         cancel_token: set it from anywhere to stop the run between steps.
         history: an existing conversation to continue.
         approver: answers tools' ``ctx.approve(question)`` (e.g. by asking a
-            human); without one, every approval is refused.
+            human): only ``True`` or ``Allow()`` approves; without one, every
+            approval is refused. An async approver needs `async_composable_loop`.
 
     Returns:
         A `Loop`: iterate it for Steps, then read ``loop.result``.
     """
+    backend, is_async = wrap_backend(llm)
+    if is_async:
+        raise ConfigError(
+            f"{type(llm).__name__} is an async backend; use async_composable_loop, or its sync twin"
+        )
+    if approver is not None and is_async_callable(approver):
+        raise ConfigError(
+            "the approver is async; use async_composable_loop, or pass a plain function to composable_loop"
+        )
     engine = _engine(
         llm,
         task=task,
@@ -283,12 +326,8 @@ def composable_loop(
         cancel_token=cancel_token,
         history=history,
         approver=approver,
+        backend=backend,
     )
-    backend, is_async = wrap_backend(llm)
-    if is_async:
-        raise ConfigError(
-            f"{type(llm).__name__} is an async backend; use async_composable_loop, or its sync twin"
-        )
     return Loop(engine, backend)
 
 
@@ -356,7 +395,11 @@ async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator
         if isinstance(effect, CallLLM):
             if is_async:
                 return await backend.complete(effect.request)
-            return await asyncio.to_thread(backend.complete, effect.request)
+            return await asyncio.to_thread(_threadsafe_call, backend.complete, effect.request)
+        loop = asyncio.get_running_loop()
+        for call in effect.calls:
+            if call.ctx is not None:
+                call.ctx.event_loop = loop  # an async approver is answered here
         if len(effect.calls) == 1:
             return [await run_async(effect.calls[0], effect.timeouts[0])]
         limit = asyncio.Semaphore(engine.config.max_concurrency)
@@ -401,13 +444,8 @@ async def _apump(
             continue
         try:
             send = await execute(effect)
-        except Exception as exc:
-            error = exc
         except BaseException as exc:
-            if deferred is None:
-                raise
-            deferred.append(exc)
-            error = _interrupted_effect(exc)
+            error = _failure(exc, deferred)
 
 
 def async_composable_loop(
@@ -423,13 +461,14 @@ def async_composable_loop(
     context: Any = None,
     cancel_token: CancelToken | None = None,
     history: History | None = None,
-    approver: Callable[[str], bool] | None = None,
+    approver: Callable[[str], Any] | None = None,
 ) -> AsyncLoop:
     """The async twin of `composable_loop`: same parameters, same Steps.
 
     Async backends, hooks and tools are awaited; sync ones work too (sync
     backends and tools run in a worker thread so the event loop stays free).
     """
+    backend, is_async = wrap_backend(llm)
     engine = _engine(
         llm,
         task=task,
@@ -443,8 +482,8 @@ def async_composable_loop(
         cancel_token=cancel_token,
         history=history,
         approver=approver,
+        backend=backend,
     )
-    backend, is_async = wrap_backend(llm)
     return AsyncLoop(engine, backend, is_async)
 
 

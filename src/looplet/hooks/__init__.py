@@ -4,6 +4,7 @@ from .decisions import Allow, Block, Continue, Deny, InjectContext, Stop
 from .protocols import (
     HOOK_METHODS,
     CheckDone,
+    LoopHook,
     OnLoopEnd,
     PostDispatch,
     PreDispatch,
@@ -22,6 +23,7 @@ __all__ = [
     "Stop",
     "HOOK_METHODS",
     "CheckDone",
+    "LoopHook",
     "OnLoopEnd",
     "PostDispatch",
     "PreDispatch",

@@ -34,6 +34,7 @@ __all__ = [
     "CheckDone",
     "ShouldStop",
     "OnLoopEnd",
+    "LoopHook",
     "HOOK_METHODS",
 ]
 
@@ -98,6 +99,15 @@ class OnLoopEnd(Protocol):
     """Called exactly once when the run ends by any path (``break`` and errors too)."""
 
     def on_loop_end(self, state: DefaultState, log: History, ctx: PromptContext, llm: Any) -> Any: ...
+
+
+class LoopHook(PreLoop, PrePrompt, PreDispatch, PostDispatch, CheckDone, ShouldStop, OnLoopEnd, Protocol):
+    """Every hook method at once: the original looplet's ``LoopHook``, kept for code written against it.
+
+    A hook needs only the methods it uses (each slot has its own Protocol
+    above, which is what a type checker should check a partial hook
+    against); this one describes a hook that implements them all.
+    """
 
 
 #: The method names the loop looks for, in the order a turn reaches them.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -43,6 +45,7 @@ def _warn_misspelled(hook: object, found: bool) -> None:
     """Warn about methods that look like a misspelled hook method (or about a hook with none)."""
     import difflib
 
+    level = _caller_level()
     public = [n for n in dir(hook) if not n.startswith("_") and callable(getattr(hook, n, None))]
     for name in public:
         if name in HOOK_METHODS:
@@ -52,11 +55,24 @@ def _warn_misspelled(hook: object, found: bool) -> None:
             warnings.warn(
                 f"hook {type(hook).__name__} has a method {name!r}, which is not a hook method; "
                 f"did you mean {close[0]!r}?",
-                stacklevel=5,
+                stacklevel=level,
             )
     if not found:
         warnings.warn(
             f"hook {type(hook).__name__} has none of the hook methods "
             f"({', '.join(HOOK_METHODS)}), so the loop will never call it",
-            stacklevel=5,
+            stacklevel=level,
         )
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """The `stacklevel` that points a warning at the first frame outside looplet (the user's call)."""
+    frame = sys._getframe(1)  # the function that will call warnings.warn (level 1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -7,21 +7,44 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ToolContext", "CancelToken"]
+__all__ = ["ToolContext", "CancelToken", "approval_verdict", "is_async_callable"]
 
 
 class CancelToken:
-    """A thread-safe flag a caller sets to stop a run (and tools can poll or wait on)."""
+    """A thread-safe flag a caller sets to stop a run (and tools can poll or wait on).
 
-    __slots__ = ("_event", "reason")
+    A run links its own token to the one you pass (`child()`), so cancelling
+    yours stops the run, while the run ending does not cancel yours.
+    """
+
+    __slots__ = ("_event", "reason", "_children", "_lock")
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self._children: list[CancelToken] = []
+        self._lock = threading.Lock()
 
     def cancel(self, reason: str = "cancelled") -> None:
-        self.reason = reason
-        self._event.set()
+        """Fire the token (and every token linked below it); the first reason is kept."""
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            children = list(self._children)
+        for child in children:
+            child.cancel(reason)
+
+    def child(self) -> CancelToken:
+        """A new token that fires when this one does (but not the other way round)."""
+        token = CancelToken()
+        with self._lock:
+            if not self._event.is_set():
+                self._children.append(token)
+                return token
+        token.cancel(self.reason)
+        return token
 
     @property
     def cancelled(self) -> bool:
@@ -35,6 +58,33 @@ class CancelToken:
         return f"CancelToken(cancelled={self.cancelled})"
 
 
+def is_async_callable(fn: object) -> bool:
+    """Whether calling `fn` gives a coroutine (an ``async def`` or an object with one as ``__call__``)."""
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+def approval_verdict(answer: object) -> tuple[bool, str | None]:
+    """Read an approver's answer, failing closed: (approved, why not).
+
+    Only ``True`` or an `Allow` decision approves. ``False``, ``None`` and a
+    `Deny` refuse; anything else (a string such as ``"no"`` or ``"yes"``, a
+    number, an un-awaited coroutine) refuses too, with a reason naming it.
+    """
+    from ..hooks.decisions import Allow, Deny
+
+    if answer is True or isinstance(answer, Allow):
+        return True, None
+    if answer is False or answer is None:
+        return False, None
+    if isinstance(answer, Deny):
+        return False, answer.reason
+    return False, (
+        f"the approver returned {type(answer).__name__} {answer!r:.80}; only True or Allow() approves"
+    )
+
+
 @dataclass
 class ToolContext:
     """What a tool may use besides its arguments.
@@ -44,10 +94,14 @@ class ToolContext:
         call_id: the id of this call; use it as an idempotency key.
         tool: the tool's name.
         step: the number of the step this call belongs to.
-        cancel_token: set when the run is being cancelled; long tools should poll it.
+        cancel_token: set when the run is being cancelled or has ended; long tools should poll it.
         metadata: the run's state metadata (shared, mutable).
         warnings: what `warn()` recorded; it reaches the model with the result.
         progress: what `report_progress()` recorded.
+        approver: answers `approve()`; a plain function, or an ``async def`` in
+            the async loop.
+        event_loop: set by the async loop, so a sync tool running in a worker
+            thread can have an async approver answered on it.
     """
 
     llm: Any = None
@@ -58,29 +112,98 @@ class ToolContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     progress: list[tuple[str, float | None]] = field(default_factory=list)
-    approver: Callable[[str], bool] | None = None
+    approver: Callable[[str], Any] | None = None
     on_progress: Callable[[str, float | None], None] | None = None
+    event_loop: Any = field(default=None, repr=False)
 
-    def warn(self, message: str) -> None:
-        """Attach a warning to this call's result; the model sees it."""
-        self.warnings.append(message)
+    def warn(self, message: object) -> None:
+        """Attach a warning to this call's result; the model sees it (any value is kept as text)."""
+        self.warnings.append(message if isinstance(message, str) else _as_text(message))
 
     def approve(self, question: str) -> bool:
-        """Ask a human (through the run's approver) whether to go on.
+        """Ask a human (through the run's approver) whether to go on; True only on an explicit yes.
 
-        Fails closed: without an approver, or when it raises, the answer is False.
+        Fails closed: without an approver, when it raises, or when it answers
+        anything but ``True``/``Allow()``, the answer is False and a warning
+        says why. An async approver is run on the loop's event loop (async
+        tools should ``await ctx.aapprove(...)`` instead).
         """
         if self.approver is None:
-            self.warn(f"approval needed but no approver is configured: {question}")
-            return False
+            return self._refused(f"approval needed but no approver is configured: {question}")
         try:
-            return bool(self.approver(question))
+            if is_async_callable(self.approver):
+                answer = self._approve_on_loop(question)
+            else:
+                answer = self.approver(question)
+                if _awaitable(answer):
+                    _discard(answer)
+                    return self._refused(
+                        "the approver returned an awaitable; an async approver needs async_composable_loop"
+                    )
         except Exception as exc:
-            self.warn(f"approver failed ({type(exc).__name__}); treated as a refusal")
-            return False
+            return self._refused(f"approver failed ({type(exc).__name__}); treated as a refusal")
+        return self._settle(answer)
+
+    async def aapprove(self, question: str) -> bool:
+        """`approve()` for async tools: an async approver is awaited, a sync one called."""
+        if self.approver is None:
+            return self._refused(f"approval needed but no approver is configured: {question}")
+        try:
+            answer = self.approver(question)
+            if _awaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            return self._refused(f"approver failed ({type(exc).__name__}); treated as a refusal")
+        return self._settle(answer)
+
+    def _approve_on_loop(self, question: str) -> Any:
+        import asyncio
+
+        loop = self.event_loop
+        if loop is None:
+            raise RuntimeError("an async approver needs async_composable_loop")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # a sync call from the loop's own thread would deadlock
+            raise RuntimeError("call `await ctx.aapprove(...)` from an async tool")
+        assert self.approver is not None
+        return asyncio.run_coroutine_threadsafe(self.approver(question), loop).result()
+
+    def _settle(self, answer: object) -> bool:
+        approved, why = approval_verdict(answer)
+        if why:
+            self.warn(f"approval refused: {why}")
+        return approved
+
+    def _refused(self, why: str) -> bool:
+        self.warn(why)
+        return False
 
     def report_progress(self, message: str, fraction: float | None = None) -> None:
         """Record progress (and pass it to the run's ``on_progress`` callback, if any)."""
         self.progress.append((message, fraction))
         if self.on_progress is not None:
             self.on_progress(message, fraction)
+
+
+def _awaitable(value: object) -> bool:
+    import inspect
+
+    return inspect.isawaitable(value)
+
+
+def _discard(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
+
+
+def _as_text(value: object) -> str:
+    try:
+        if isinstance(value, BaseException):
+            return f"{type(value).__name__}: {value}"
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"

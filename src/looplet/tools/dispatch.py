@@ -3,18 +3,22 @@
 The pure parts (`finish_ok`, `finish_error`, `timeout_result`) are shared by
 the sync and async runners, which only differ in how they wait.
 
-Policy for what a tool raises:
+Policy for what a tool raises (the rule of `looplet.errors`):
 
-- ``Exception``, ``SystemExit`` and ``GeneratorExit`` become an ``execution``
-  error result (a tool must not end the host program); the model sees the
-  exception type and its message with secrets masked; the traceback goes to
-  the ``looplet.tools`` logger.
 - ``KeyboardInterrupt`` and ``asyncio.CancelledError`` propagate.
+- Everything else (``Exception``, ``SystemExit``, ``GeneratorExit``, custom
+  ``BaseException`` subclasses) becomes an ``execution`` error result (a tool
+  must not end the host program); the model sees the exception type and its
+  message with secrets masked; the traceback goes to the ``looplet.tools`` logger.
+
+Nothing after the tool body returns may raise: a value that cannot be
+recorded becomes a ``bad_result`` error that says why (the tool did run).
 
 Time limits: an async tool is cancelled at its limit. A sync tool with a
 limit runs in a worker thread; Python cannot stop a thread, so at the limit
-the result says the tool may still be running, `ToolResult.metadata` has
-``orphaned: True``, and the tool refuses new calls until that thread ends.
+the result says the tool may still be running and `ToolResult.metadata` has
+``orphaned: True``; ``ToolSpec.orphans`` counts such threads until they end
+(the loop decides what a later call to that tool gets).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 import time
 from typing import Any
 
+from ..errors import propagates
 from ..redaction import redact_text
 from ..types import ErrorKind, ToolResult, format_args
 from .registry import PreparedCall, error_result
@@ -34,17 +39,39 @@ __all__ = ["run_sync", "run_async", "busy_result"]
 _MAX_ERROR_CHARS = 4000
 
 
+BAD_RESULT = "bad_result"
+
+
 def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
     call = prepared.call
-    result = ToolResult(
-        tool=call.tool,
-        args_summary=format_args(prepared.args)[:200],
-        data=normalize_result(value),
-        duration_ms=(time.perf_counter() - started) * 1000,
-        call_id=call.call_id,
-    )
+    duration = (time.perf_counter() - started) * 1000
+    try:
+        data = normalize_result(value)
+    except Exception as exc:  # the tool ran; its value cannot be recorded
+        result = error_result(
+            call,
+            BAD_RESULT,
+            f"{call.tool} ran, but its result could not be recorded "
+            f"({type(exc).__name__}: {_text_of(exc)}); do not assume it failed",
+        )
+        result.duration_ms = duration
+    else:
+        result = ToolResult(
+            tool=call.tool,
+            args_summary=format_args(prepared.args)[:200],
+            data=data,
+            duration_ms=duration,
+            call_id=call.call_id,
+        )
     _keep_context(prepared, result)
     return result
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return redact_text(str(exc))
+    except Exception:  # an exception whose __str__ fails
+        return f"<{type(exc).__name__} with an unprintable message>"
 
 
 def _keep_context(prepared: PreparedCall, result: ToolResult) -> None:
@@ -52,14 +79,14 @@ def _keep_context(prepared: PreparedCall, result: ToolResult) -> None:
     ctx = prepared.ctx
     if ctx is None:
         return
-    result.warnings = list(ctx.warnings)
+    result.warnings = [w if isinstance(w, str) else repr(w) for w in ctx.warnings]
     if ctx.progress:
         result.metadata["progress"] = [[message, fraction] for message, fraction in ctx.progress]
 
 
 def finish_error(prepared: PreparedCall, exc: BaseException, started: float) -> ToolResult:
     name = type(exc).__name__
-    detail = redact_text(str(exc))
+    detail = _text_of(exc)
     if isinstance(exc, SystemExit):
         detail = f"the tool called exit({exc.code!r}); it was stopped and the run goes on"
     message = f"{name}: {detail}" if detail else name
@@ -92,6 +119,7 @@ def timeout_result(prepared: PreparedCall, limit: float, started: float, *, orph
 
 
 def busy_result(prepared: PreparedCall) -> ToolResult:
+    """The answer to a call whose tool is still running from a call of this run that timed out."""
     return error_result(
         prepared.call,
         ErrorKind.BUSY,
@@ -101,8 +129,6 @@ def busy_result(prepared: PreparedCall) -> ToolResult:
     )
 
 
-_CAUGHT = (Exception, SystemExit, GeneratorExit)
-
 #: (value, what the tool raised, whether our time limit cut it off)
 Outcome = tuple[Any, BaseException | None, bool]
 
@@ -110,8 +136,6 @@ Outcome = tuple[Any, BaseException | None, bool]
 def run_sync(prepared: PreparedCall, timeout: float | None) -> ToolResult:
     """Run one call in the calling thread (or a worker thread when it has a time limit)."""
     spec = prepared.spec
-    if spec.orphans:
-        return busy_result(prepared)
     started = time.perf_counter()
     if spec.is_async:
         outcome = _run_coroutine_blocking(prepared, timeout)
@@ -130,7 +154,9 @@ def _call(prepared: PreparedCall) -> tuple[Any, BaseException | None]:
     """
     try:
         return prepared.spec.fn(**prepared.kwargs()), None
-    except _CAUGHT as exc:
+    except BaseException as exc:
+        if propagates(exc):
+            raise
         return None, exc
 
 
@@ -141,7 +167,9 @@ async def _await_tool(prepared: PreparedCall, timeout: float | None) -> Outcome:
     async def guarded() -> tuple[Any, BaseException | None]:
         try:
             return await prepared.spec.fn(**prepared.kwargs()), None
-        except _CAUGHT as exc:
+        except BaseException as exc:
+            if propagates(exc):
+                raise
             return None, exc
 
     if timeout is None:
@@ -210,7 +238,7 @@ def _run_in_thread(prepared: PreparedCall, timeout: float, started: float) -> To
         if box["orphaned"]:
             return timeout_result(prepared, timeout, started, orphaned=True)
     error = box.get("error")
-    if isinstance(error, KeyboardInterrupt):
+    if error is not None and propagates(error):
         raise error
     return _finish(prepared, (box.get("value"), error, False), None, started)
 
@@ -220,8 +248,6 @@ async def run_async(prepared: PreparedCall, timeout: float | None) -> ToolResult
     import asyncio
 
     spec = prepared.spec
-    if spec.orphans:
-        return busy_result(prepared)
     started = time.perf_counter()
     if spec.is_async:
         outcome = await _await_tool(prepared, timeout)
