@@ -345,7 +345,8 @@ def test_default_tool_timeout_comes_from_the_config_and_the_tools_own_wins(drive
 
     @tools.tool(timeout_s=30)
     def patient() -> str:
-        """Quick, with a long limit."""
+        """Slower than the run's default limit, well within its own."""
+        threading.Event().wait(0.3)  # 6x the config's 0.05 s: only its own limit lets it finish
         return "ok"
 
     llm = MockLLMBackend([as_text("waits"), as_text("patient"), done()])
@@ -356,7 +357,7 @@ def test_default_tool_timeout_comes_from_the_config_and_the_tools_own_wins(drive
     assert steps[0].tool_result.error_kind == ErrorKind.TIMEOUT and "0.05s" in (
         steps[0].tool_result.error or ""
     )
-    assert steps[1].tool_result.ok
+    assert steps[1].tool_result.ok, steps[1].tool_result.error  # its own 30 s limit won over 0.05 s
 
 
 def test_a_tools_own_timeout_error_is_an_execution_error_not_a_time_limit(drive: Any) -> None:
@@ -449,12 +450,16 @@ def test_tools_not_marked_concurrent_safe_run_one_at_a_time(drive: Any) -> None:
     lock = threading.Lock()
     tools = BaseToolRegistry()
 
+    entered = threading.Event()
+
     @tools.tool
     def write(n: int) -> int:
-        """Write."""
+        """Write; lingers so that a concurrent sibling would be seen."""
         with lock:
             active["now"] += 1
             active["max"] = max(active["max"], active["now"])
+        entered.set()
+        threading.Event().wait(0.05)  # a sibling started at the same time would overlap here
         with lock:
             active["now"] -= 1
         return n
@@ -648,7 +653,8 @@ def test_your_cancel_token_cancels_the_run_and_what_its_tools_see(drive: Any) ->
         seen.append(ctx.cancel_token.cancelled and ctx.cancel_token.wait(0))
         return "ok"
 
-    steps, result = drive(MockLLMBackend([as_text("check"), done()]), tools=with_done(tools), cancel_token=token)
+    llm = MockLLMBackend([as_text("check"), done()])
+    steps, result = drive(llm, tools=with_done(tools), cancel_token=token)
     assert seen == [True] and len(steps) == 1
     assert result.stop_reason == StopReason.CANCELLED and result.detail == "user pressed stop"
 
@@ -716,3 +722,181 @@ def test_run_sync_and_run_async_agree() -> None:
     b = asyncio.run(run_async(prepared, None))  # type: ignore[arg-type]
     assert a.data == b.data == {"result": 8} and a.call_id == b.call_id == "c"
     assert a.args_summary == "x=4"
+
+
+# -- the run's deadline, cancellation, orphans, ContextVars, scratch --------------------------------
+
+
+def test_the_run_deadline_bounds_a_slow_tool_even_without_a_time_limit(drive: Any) -> None:
+    release = threading.Event()
+    tools = BaseToolRegistry()
+
+    @tools.tool
+    async def slow() -> str:
+        """Longer than the whole run may take."""
+        await asyncio.sleep(30)
+        return "late"
+
+    try:
+        steps, result = drive(
+            MockLLMBackend([as_text("slow"), done()]),
+            tools=with_done(tools),
+            config=LoopConfig(deadline_s=0.3),
+        )
+    finally:
+        release.set()
+    assert steps[0].tool_result.error_kind == ErrorKind.TIMEOUT
+    assert result.stop_reason == StopReason.DEADLINE
+
+
+def test_the_request_carries_the_runs_deadline_for_the_backends_retry_waits(drive: Any) -> None:
+    import time
+
+    llm = MockLLMBackend([done()])
+    before = time.monotonic()
+    drive(llm, tools=with_done(BaseToolRegistry()), config=LoopConfig(deadline_s=50))
+    deadline = llm.calls[0].deadline
+    assert deadline is not None and before + 49 < deadline < time.monotonic() + 50
+    llm = MockLLMBackend([done()])
+    drive(llm, tools=with_done(BaseToolRegistry()))
+    assert llm.calls[0].deadline is None
+
+
+def test_cancelling_the_async_loop_fires_the_token_the_backend_and_tools_hold() -> None:
+    seen: list[CancelToken] = []
+    started = threading.Event()
+
+    class Waiting:
+        def complete(self, request: Any) -> Any:
+            seen.append(request.cancel_token)
+            started.set()
+            request.cancel_token.wait(10)  # like a backend waiting out a 429
+            from looplet import LLMError
+
+            raise LLMError("rate limited", kind="rate_limit")
+
+    async def main() -> None:
+        from looplet import async_composable_loop
+
+        loop = async_composable_loop(Waiting(), tools=with_done(BaseToolRegistry()), task="t")
+
+        async def consume() -> None:
+            async for _ in loop:
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen and seen[0].cancelled
+
+
+def test_breaking_out_of_the_sync_loop_fires_the_token_a_tool_thread_holds() -> None:
+    tokens: list[CancelToken] = []
+    tools = BaseToolRegistry()
+
+    @tools.tool
+    def hold(ctx: ToolContext) -> str:
+        """Keep the token."""
+        tokens.append(ctx.cancel_token)
+        return "ok"
+
+    loop = composable_loop(MockLLMBackend([as_text("hold")] * 3), tools=tools, task="t")
+    for _ in loop:
+        break
+    assert not tokens[0].cancelled
+    loop.close()
+    assert tokens[0].cancelled
+
+
+def test_a_timed_out_call_does_not_make_its_batch_siblings_busy(drive: Any) -> None:
+    release = threading.Event()
+    tools = BaseToolRegistry()
+    ran: list[int] = []
+
+    @tools.tool(timeout_s=0.05, concurrent_safe=True)
+    def fetch(n: int) -> int:
+        """The first call hangs; the others are quick."""
+        if n == 0:
+            release.wait(30)
+        ran.append(n)
+        return n
+
+    reply = [native("fetch", n=i) for i in range(4)]
+    try:
+        steps, _ = drive(
+            MockLLMBackend([reply, done()]), tools=with_done(tools), config=LoopConfig(max_concurrency=1)
+        )
+    finally:
+        release.set()
+    kinds = [s.tool_result.error_kind for s in steps[:4]]
+    assert kinds == [ErrorKind.TIMEOUT, None, None, None]
+    assert sorted(ran[:3]) == [1, 2, 3]
+
+
+def test_a_later_run_sharing_the_registry_is_warned_not_refused_about_an_orphan(drive: Any) -> None:
+    release = threading.Event()
+    tools = BaseToolRegistry()
+
+    @tools.tool(timeout_s=0.05)
+    def stuck(n: int) -> int:
+        """Hangs when n is 0."""
+        if n == 0:
+            release.wait(30)
+        return n
+
+    registry = with_done(tools)
+    try:
+        first, _ = drive(MockLLMBackend([as_text("stuck", n=0), done()]), tools=registry)
+        second, _ = drive(MockLLMBackend([as_text("stuck", n=1), done()]), tools=registry)
+    finally:
+        release.set()
+    assert first[0].tool_result.metadata["orphaned"] is True
+    assert second[0].tool_result.ok and second[0].tool_result.data == {"result": 1}
+    assert any("in another run" in w for w in second[0].tool_result.warnings)
+
+
+def test_tools_of_a_concurrent_batch_see_the_callers_context_variables(drive: Any) -> None:
+    import contextvars
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+    tools = BaseToolRegistry()
+
+    @tools.tool(concurrent_safe=True)
+    def which(n: int) -> str:
+        """Report the caller's request id."""
+        return request_id.get()
+
+    token = request_id.set("req-42")
+    try:
+        llm = MockLLMBackend([[native("which", n=i) for i in range(3)], done()])
+        steps, _ = drive(llm, tools=with_done(tools))
+    finally:
+        request_id.reset(token)
+    assert [s.tool_result.data for s in steps[:3]] == [{"result": "req-42"}] * 3
+
+
+def test_each_call_of_a_concurrent_batch_has_its_own_scratch(drive: Any) -> None:
+    tools = BaseToolRegistry()
+
+    @tools.tool(concurrent_safe=True)
+    def fetch(url: str) -> str:
+        """Fetch."""
+        return url
+
+    seen: list[tuple[str, Any]] = []
+
+    class Stamp:
+        def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> None:
+            assert state.scratch == {}, "a call starts with an empty scratch"
+            state.scratch["url"] = call.args["url"]
+
+        def post_dispatch(self, state: Any, log: Any, call: ToolCall, result: Any, step: int) -> None:
+            seen.append((call.args["url"], state.scratch.get("url")))
+
+    reply = batch(("fetch", {"url": "a"}), ("fetch", {"url": "b"}), ("fetch", {"url": "c"}))
+    drive(MockLLMBackend([reply, done()]), tools=with_done(tools), hooks=[Stamp()])
+    assert seen[:3] == [("a", "a"), ("b", "b"), ("c", "c")]

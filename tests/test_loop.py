@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -22,10 +23,13 @@ from looplet import (
     MockLLMBackend,
     ScriptExhaustedError,
     StopReason,
+    ToolCall,
+    ToolResult,
     Usage,
     arun_loop,
     async_composable_loop,
     composable_loop,
+    register_done_tool,
     run_loop,
 )
 from looplet.errors import ConfigError
@@ -615,3 +619,206 @@ def test_a_call_id_reused_in_a_later_turn_is_renumbered(drive: Any) -> None:
     assert [s.tool_call.call_id for s in steps[:2]] == ["same", "same~2"]
     answered = [m.call_id for m in drive.loop.history if m.role == "tool"]
     assert len(answered) == len(set(answered)) == 3
+
+
+# -- what a run reports: final answer, done vetoes, stop reasons --------------------------------
+
+
+def test_final_answer_holds_the_arguments_the_done_tool_received_after_validation(drive: Any) -> None:
+    from looplet import BaseToolRegistry
+
+    tools = BaseToolRegistry()
+    register_done_tool(
+        tools,
+        parameters={
+            "type": "object",
+            "properties": {
+                "count": {"type": "integer"},
+                "items": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["count", "items"],
+        },
+    )
+    reply = json.dumps({"tool": "done", "args": {"count": 5.0, "items": '["a", "b"]'}})
+    _, result = drive(MockLLMBackend([reply]), tools=tools)
+    assert result.stop_reason == "done"
+    assert result.final_answer == {"count": 5, "items": ["a", "b"]}
+    assert type(result.final_answer["count"]) is int
+
+
+def test_a_post_dispatch_veto_of_the_done_call_keeps_the_run_going(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+    vetoed: list[int] = []
+
+    class Veto:
+        def post_dispatch(self, state: Any, log: Any, call: ToolCall, result: Any, step: int) -> Any:
+            if call.tool == "done" and not vetoed:
+                vetoed.append(step)
+                return ToolResult(call.tool, error="not yet: greet Bob first", error_kind="blocked")
+            return None
+
+    llm = MockLLMBackend([done("too early"), as_text("greet", name="Bob"), done("now")])
+    steps, result = drive(llm, tools=tools, hooks=[Veto()])
+    assert vetoed == [1] and steps[0].tool_result.error == "not yet: greet Bob first"
+    assert greeted == ["Bob"] and result.stop_reason == "done"
+    assert result.final_answer == {"answer": "now"}
+
+
+def test_a_context_length_error_on_the_last_allowed_call_is_reported_as_overflow_not_budget(
+    drive: Any,
+) -> None:
+    from looplet import LLMError
+
+    tools, _ = greeting_tools()
+    calls = {"n": 0}
+
+    def answer(request: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return as_text("greet", name="A")
+        raise LLMError("prompt is too long", kind="context_length", status=400)
+
+    from looplet import FunctionBackend
+
+    _, result = drive(FunctionBackend(answer), tools=tools, config=LoopConfig(max_steps=5, max_llm_calls=2))
+    assert calls["n"] == 2 and result.stop_reason == "context_overflow"
+
+
+def test_a_task_given_only_through_the_state_reaches_the_model(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    llm = MockLLMBackend([done()])
+    state = DefaultState(task="Say hi")
+    drive(llm, tools=tools, state=state)
+    assert llm.calls[0].messages[0].content == "Say hi" and state.task == "Say hi"
+
+
+def test_a_loop_with_no_task_at_all_is_refused_with_a_clear_error() -> None:
+    tools, _ = greeting_tools()
+    with pytest.raises(ConfigError, match="no task: pass task="):
+        composable_loop(MockLLMBackend([done()]), tools=tools)
+
+
+# -- a model that answers in text ---------------------------------------------------------------
+
+
+def test_a_text_answer_is_kept_in_the_step_and_shown_by_pretty(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    steps, _ = drive(MockLLMBackend(["I think we are done here.", done()]), tools=tools)
+    assert steps[0].tool_call.reasoning == "I think we are done here."
+    assert "I think we are done here." in steps[0].pretty()
+
+
+def test_a_native_backend_is_not_told_to_reply_with_json(drive: Any) -> None:
+    from looplet import LLMResponse
+
+    tools, _ = greeting_tools()
+    seen: list[str] = []
+    replies = iter([LLMResponse(text="Sure, hello!"), LLMResponse(tool_calls=[native("done", answer="x")])])
+
+    class Native:
+        native_tool_calls = True
+
+        def complete(self, request: Any) -> Any:
+            seen.append(request.messages[-1].content)
+            return next(replies)
+
+    drive(Native(), tools=tools)
+    assert "no tool call" in seen[1] and "Reply with JSON only" not in seen[1]
+
+
+def test_the_text_beside_a_native_call_is_its_reasoning(drive: Any) -> None:
+    from looplet import LLMResponse
+
+    tools, _ = greeting_tools()
+    replies = iter(
+        [
+            LLMResponse(text="Greeting Alice first.", tool_calls=[native("greet", name="Alice")]),
+            LLMResponse(tool_calls=[native("done", answer="x")]),
+        ]
+    )
+
+    class Native:
+        def complete(self, request: Any) -> Any:
+            return next(replies)
+
+    steps, _ = drive(Native(), tools=tools)
+    assert steps[0].tool_call.reasoning == "Greeting Alice first."
+
+
+def test_a_plain_text_answer_with_brackets_is_the_answer_when_there_is_no_done_tool(drive: Any) -> None:
+    tools, _ = greeting_tools(with_done=False)
+    text = "See [the docs](https://example.com) and use `{key: value}` maps [1]."
+    steps, result = drive(MockLLMBackend([text]), tools=tools)
+    assert result.stop_reason == "done" and result.final_answer == {"answer": text}
+
+
+def test_the_models_name_request_id_and_finish_reason_are_kept_on_the_step(drive: Any) -> None:
+    from looplet import LLMResponse
+
+    tools, _ = greeting_tools()
+
+    class Native:
+        def complete(self, request: Any) -> Any:
+            return LLMResponse(
+                tool_calls=[native("done", answer="x")],
+                model="m-1",
+                request_id="req_9",
+                stop_reason="tool_calls",
+            )
+
+    steps, _ = drive(Native(), tools=tools)
+    assert steps[0].metadata["llm"] == {"model": "m-1", "request_id": "req_9", "finish_reason": "tool_calls"}
+
+
+def test_last_error_skips_a_hooks_own_denials_so_retry_flaky_tool_lets_the_retry_through(drive: Any) -> None:
+    from looplet import BaseToolRegistry, Deny
+
+    tools = BaseToolRegistry()
+    attempts: list[int] = []
+
+    @tools.tool
+    def web_search(query: str) -> str:
+        """Flaky the first time."""
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise TimeoutError("upstream timed out")
+        return "results"
+
+    @tools.tool
+    def note(text: str) -> str:
+        """Write a note."""
+        return text
+
+    register_done_tool(tools)
+
+    class RetryFlakyTool:  # as the README shows it
+        def pre_dispatch(self, state: Any, log: Any, tc: ToolCall, step: int) -> Any:
+            if tc.tool == "web_search" and state.last_error:
+                return Deny("retry with backoff", retry=True)
+            return None
+
+    script = [
+        as_text("web_search", query="q"),
+        as_text("web_search", query="q"),
+        as_text("note", text="waiting"),
+        as_text("web_search", query="q"),
+        done(),
+    ]
+    steps, _ = drive(MockLLMBackend(script), tools=tools, hooks=[RetryFlakyTool()])
+    kinds = [s.tool_result.error_kind for s in steps]
+    assert kinds == ["execution", "denied", None, None, None]
+    assert len(attempts) == 2 and steps[3].tool_result.ok
+
+
+def test_misspelled_hook_warning_from_run_loop_points_at_the_callers_line() -> None:
+    import warnings
+
+    from looplet import run_loop
+
+    class Typo:
+        def pre_promt(self, *args: Any) -> None: ...
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_loop(MockLLMBackend([done()]), tools=greeting_tools()[0], task="t", hooks=[Typo()])
+    assert caught and all(w.filename == __file__ for w in caught), [w.filename for w in caught]

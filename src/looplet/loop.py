@@ -390,7 +390,10 @@ async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator
 
     async def execute(effect: Any) -> Any:
         if isinstance(effect, CallHook):
-            out = effect.fn(*effect.args)
+            try:
+                out = effect.fn(*effect.args)
+            except StopIteration as exc:  # would become "coroutine raised StopIteration" here
+                raise Contained(exc) from exc
             return (await out) if inspect.isawaitable(out) else out
         if isinstance(effect, CallLLM):
             if is_async:

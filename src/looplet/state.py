@@ -22,7 +22,8 @@ class DefaultState:
         task: the task as given to the loop.
         steps: every step yielded so far.
         metadata: free-form data for hooks and the caller (kept in checkpoints).
-        scratch: a dict for hooks to share within one step; cleared before each step.
+        scratch: a dict for hooks to share within one step (one per call, so
+            calls of a concurrent batch never see each other's).
         stop_reason: set when the run stops.
         llm_calls: model calls made so far.
         usage: token totals over all model calls.
@@ -42,10 +43,16 @@ class DefaultState:
 
     @property
     def last_error(self) -> str | None:
-        """The error of the most recent step, or None if it succeeded (or there is none)."""
-        if not self.steps:
-            return None
-        return self.steps[-1].tool_result.error
+        """The error of the most recent step, or None if it succeeded (or there is none).
+
+        A hook's denial is a decision, not a failure, and is skipped: a hook
+        that denies while ``last_error`` is set (the seed's ``RetryFlakyTool``)
+        is not kept denying by its own denials.
+        """
+        for step in reversed(self.steps):
+            if step.tool_result.error_kind != "denied":
+                return step.tool_result.error
+        return None
 
     @property
     def budget_remaining(self) -> int | None:

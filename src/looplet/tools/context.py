@@ -130,9 +130,15 @@ class ToolContext:
         """
         if self.approver is None:
             return self._refused(f"approval needed but no approver is configured: {question}")
+        is_async = is_async_callable(self.approver)
+        problem = self._loop_problem() if is_async else None
+        if problem:
+            return self._refused(f"approval refused: {problem}")
         try:
-            if is_async_callable(self.approver):
-                answer = self._approve_on_loop(question)
+            if is_async:
+                import asyncio
+
+                answer = asyncio.run_coroutine_threadsafe(self.approver(question), self.event_loop).result()
             else:
                 answer = self.approver(question)
                 if _awaitable(answer):
@@ -156,20 +162,19 @@ class ToolContext:
             return self._refused(f"approver failed ({type(exc).__name__}); treated as a refusal")
         return self._settle(answer)
 
-    def _approve_on_loop(self, question: str) -> Any:
+    def _loop_problem(self) -> str | None:
+        """Why an async approver cannot be asked from here, or None."""
         import asyncio
 
-        loop = self.event_loop
-        if loop is None:
-            raise RuntimeError("an async approver needs async_composable_loop")
+        if self.event_loop is None:
+            return "an async approver needs async_composable_loop"
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
-            running = None
-        if running is loop:  # a sync call from the loop's own thread would deadlock
-            raise RuntimeError("call `await ctx.aapprove(...)` from an async tool")
-        assert self.approver is not None
-        return asyncio.run_coroutine_threadsafe(self.approver(question), loop).result()
+            return None
+        if running is self.event_loop:  # blocking here would deadlock the loop
+            return "an async tool must call `await ctx.aapprove(...)`, not ctx.approve()"
+        return None
 
     def _settle(self, answer: object) -> bool:
         approved, why = approval_verdict(answer)
