@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import json
-from typing import Any
+from typing import Any, Literal, Optional
 
 import pytest
 from doubles import done
@@ -18,6 +19,7 @@ from looplet import (
     register_done_tool,
 )
 from looplet.tools import PreparedCall, validate_args, validate_value
+from looplet.tools.dispatch import run_sync
 from looplet.tools.validation import suggest
 
 
@@ -120,8 +122,8 @@ def test_unknown_tool_in_a_run_is_a_validation_step_and_never_runs(drive: Any) -
         ({"file_path": "a", "limit": {"$gt": 1}}, "limit: expected integer, got object"),
         ({"file_path": "a", "limit": True}, "limit: expected integer, got boolean"),
         ({"file_path": "a", "limit": 2.5}, "limit: expected integer, got number"),
-        ({"file_path": "a", "limit": float("nan")}, "limit: expected integer"),
-        ({"file_path": "a", "limit": float("inf")}, "limit: expected integer"),
+        ({"file_path": "a", "limit": float("nan")}, "limit: JSON has no NaN or Infinity"),
+        ({"file_path": "a", "limit": float("inf")}, "limit: JSON has no NaN or Infinity"),
         ({"file_path": "a", "verbose": "true"}, "verbose: expected boolean, got string"),
         ({"file_path": "a", "verbose": 1}, "verbose: expected boolean, got integer"),
         ({"file_path": ["a"]}, "file_path: expected string, got array"),
@@ -402,3 +404,196 @@ def test_object_schema_rejects_unknown_keys_and_missing_ones() -> None:
 def test_error_messages_show_long_values_cut() -> None:
     problem = validate_value("x" * 500, {"type": "integer"})
     assert problem is not None and len(problem) < 120 and problem.endswith("…")
+
+
+# -- NaN and Infinity never reach a tool, whatever its hint (item 23) -----------------------------------
+
+
+def probe(hint: Any) -> tuple[BaseToolRegistry, list[Any]]:
+    got: list[Any] = []
+
+    def value_probe(value):  # type: ignore[no-untyped-def]
+        got.append(value)
+        return "ok"
+
+    value_probe.__annotations__ = {"value": hint}
+    return BaseToolRegistry([value_probe]), got
+
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize(
+    "hint, wrap, path",
+    [
+        (Any, lambda x: x, "value"),
+        (dict, lambda x: {"a": {"b": x}}, "value.a.b"),
+        (list, lambda x: [1, [x]], "value[1][0]"),
+        (dict[str, Any], lambda x: {"k": x}, "value.k"),
+        (list[Any], lambda x: [x], "value[0]"),
+        (Optional[Any], lambda x: x, "value"),  # noqa: UP045 - the hint under test
+        (Any, lambda x: {"deep": [{"x": [x]}]}, "value.deep[0].x[0]"),
+        (float, lambda x: x, "value"),
+    ],
+)
+@pytest.mark.parametrize("bad", NON_FINITE, ids=repr)
+def test_nan_and_infinity_are_refused_anywhere_in_the_arguments(
+    hint: Any, wrap: Any, path: str, bad: float
+) -> None:
+    tools, got = probe(hint)
+    text = error_of(tools.prepare(ToolCall("value_probe", {"value": wrap(bad)})))
+    assert f"{path}: JSON has no NaN or Infinity" in text and got == []
+
+
+def test_validate_value_refuses_nan_for_an_any_schema() -> None:
+    assert validate_value({"a": [float("nan")]}, {}) == "a[0]: JSON has no NaN or Infinity, got NaN"
+    assert validate_args({"x": float("inf")}, {"type": "object"})[1] == [
+        "x: JSON has no NaN or Infinity, got Infinity"
+    ]
+
+
+# -- integral floats, bools and ints in Literal and Enum (item 23) ---------------------------------------
+
+
+class Level(enum.Enum):
+    LOW = 1
+    HIGH = 3
+
+
+class Mode(enum.IntEnum):
+    FAST = 1
+    SLOW = 2
+
+
+@pytest.mark.parametrize(
+    "hint, sent, received",
+    [
+        (Literal[1, 2, 3], 2.0, 2),
+        (Literal[1, 2, 3], 2, 2),
+        (list[Literal[1, 2]], [1.0, 2], [1, 2]),
+        (dict[str, Literal[1, 2]], {"a": 2.0}, {"a": 2}),
+        (Optional[Literal[1, 2]], 1.0, 1),  # noqa: UP045 - the hint under test
+        (Level, 3.0, Level.HIGH),
+        (Mode, 2.0, Mode.SLOW),
+        (Literal[True, 1], True, True),
+        (Literal[True, 1], 1, 1),
+        (Literal[0.5, 2.0], 2, 2.0),
+        (int | float, 2.0, 2.0),
+        (float | int, 2, 2),
+        (int | str, 2.0, 2),
+    ],
+)
+def test_a_matching_number_reaches_the_tool_as_the_declared_value_and_type(
+    hint: Any, sent: Any, received: Any
+) -> None:
+    tools, got = probe(hint)
+    prepared = tools.prepare(ToolCall("value_probe", {"value": sent}))
+    assert isinstance(prepared, PreparedCall), getattr(prepared, "error", None)
+    assert run_sync(prepared, None).ok
+    assert got == [received] and same_types(got[0], received)
+
+
+def same_types(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return all(same_types(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return all(same_types(x, y) for x, y in zip(a, b, strict=True))
+    return True
+
+
+@pytest.mark.parametrize(
+    "hint, sent",
+    [
+        (Literal[1, 2, 3], True),
+        (Literal[1, 2, 3], 2.5),
+        (Literal[True], 1),
+        (Literal[False], 0),
+        (Literal[0], False),
+        (Level, True),
+        (Mode, True),
+        (list[Literal[1]], [True]),
+        (dict[str, int], {"a": True}),
+        (list[list[int]], [[1], [False]]),
+        (tuple[int, bool], [True, True]),
+        (set[int], [1, 1.0]),
+        (set[float], [1, 1.0]),
+        (Literal["1"], 1),
+    ],
+)
+def test_bools_ints_and_floats_are_not_confused_at_any_depth(hint: Any, sent: Any) -> None:
+    tools, got = probe(hint)
+    error_of(tools.prepare(ToolCall("value_probe", {"value": sent})))
+    assert got == []
+
+
+def test_enum_values_compare_bools_strictly_inside_containers() -> None:
+    assert validate_value([True], {"enum": [[1]]}) is not None
+    assert validate_value({"a": 1}, {"enum": [{"a": True}]}) is not None
+    assert validate_value([1.0], {"enum": [[1]]}) is None
+    assert validate_value(2, {"const": 2}) is None and validate_value(True, {"const": 1}) is not None
+
+
+def test_array_length_messages_say_which_bound() -> None:
+    assert validate_value([], {"type": "array", "minItems": 1}) == "expected at least 1 items, got 0"
+    assert validate_value([1, 2], {"type": "array", "maxItems": 1}) == "expected at most 1 items, got 2"
+
+
+# -- the done tool takes `answer` or `summary` (item 27) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{"answer": "42"}, {"summary": "Fixed the bug."}, {"answer": "42", "summary": "Fixed it."}],
+)
+def test_done_accepts_answer_or_the_originals_summary(drive: Any, args: dict[str, Any]) -> None:
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+    steps, result = drive(
+        MockLLMBackend([json.dumps({"tool": "done", "args": args})]), tools=tools
+    )
+    assert result.stop_reason == "done" and steps[-1].tool_result.ok
+    assert steps[-1].tool_result.data == args
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ({}, "give at least one of: answer, summary (given: nothing)"),
+        ({"answer": 42}, "answer: expected string, got integer"),
+        ({"summry": "x"}, "did you mean 'summary'?"),
+    ],
+)
+def test_done_without_answer_or_summary_says_what_it_takes(args: dict[str, Any], fragment: str) -> None:
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+    text = error_of(tools.prepare(ToolCall("done", args)))
+    assert fragment in text and text.endswith("Expected: done(answer?: str, summary?: str)")
+
+
+def test_the_done_tool_tells_the_model_both_names() -> None:
+    spec = register_done_tool(BaseToolRegistry())
+    assert "`answer`" in spec.description and "`summary`" in spec.description
+
+
+def test_at_least_one_of_several_keys_can_be_required_with_any_of() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+        "anyOf": [{"required": ["a"]}, {"required": ["b"]}],
+        "additionalProperties": False,
+    }
+    assert validate_args({"b": 2.0}, schema) == ({"b": 2}, [])
+    assert validate_args({}, schema)[1] == [
+        "expected an object with a or an object with b, got object {}"
+    ]
+    assert validate_value({"x": {}}, {"properties": {"x": schema}}) is not None
+    assert validate_value({"a": "s"}, {"allOf": [schema, {"required": ["a"]}]}) is None
+    assert validate_value({"b": 1}, {"allOf": [schema, {"required": ["a"]}]}) == (
+        "missing required key(s): a"
+    )
+    too_many = {"type": "object", "maxProperties": 1}
+    assert validate_args({"a": 1, "b": 2}, too_many)[1] == [
+        "give at most 1 argument(s) (given: a, b)"
+    ]

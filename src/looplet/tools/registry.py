@@ -1,8 +1,15 @@
-"""`BaseToolRegistry`, the ``@tool`` decorator, and checking a call before it runs."""
+"""`BaseToolRegistry`, the ``@tool`` decorator, and checking a call before it runs.
+
+What is checked at registration, so that a mistake shows where it is made and
+not at the first call: the name (1-64 letters, digits, ``_`` or ``-``, what
+OpenAI and Anthropic accept), the time limit (`check_timeout`), and that the
+parameters are a JSON Schema object.
+"""
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -10,9 +17,9 @@ from typing import Any, TypeVar, overload
 from ..errors import ToolDefinitionError
 from ..types import ErrorKind, ToolCall, ToolResult, format_args
 from .context import ToolContext
-from .validation import measure, suggest, validate_args
+from .validation import check_timeout, measure, suggest, validate_args
 
-__all__ = ["ToolSpec", "BaseToolRegistry", "tool", "PreparedCall"]
+__all__ = ["ToolSpec", "BaseToolRegistry", "tool", "PreparedCall", "check_tool_name"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,13 +48,33 @@ class ToolSpec:
     is_async: bool = False
     ctx_param: str | None = None
     converters: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
-    signature: str = ""
     #: timed-out calls whose threads are still running (the tool refuses new calls meanwhile).
     orphans: int = 0
 
     def schema(self) -> dict[str, Any]:
         """The tool as a provider sees it: name, description, parameters."""
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    @property
+    def signature(self) -> str:
+        """The call as the model should write it, e.g. ``read(path: str, limit: int = 10)``.
+
+        Read from `parameters` each time, so it always says what validation checks.
+        """
+        from .schema import signature_text
+
+        return signature_text(self.name, self.parameters)
+
+    def catalog_entry(self) -> str:
+        """The signature, the description and each parameter's description, indented for a list."""
+        lines = [f"  {self.signature}"]
+        lines += [f"    {line}".rstrip() for line in self.description.splitlines()]
+        props = self.parameters.get("properties")
+        for pname, sub in (props if isinstance(props, dict) else {}).items():
+            about = sub.get("description") if isinstance(sub, dict) else None
+            if about:
+                lines.append(f"      {pname}: {' '.join(str(about).split())}")
+        return "\n".join(lines)
 
 
 @dataclass(slots=True)
@@ -70,6 +97,27 @@ class PreparedCall:
         return out
 
 
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def check_tool_name(name: object) -> str:
+    """Return `name` if model providers accept it as a tool name, else raise `ToolDefinitionError`."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return name
+    raise ToolDefinitionError(
+        f"tool name {name!r} is not accepted by model providers (they allow 1-64 letters, digits, "
+        "'_' and '-'); pass name=... (e.g. name='search_docs') when you register it"
+    )
+
+
+def _check_parameters(name: str, parameters: object) -> None:
+    if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
+        raise ToolDefinitionError(
+            f"tool {name!r}: parameters must be a JSON Schema object such as "
+            f'{{"type": "object", "properties": {{...}}}}, got {parameters!r:.80}'
+        )
+
+
 def _options(
     name: str | None,
     description: str | None,
@@ -77,8 +125,9 @@ def _options(
     concurrent_safe: bool,
     timeout_s: float | None,
 ) -> dict[str, Any]:
-    if timeout_s is not None and not timeout_s > 0:
-        raise ToolDefinitionError(f"timeout_s must be positive, got {timeout_s!r}")
+    check_timeout("timeout_s", timeout_s)
+    if name is not None:
+        check_tool_name(name)
     return {
         "name": name,
         "description": description,
@@ -230,8 +279,10 @@ class BaseToolRegistry:
 
         from .schema import describe_function
 
+        check_tool_name(tool_name)
         info = describe_function(fn, tool_name, ToolContext)
         if parameters is not None:
+            _check_parameters(tool_name, parameters)
             info.parameters = parameters
             info.converters = {}
         spec = ToolSpec(
@@ -246,11 +297,13 @@ class BaseToolRegistry:
             is_async=inspect.iscoroutinefunction(fn),
             ctx_param=info.ctx_param,
             converters=info.converters,
-            signature=info.text,
         )
         return self._put(spec)
 
     def _put(self, spec: ToolSpec) -> ToolSpec:
+        check_tool_name(spec.name)
+        check_timeout("timeout_s", spec.timeout_s)
+        _check_parameters(spec.name, spec.parameters)
         if spec.name in self._tools:
             raise ToolDefinitionError(
                 f"a tool named {spec.name!r} is already registered; unregister it first or pick another name"
@@ -296,6 +349,30 @@ class BaseToolRegistry:
         if self._schemas is None:
             self._schemas = [s.schema() for s in self._tools.values()]
         return self._schemas
+
+    def catalog(self) -> str:
+        """A readable list of the tools, their signatures and descriptions, for a system prompt."""
+        if not self._tools:
+            return "No tools."
+        return "\n".join(["Available tools:", *(s.catalog_entry() for s in self._tools.values())])
+
+    # -- running one call (the original looplet's entry point) ---------------------
+
+    def dispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:
+        """Validate and run one call now, outside any loop, within the tool's own ``timeout_s``.
+
+        Never raises for a bad call or a failing tool: an unknown tool, wrong
+        arguments, an exception or a timeout come back as an error `ToolResult`.
+        A tool taking ``ctx`` gets `ctx`, or a fresh `ToolContext` for this call.
+        """
+        prepared = self.prepare(call)
+        if isinstance(prepared, ToolResult):
+            return prepared
+        if prepared.spec.ctx_param is not None:
+            prepared.ctx = ctx if ctx is not None else ToolContext(call_id=call.call_id, tool=call.tool)
+        from .dispatch import run_sync
+
+        return run_sync(prepared, prepared.spec.timeout_s)
 
     # -- checking a call -------------------------------------------------------
 

@@ -6,6 +6,12 @@ Supported hints: ``str``, ``int``, ``float``, ``bool``, ``None``, ``Any``,
 ``TypedDict``, dataclasses, and ``Annotated[X, "description"]``. Values that
 validate are converted back into the hinted Python type (an Enum member, a
 dataclass instance, a tuple or a set) before the tool is called.
+
+The signature shown to the model (`signature_text`) is read from the JSON
+Schema alone, for derived and hand-written schemas alike, so what the model
+is told and what is checked cannot disagree: ``name: type`` for a required
+argument, ``name: type = default`` for one with a default, ``name?: type``
+for an optional one without, and ``**kwargs`` when other names are allowed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from ..errors import ToolDefinitionError
 
-__all__ = ["ToolSignature", "describe_function", "schema_for_type", "parse_docstring"]
+__all__ = ["ToolSignature", "describe_function", "schema_for_type", "parse_docstring", "signature_text"]
 
 Converter = Callable[[Any], Any]
 JSON = dict[str, Any]
@@ -55,7 +61,6 @@ def describe_function(fn: Callable[..., Any], name: str, ctx_type: type | None =
     converters: dict[str, Converter] = {}
     ctx_param: str | None = None
     extra_ok = False
-    parts: list[str] = []
     for pname, param in sig.parameters.items():
         hint = hints.get(pname, Any)
         if pname == "ctx" or (ctx_type is not None and hint is ctx_type):
@@ -73,11 +78,8 @@ def describe_function(fn: Callable[..., Any], name: str, ctx_type: type | None =
             schema["description"] = arg_docs[pname]
         if param.default is inspect.Parameter.empty:
             required.append(pname)
-            parts.append(f"{pname}: {_type_text(hint)}")
-        else:
-            if _is_json_literal(param.default):
-                schema["default"] = param.default
-            parts.append(f"{pname}: {_type_text(hint)} = {param.default!r}")
+        elif _is_json_literal(param.default):
+            schema["default"] = param.default
         properties[pname] = schema
         if conv is not None:
             converters[pname] = conv
@@ -88,8 +90,91 @@ def describe_function(fn: Callable[..., Any], name: str, ctx_type: type | None =
         parameters=parameters,
         converters=converters,
         ctx_param=ctx_param,
-        text=f"{name}({', '.join(parts)})",
+        text=signature_text(name, parameters),
     )
+
+
+def signature_text(name: str, parameters: JSON) -> str:
+    """The call as the model should write it, read from the JSON Schema alone."""
+    props = parameters.get("properties") if isinstance(parameters, dict) else None
+    props = props if isinstance(props, dict) else {}
+    required = set(parameters.get("required") or ()) if isinstance(parameters, dict) else set()
+    parts = []
+    for pname, sub in props.items():
+        text = schema_text(sub)
+        if pname in required:
+            parts.append(f"{pname}: {text}")
+        elif isinstance(sub, dict) and "default" in sub:
+            parts.append(f"{pname}: {text} = {sub['default']!r}")
+        else:
+            parts.append(f"{pname}?: {text}")
+    extra = parameters.get("additionalProperties", True) if isinstance(parameters, dict) else True
+    if isinstance(extra, dict):
+        parts.append(f"**kwargs: {schema_text(extra)}")
+    elif extra is not False:
+        parts.append("**kwargs")
+    return f"{name}({', '.join(parts)})"
+
+
+_TYPE_NAMES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "null": "None",
+    "array": "list",
+    "object": "dict",
+}
+
+
+def schema_text(schema: Any) -> str:
+    """A short Python-like type for one JSON Schema: ``list[str] | None``, ``Literal['a', 'b']``."""
+    if not isinstance(schema, dict) or not schema:
+        return "Any"
+    if "const" in schema:
+        return f"Literal[{schema['const']!r}]"
+    if "enum" in schema:
+        return f"Literal[{', '.join(repr(v) for v in schema['enum'])}]"
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return _joined(schema_text(o) for o in options)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return _joined(schema_text({**schema, "type": k}) for k in kind)
+    if kind == "array":
+        return _array_text(schema)
+    if kind == "object":
+        return _object_text(schema)
+    if kind is None and "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    return _TYPE_NAMES.get(kind, str(kind)) if kind is not None else "Any"
+
+
+def _joined(texts: Any) -> str:
+    return " | ".join(dict.fromkeys(texts))
+
+
+def _array_text(schema: JSON) -> str:
+    prefix = schema.get("prefixItems")
+    if prefix:
+        return f"tuple[{', '.join(schema_text(p) for p in prefix)}]"
+    container = "set" if schema.get("uniqueItems") else "list"
+    items = schema.get("items")
+    return f"{container}[{schema_text(items)}]" if items else container
+
+
+def _object_text(schema: JSON) -> str:
+    props = schema.get("properties")
+    if isinstance(props, dict) and props:
+        required = set(schema.get("required") or ())
+        fields = ", ".join(
+            f"{key}{'' if key in required else '?'}: {schema_text(sub)}" for key, sub in props.items()
+        )
+        return f"{{{fields}}}"
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and extra:
+        return f"dict[str, {schema_text(extra)}]"
+    return "dict"
 
 
 def schema_for_type(hint: Any, where: str = "") -> tuple[JSON, Converter | None]:
@@ -149,13 +234,12 @@ def _union_schema(args: tuple[Any, ...], where: str) -> tuple[JSON, Converter | 
         return schema, None
 
     def convert(value: Any) -> Any:
-        # Use the first option's converter whose schema accepts the value.
-        from .validation import validate_value
+        # The option the validator chose (unchanged first) converts the value.
+        from .validation import pick_option
 
-        for sub, conv in options:
-            if not validate_value(value, sub):
-                return conv(value) if conv else value
-        return value
+        chosen = pick_option(value, [sub for sub, _ in options])
+        conv = options[chosen][1] if chosen is not None else None
+        return conv(value) if conv else value
 
     return schema, convert
 

@@ -4,11 +4,26 @@ The policy: values must already have the declared JSON type. The only
 coercions are lossless ones:
 
 - an integral float (``3.0``) where an integer is declared becomes ``3``;
+- a value matching an ``enum`` / ``const`` (a ``Literal`` or an ``Enum``)
+  becomes the declared value itself: ``2.0`` for ``Literal[1, 2, 3]``
+  reaches the tool as the int ``2``;
 - a string holding JSON, where an object or array is declared, is decoded
   once (models sometimes double-encode) and the result is checked again.
 
-Nothing else is converted: ``"5"`` is not an integer, ``true`` is not ``1``,
-strings are passed through byte for byte (no stripping).
+Nothing else is converted: ``"5"`` is not an integer, ``true`` is not ``1``
+(at any depth, in enums too), strings are passed through byte for byte (no
+stripping). ``NaN`` and infinities are refused anywhere in the arguments,
+whatever the schema (also ``{}``, a bare ``dict`` or ``list``): JSON has no
+such numbers, and a record holding one is not valid JSON.
+
+Of a union (``anyOf``, ``oneOf``, a list of types) the first option that
+accepts the value unchanged wins; only if none does, the first that accepts
+it with a coercion (so ``int | float`` keeps ``2.0`` a float). ``oneOf`` is
+read as ``anyOf``. ``allOf``, ``const``, ``minProperties`` and
+``maxProperties`` are understood; object keywords (``required``,
+``properties``) in a schema without ``type`` apply when the value is an
+object, so ``"anyOf": [{"required": ["a"]}, {"required": ["b"]}]`` asks for
+one of two keys.
 """
 
 from __future__ import annotations
@@ -17,14 +32,23 @@ import json
 import math
 from typing import Any
 
-__all__ = ["check_value", "validate_value", "validate_args", "suggest", "nesting_depth", "measure"]
+__all__ = [
+    "check_value",
+    "validate_value",
+    "validate_args",
+    "suggest",
+    "nesting_depth",
+    "measure",
+    "check_timeout",
+    "timeout_problem",
+]
 
 JSON = dict[str, Any]
 
 
 def validate_value(value: Any, schema: JSON) -> str | None:
     """The first problem with `value` against `schema`, or None if it is valid."""
-    return check_value(value, schema, "")[1]
+    return non_finite_problem(value, "") or check_value(value, schema, "")[1]
 
 
 def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, Any], list[str]]:
@@ -34,13 +58,8 @@ def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, An
     odd = [key for key in args if not isinstance(key, str)]
     if odd:
         return {}, [f"argument names must be strings, got {_kind(odd[0])} {_show(odd[0])}"]
-    problems: list[str] = []
     props: JSON = schema.get("properties", {})
-    required = schema.get("required", ())
-    missing = [name for name in required if name not in args]
-    if missing:
-        given = ", ".join(sorted(args)) or "nothing"
-        problems.append(f"missing required argument(s): {', '.join(missing)} (given: {given})")
+    problems = _count_problems(args, schema, props)
     out: dict[str, Any] = {}
     extra = schema.get("additionalProperties", True)
     for key, value in args.items():
@@ -50,12 +69,54 @@ def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, An
                 problems.append(_unknown_arg(key, list(props), tool))
                 continue
             sub = extra if isinstance(extra, dict) else {}
-        fixed, problem = check_value(value, sub, key)
+        fixed, problem = _check_argument(value, sub, key)
         if problem:
             problems.append(problem)
         else:
             out[key] = fixed
+    if not problems and _has_combinator(schema):
+        combined = {word: schema[word] for word in _COMBINATORS if word in schema}
+        fixed, problem = check_value(out, combined, "")
+        return (fixed, []) if problem is None else (out, [problem])
     return out, problems
+
+
+def _check_argument(value: Any, schema: JSON, name: str) -> tuple[Any, str | None]:
+    problem = non_finite_problem(value, name)
+    return (value, problem) if problem else check_value(value, schema, name)
+
+
+def _count_problems(args: dict[str, Any], schema: JSON, props: JSON) -> list[str]:
+    """Missing required arguments, and too few or too many of them."""
+    problems: list[str] = []
+    given = ", ".join(sorted(args)) or "nothing"
+    missing = [name for name in schema.get("required", ()) if name not in args]
+    if missing:
+        problems.append(f"missing required argument(s): {', '.join(missing)} (given: {given})")
+    least, most = schema.get("minProperties"), schema.get("maxProperties")
+    if isinstance(least, int) and len(args) < least:
+        which = "one" if least == 1 else str(least)
+        known = f" of: {', '.join(props)}" if props else " argument(s)"
+        problems.append(f"give at least {which}{known} (given: {given})")
+    if isinstance(most, int) and len(args) > most:
+        problems.append(f"give at most {most} argument(s) (given: {given})")
+    return problems
+
+
+def non_finite_problem(value: Any, path: str) -> str | None:
+    """Where `value` holds a NaN or an infinity (JSON has neither), as a problem; else None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                shown = "NaN" if item != item else ("Infinity" if item > 0 else "-Infinity")
+                return f"{_at(where)}JSON has no NaN or Infinity, got {shown}"
+        elif isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def _unknown_arg(key: str, known: list[str], tool: str) -> str:
@@ -97,49 +158,116 @@ def _fold(text: str) -> str:
 _CONFUSABLES = str.maketrans("аеорсухкмтвнізєԁѕјӏαορτυνκιε", "aeopcyxkmtbhizedsjlaoptuvkie")
 
 
+_COMBINATORS = ("allOf", "anyOf", "oneOf")
+_OBJECT_WORDS = frozenset(
+    {"properties", "required", "additionalProperties", "minProperties", "maxProperties"}
+)
+_ARRAY_WORDS = frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems"})
+
+
+def _has_combinator(schema: JSON) -> bool:
+    return any(word in schema for word in _COMBINATORS)
+
+
 def check_value(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
     """Validate `value` against `schema`; returns the (possibly coerced) value and a problem."""
-    if "anyOf" in schema or "oneOf" in schema:
-        return _check_union(value, schema, path)
+    if not isinstance(schema, dict):
+        return value, None
+    if _has_combinator(schema):
+        return _check_combined(value, schema, path)
+    if "const" in schema:
+        return _check_enum(value, [schema["const"]], path)
     if "enum" in schema:
-        return _check_enum(value, schema, path)
+        return _check_enum(value, schema["enum"], path)
     kind = schema.get("type")
     if kind is None:
-        return value, None
+        return _check_untyped(value, schema, path)
     if isinstance(kind, list):
-        return _check_union(value, {"anyOf": [{**schema, "type": k} for k in kind]}, path)
+        return _check_union(value, [{**schema, "type": k} for k in kind], path)
     checker = _CHECKERS.get(kind)
     if checker is None:
         return value, None
     return checker(value, schema, path)
 
 
-def _check_union(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
-    options = schema.get("anyOf") or schema.get("oneOf") or []
-    problems = []
-    for option in options:
-        fixed, problem = check_value(value, option, path)
+def _check_untyped(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
+    """No ``type``: object or array keywords still apply to a value of that kind."""
+    if isinstance(value, dict) and not _OBJECT_WORDS.isdisjoint(schema):
+        return _check_object(value, schema, path)
+    if isinstance(value, list) and not _ARRAY_WORDS.isdisjoint(schema):
+        return _check_array(value, schema, path)
+    return value, None
+
+
+def _check_combined(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
+    """The schema's own keywords first, then each of ``allOf``, ``anyOf``, ``oneOf``."""
+    base = {k: v for k, v in schema.items() if k not in _COMBINATORS}
+    value, problem = check_value(value, base, path)
+    for word in _COMBINATORS:
+        if problem is not None or word not in schema:
+            continue
+        options = list(schema[word] or ())
+        if word == "allOf":
+            for option in options:
+                value, problem = check_value(value, option, path)
+                if problem is not None:
+                    break
+        else:
+            value, problem = _check_union(value, options, path)
+    return value, problem
+
+
+def pick_option(value: Any, options: list[JSON]) -> int | None:
+    """Which option of a union takes `value`: the first taking it unchanged, else the first at all."""
+    fallback: int | None = None
+    for i, option in enumerate(options):
+        fixed, problem = check_value(value, option, "")
         if problem is None:
-            return fixed, None
-        problems.append(problem)
+            if _identical(fixed, value):
+                return i
+            if fallback is None:
+                fallback = i
+    return fallback
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Same value and same types all the way down (``1`` and ``1.0`` differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _check_union(value: Any, options: list[JSON], path: str) -> tuple[Any, str | None]:
+    chosen = pick_option(value, options)
+    if chosen is not None:
+        return check_value(value, options[chosen], path)
     expected = " or ".join(_expected(o) for o in options)
     return value, f"{_at(path)}expected {expected}, got {_kind(value)} {_show(value)}"
 
 
-def _check_enum(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
-    for allowed in schema["enum"]:
+def _check_enum(value: Any, allowed_values: list[Any], path: str) -> tuple[Any, str | None]:
+    for allowed in allowed_values:
         if _same_json(value, allowed):
-            return value, None
-    choices = ", ".join(json.dumps(v) for v in schema["enum"])
+            return allowed, None  # the declared value itself, of its declared type
+    choices = ", ".join(json.dumps(v) for v in allowed_values)
     return value, f"{_at(path)}expected one of {choices}, got {_show(value)}"
 
 
 def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: ``1 == 1.0``, but a boolean equals only a boolean, at any depth."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    return bool(type(a) is type(b) and a == b) or (
-        isinstance(a, int | float) and isinstance(b, int | float) and a == b
-    )
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return bool(a == b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(type(a) is type(b) and a == b)
 
 
 def _check_string(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
@@ -191,9 +319,9 @@ def _check_array(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
     value = _decode_once(value, list)
     if not isinstance(value, list):
         return value, _wrong("array", value, path)
-    n = len(value)
-    if n < schema.get("minItems", 0) or n > schema.get("maxItems", n):
-        return value, f"{_at(path)}expected {schema.get('minItems')} items, got {n}"
+    length_problem = _length_problem(len(value), schema)
+    if length_problem:
+        return value, f"{_at(path)}{length_problem}"
     prefix = schema.get("prefixItems")
     items = schema.get("items")
     out = []
@@ -205,10 +333,38 @@ def _check_array(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
                 return value, problem
         out.append(item)
     if schema.get("uniqueItems"):
-        seen = [json.dumps(x, sort_keys=True, default=str) for x in out]
+        seen = [_unique_key(x) for x in out]
         if len(set(seen)) != len(seen):
             return value, f"{_at(path)}items must be unique"
     return out, None
+
+
+def _length_problem(n: int, schema: JSON) -> str | None:
+    least, most = schema.get("minItems", 0), schema.get("maxItems")
+    if least == most and n != least:
+        return f"expected {least} items, got {n}"
+    if n < least:
+        return f"expected at least {least} items, got {n}"
+    if most is not None and n > most:
+        return f"expected at most {most} items, got {n}"
+    return None
+
+
+def _unique_key(value: Any) -> Any:
+    """A hashable key equal for equal JSON values (``1`` and ``1.0`` alike, ``true`` apart)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, dict):
+        return ("object", frozenset((k, _unique_key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("array", tuple(_unique_key(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("other", repr(value))
+    return (type(value).__name__, value)
 
 
 def _check_object(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
@@ -219,6 +375,10 @@ def _check_object(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]
     missing = [k for k in schema.get("required", ()) if k not in value]
     if missing:
         return value, f"{_at(path)}missing required key(s): {', '.join(missing)}"
+    least, most = schema.get("minProperties", 0), schema.get("maxProperties")
+    if len(value) < least or (most is not None and len(value) > most):
+        bounds = f"at least {least}" if len(value) < least else f"at most {most}"
+        return value, f"{_at(path)}expected {bounds} keys, got {len(value)}"
     extra = schema.get("additionalProperties", True)
     out = {}
     for key, item in value.items():
@@ -310,11 +470,17 @@ def _at(path: str) -> str:
 
 
 def _expected(schema: JSON) -> str:
+    if not isinstance(schema, dict):
+        return "any value"
     if "enum" in schema:
         return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
     kind = schema.get("type")
     if isinstance(kind, list):
         return " or ".join(kind)
+    if kind is None and schema.get("required"):
+        return "an object with " + ", ".join(schema["required"])
     return str(kind or "any value")
 
 
@@ -342,3 +508,41 @@ def _show(value: Any) -> str:
     except Exception:  # circular, too deep, odd keys, a failing __repr__
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+def timeout_problem(name: str, value: object) -> str | None:
+    """Why `value` cannot be a time limit in seconds, or None if it can (None means no limit).
+
+    A limit must be a number above 0 and at most ``threading.TIMEOUT_MAX``
+    (about 292 years on 64-bit builds): the waits of `threading` and
+    `asyncio` raise ``OverflowError`` beyond it, which would only show on
+    the first call.
+    """
+    import threading
+
+    if value is None:
+        return None
+    allowed = (
+        f"{name} must be a number of seconds above 0 and at most {threading.TIMEOUT_MAX:.0f} "
+        "(threading.TIMEOUT_MAX), or None for no limit"
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{allowed}; got {type(value).__name__} {value!r:.60}"
+    if not (0 < value <= threading.TIMEOUT_MAX):  # also False for NaN
+        return f"{allowed}; got {value!r}"
+    return None
+
+
+def check_timeout(name: str, value: object, *, error: type[Exception] | None = None) -> float | None:
+    """Return `value` as a time limit, or raise `error` (`ToolDefinitionError` by default) saying the range.
+
+    `LoopConfig` passes ``error=ConfigError`` for ``tool_timeout_s``.
+    """
+    problem = timeout_problem(name, value)
+    if problem is not None:
+        if error is None:
+            from ..errors import ToolDefinitionError
+
+            error = ToolDefinitionError
+        raise error(problem)
+    return value  # type: ignore[return-value]  # checked: None, int or float
