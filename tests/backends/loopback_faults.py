@@ -75,6 +75,9 @@ class FaultServer:
         self.script: deque[Canned] = deque()
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
+        self._answered = threading.Condition(self._lock)
+        self.answers = 0  # responses sent since the last reset
+        self._generation = 0  # bumped by reset(): a slow answer from an earlier test is not counted
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fault-server", daemon=True)
         self._thread.start()
@@ -90,6 +93,17 @@ class FaultServer:
         with self._lock:
             self.script.clear()
             self.seen.clear()
+            self.answers = 0
+            self._generation += 1
+
+    def wait_for_answers(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until `count` responses were sent in full (False if `timeout` passed first).
+
+        Lets a test act between two attempts (e.g. cancel after the first
+        answer) by order of events rather than by sleeping.
+        """
+        with self._answered:
+            return self._answered.wait_for(lambda: self.answers >= count, timeout)
 
     @property
     def attempts(self) -> int:
@@ -123,9 +137,15 @@ class FaultServer:
             with self._lock:
                 self.seen.append(seen)
                 canned = self.script.popleft() if self.script else _unscripted()
+                generation = self._generation
             self._respond(conn, canned, seen)
         except OSError:
             conn.close()
+            return
+        with self._answered:
+            if generation == self._generation:
+                self.answers += 1
+                self._answered.notify_all()
 
     def _read_request(self, conn: socket.socket) -> Seen | None:
         data = b""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from backend_kit import MODES, PROVIDERS, Greeter, backend, fault_url, reply, run
+from backend_kit import FAST, MODES, PROVIDERS, TEST_KEY, Greeter, backend, fault_url, reply, run
 from loopback_faults import (
     Canned,
     anthropic_message,
@@ -19,6 +19,7 @@ from loopback_faults import (
 
 from looplet import LLMError
 from looplet.backends.retry import RetryPolicy
+from looplet.redaction import REDACTED
 
 NO_RETRY = RetryPolicy(max_retries=0)
 GREET = reply(("greet", {"name": "Alice"}))
@@ -185,45 +186,113 @@ def test_a_body_that_is_not_json_is_retried_then_typed(fault_server: Any, provid
     assert isinstance(result.error, LLMError) and result.error.kind == "bad_response"
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"id": "x", "object": "chat.completion"},
-        {"id": "x", "object": "chat.completion", "choices": []},
-        {
-            "id": "x",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}
-            ],
-        },
-    ],
-    ids=["no-choices", "empty-choices", "empty-content"],
-)
-def test_an_empty_openai_answer_is_bad_model_output_not_a_crash(
-    fault_server: Any, body: dict[str, Any]
+#: A web UI's page served at the base URL, quoting the key the client sent (it must never be echoed).
+PAGE = (
+    f'<!doctype html><html><head><title>Open WebUI</title><script>window.key="{TEST_KEY}"</script>'
+    "</head><body>" + "<div>chat</div>" * 40 + "</body></html>"
+).encode()
+HTML = {"content-type": "text/html; charset=utf-8"}
+TEXT = {"content-type": "text/plain"}
+
+#: (provider, case) -> (the 200 answer, what the error must say it was, attempts made)
+NOT_A_REPLY: dict[tuple[str, str], tuple[Canned, str, int]] = {
+    ("openai", "html-page"): (Canned(200, HTML, PAGE), "an HTML page", 1),
+    ("anthropic", "html-page"): (Canned(200, HTML, PAGE), "an HTML page", 1),
+    ("openai", "plain-text"): (Canned(200, TEXT, b"Ollama is running"), "a body that is not JSON", 1),
+    ("anthropic", "plain-text"): (Canned(200, TEXT, b"OK"), "a body that is not JSON", 1),
+    ("openai", "no-choices"): (
+        Canned(body={"id": "x", "object": "chat.completion"}),
+        "JSON without `choices`",
+        1,
+    ),
+    ("openai", "empty-choices"): (
+        Canned(body={"id": "x", "object": "chat.completion", "choices": []}),
+        "an empty `choices` list",
+        1,
+    ),
+    ("anthropic", "no-content"): (Canned(body={"id": "x", "type": "message"}), "JSON without `content`", 1),
+    ("openai", "json-array"): (Canned(body=[{"choices": []}]), "JSON that is not an object", 1),
+    ("openai", "transient-error-object"): (
+        Canned(body={"error": {"message": "upstream failed", "type": "server_error"}}),
+        "an error object (server_error)",
+        FAST.max_retries + 1,
+    ),
+    ("anthropic", "transient-error-object"): (
+        Canned(body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        "an error object (overloaded_error)",
+        FAST.max_retries + 1,
+    ),
+    ("openai", "lasting-error-object"): (
+        Canned(body={"error": {"message": "model not loaded", "type": "invalid_request_error"}}),
+        "an error object (invalid_request_error)",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", list(NOT_A_REPLY), ids=lambda case: "-".join(case))
+def test_a_200_that_is_not_a_reply_is_a_bad_response_that_says_what_came_back(
+    fault_server: Any, case: tuple[str, str], mode: str
 ) -> None:
-    done = openai_completion(calls=[("c1", "done", {"answer": "ok"})], finish="tool_calls")
+    provider, _ = case
+    answer, what, attempts = NOT_A_REPLY[case]
+    fault_server.queue(*[answer] * attempts)
+    kit = Greeter()
+    llm = backend(provider, fault_url(provider, fault_server.url), is_async=mode == "async")
+    steps, result = run(llm, is_async=mode == "async", tools=kit.tools, task="t")
+    assert (result.stop_reason, steps) == ("llm_error", [])  # never a silent model nudged to try again
+    error = result.error
+    assert isinstance(error, LLMError) and error.kind == "bad_response"
+    message = str(error)
+    assert "HTTP 200" in message and what in message
+    assert f"content-type {answer.headers.get('content-type', 'application/json')}" in message
+    assert fault_server.attempts == attempts
+    assert error.retriable == (attempts > 1)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_web_page_at_the_base_url_is_quoted_masked_and_cut(
+    fault_server: Any, provider: str, stream: bool
+) -> None:
+    fault_server.queue(Canned(200, HTML, PAGE))
+    llm = backend(provider, fault_url(provider, fault_server.url), stream=stream)
+    _, result = run(llm, is_async=False, tools=Greeter().tools, task="t")
+    error = result.error
+    assert isinstance(error, LLMError) and error.kind == "bad_response"
+    message = str(error)
+    assert "an HTML page" in message and "<title>Open WebUI</title>" in message
+    assert TEST_KEY not in message and "sk-test" not in message and REDACTED in message
+    assert "<div>chat</div>" in message and "</body>" not in message  # the start of the page, not all of it
+    assert "base URL" in message
+    assert fault_server.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        (
+            "openai",
+            openai_completion(text=""),
+        ),
+        ("anthropic", anthropic_message(text="")),
+    ],
+)
+def test_an_empty_model_reply_is_a_step_without_a_tool_call(
+    fault_server: Any, provider: str, body: dict[str, Any]
+) -> None:
+    done = (
+        openai_completion(calls=[("c1", "done", {"answer": "ok"})], finish="tool_calls")
+        if provider == "openai"
+        else anthropic_message(calls=[("c1", "done", {"answer": "ok"})], stop="tool_use")
+    )
     fault_server.queue(Canned(body=body), Canned(body=done))
     steps, result = run(
-        backend("openai", fault_url("openai", fault_server.url)),
+        backend(provider, fault_url(provider, fault_server.url)),
         is_async=False,
         tools=Greeter().tools,
         task="t",
-    )
-    assert result.stop_reason == "done"
-    assert steps[0].tool_result.error_kind == "no_tool_call"
-
-
-@pytest.mark.parametrize(
-    "body", [{"id": "x", "type": "message"}, anthropic_message(text="")], ids=["no-content", "empty-content"]
-)
-def test_an_empty_anthropic_answer_is_bad_model_output_not_a_crash(
-    fault_server: Any, body: dict[str, Any]
-) -> None:
-    done = anthropic_message(calls=[("c1", "done", {"answer": "ok"})], stop="tool_use")
-    fault_server.queue(Canned(body=body), Canned(body=done))
-    steps, result = run(
-        backend("anthropic", fault_server.url), is_async=False, tools=Greeter().tools, task="t"
     )
     assert result.stop_reason == "done"
     assert steps[0].tool_result.error_kind == "no_tool_call"

@@ -23,7 +23,11 @@ from .base import (
     SyncSDKBackend,
     TextDeltaCallback,
     client_key,
+    client_timeout,
+    count_field,
     cut_short,
+    list_field,
+    text_field,
 )
 from .env import require_sdk
 from .pairing import pair_tool_results
@@ -43,6 +47,8 @@ class _AnthropicBase(SDKBackend):
     env_prefix = "ANTHROPIC"
     base_url_use = "a proxy or gateway"
     request_id_header = "request-id"
+    reply_name = "a Messages API message"
+    reply_hint = "check that the base URL is a Messages API endpoint (a proxy or gateway), not a web page"
     _async = False
 
     def __init__(
@@ -92,12 +98,17 @@ class _AnthropicBase(SDKBackend):
         self.max_tokens = max_tokens
         if client is not None:
             self._client = client.with_options(max_retries=0)
+            self.timeout = client_timeout(client)
         else:
             factory = sdk.AsyncAnthropic if self._async else sdk.Anthropic
             self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+            self.timeout = timeout
 
     def _create(self) -> Any:
         return self._client.messages.create
+
+    def _create_raw(self) -> Any:
+        return self._client.messages.with_raw_response.create
 
     def _assembler(self) -> _StreamAssembler:
         return _StreamAssembler(self)
@@ -124,24 +135,31 @@ class _AnthropicBase(SDKBackend):
 
     # -- response --------------------------------------------------------------------
 
+    def _missing(self, message: Any) -> str | None:
+        if not isinstance(getattr(message, "content", None), list):
+            return "JSON without `content`"
+        return None
+
     def _parse(self, message: Any) -> LLMResponse:
-        """An `LLMResponse` from a Message, forgiving missing parts (they become empty)."""
+        """An `LLMResponse` from a Message; parts of the wrong type read as empty."""
         texts: list[str] = []
         calls: list[tuple[str, str, Any]] = []
-        for block in getattr(message, "content", None) or []:
+        for block in list_field(getattr(message, "content", None)):
             kind = getattr(block, "type", "")
             if kind == "text":
-                texts.append(getattr(block, "text", "") or "")
+                texts.append(text_field(getattr(block, "text", None)))
             elif kind == "tool_use":
-                call_id, name = getattr(block, "id", ""), getattr(block, "name", "")
+                call_id = text_field(getattr(block, "id", None))
+                name = text_field(getattr(block, "name", None))
                 calls.append((call_id, name, getattr(block, "input", None)))
+        request_id = getattr(message, "_request_id", None)
         return self._response(
             text="".join(texts),
             calls=calls,
-            stop=getattr(message, "stop_reason", None) or "",
+            stop=text_field(getattr(message, "stop_reason", None)),
             usage=anthropic_usage(getattr(message, "usage", None)),
-            model=getattr(message, "model", None) or "",
-            request_id=getattr(message, "_request_id", None),
+            model=text_field(getattr(message, "model", None)),
+            request_id=request_id if isinstance(request_id, str) else None,
         )
 
     def _response(
@@ -217,41 +235,41 @@ class _StreamAssembler:
         kind = getattr(event, "type", "")
         if kind == "message_start":
             message = getattr(event, "message", None)
-            self.model = getattr(message, "model", None) or self.model
+            self.model = text_field(getattr(message, "model", None)) or self.model
             self.usage = anthropic_usage(getattr(message, "usage", None))
         elif kind == "content_block_start":
             block = getattr(event, "content_block", None)
             start = _Block(
-                getattr(block, "type", ""),
-                getattr(block, "id", "") or "",
-                getattr(block, "name", "") or "",
+                text_field(getattr(block, "type", None)),
+                text_field(getattr(block, "id", None)),
+                text_field(getattr(block, "name", None)),
                 getattr(block, "input", None),
             )
-            text = getattr(block, "text", None)
-            if start.kind == "text" and isinstance(text, str) and text:
+            text = text_field(getattr(block, "text", None))
+            if start.kind == "text" and text:
                 start.parts.append(text)
-            self.blocks[getattr(event, "index", len(self.blocks))] = start
+            self.blocks[count_field(getattr(event, "index", len(self.blocks)))] = start
         elif kind == "content_block_delta":
             return self._delta(event)
         elif kind == "message_delta":
-            self.stop = getattr(getattr(event, "delta", None), "stop_reason", None) or self.stop
+            self.stop = text_field(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop
             out = getattr(getattr(event, "usage", None), "output_tokens", None)
             if out is not None:
-                self.usage.output_tokens = out
+                self.usage.output_tokens = count_field(out)
         return ""
 
     def _delta(self, event: Any) -> str:
         delta = getattr(event, "delta", None)
-        slot = self.blocks.get(getattr(event, "index", -1))
+        slot = self.blocks.get(count_field(getattr(event, "index", -1)))
         if slot is None:
             return ""
         dtype = getattr(delta, "type", "")
         if dtype == "text_delta":
-            piece = getattr(delta, "text", "") or ""
+            piece = text_field(getattr(delta, "text", None))
             slot.parts.append(piece)
             return piece
         if dtype == "input_json_delta":
-            slot.parts.append(getattr(delta, "partial_json", "") or "")
+            slot.parts.append(text_field(getattr(delta, "partial_json", None)))
         return ""
 
     def result(self, emitted: bool) -> LLMResponse:
@@ -347,11 +365,11 @@ def anthropic_usage(usage: Any) -> Usage:
     """Token counts from a Messages ``usage`` object; input counts cache reads and writes too."""
     if usage is None:
         return Usage()
-    read = getattr(usage, "cache_read_input_tokens", 0) or 0
-    written = getattr(usage, "cache_creation_input_tokens", 0) or 0
+    read = count_field(getattr(usage, "cache_read_input_tokens", 0))
+    written = count_field(getattr(usage, "cache_creation_input_tokens", 0))
     return Usage(
-        input_tokens=(getattr(usage, "input_tokens", 0) or 0) + read + written,
-        output_tokens=getattr(usage, "output_tokens", 0) or 0,
+        input_tokens=count_field(getattr(usage, "input_tokens", 0)) + read + written,
+        output_tokens=count_field(getattr(usage, "output_tokens", 0)),
         cached_tokens=read,
     )
 

@@ -4,20 +4,29 @@ Per-call options come from ``LoopConfig.llm_options`` (``request.options``):
 ``stream`` and ``on_text_delta`` are read by looplet; every other key is
 passed to the SDK's create call as a keyword (``top_p``, ``seed``,
 ``tool_choice``, ``extra_body``, ...), overriding the backend's `params`.
+
+A 200 is trusted only when its body is the reply asked for: an HTML page
+(a web UI at the base URL), JSON without the reply's fields, or an error
+object sent with a 200 is an `LLMError` of kind ``bad_response`` that says
+what came back, never an empty model reply. Every field read from a reply
+is checked for its type, so an `LLMResponse` always holds what it declares.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, Self
 
 from ..errors import ConfigError, LLMError
 from ..types import Usage
-from .env import PLACEHOLDER_KEY, display_url, read_env
-from .faults import Provider, classify
+from .env import PLACEHOLDER_KEY, display_url, read_env, url_problem
+from .faults import Provider, classify, not_a_reply, stream_kind
 from .pricing import PriceTable, cost_of
 from .protocol import LLMRequest, LLMResponse
 from .retry import RetryPolicy, acall_with_retries, call_with_retries
@@ -31,15 +40,21 @@ __all__ = [
     "DeltaSink",
     "TextDeltaCallback",
     "client_key",
+    "client_timeout",
+    "count_field",
     "cut_short",
+    "list_field",
     "raise_stream_error",
     "response_header",
+    "text_field",
 ]
 
 #: Called with each piece of text as it streams in; may be a coroutine function for async backends.
 TextDeltaCallback = Callable[[str], Any]
 
 _LOOPLET_OPTIONS = ("stream", "on_text_delta")
+#: An attempt started just before the deadline still gets this long (an SDK refuses a timeout of 0).
+_SHORTEST_ATTEMPT_S = 0.01
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +77,12 @@ class SDKBackend:
     _client: Any
     #: the response header with the provider's request id (read from a stream's response)
     request_id_header = ""
+    #: what a reply is called in errors (``a chat completion``)
+    reply_name = ""
+    #: what to check when a 200 is not a reply, said in errors
+    reply_hint = ""
+    #: seconds allowed for each attempt, as configured (bounded further by a run's deadline)
+    timeout: float = math.inf
 
     # -- what each provider module supplies ---------------------------------------------
 
@@ -73,6 +94,10 @@ class SDKBackend:
         raise NotImplementedError
 
     def _parse(self, reply: Any) -> LLMResponse:
+        raise NotImplementedError
+
+    def _missing(self, reply: Any) -> str | None:
+        """What a parsed JSON reply lacks to be a reply (``JSON without `choices` ``), or None."""
         raise NotImplementedError
 
     def _assembler(self) -> StreamAssembler:
@@ -121,7 +146,11 @@ class SDKBackend:
         """
         env = read_env(cls.env_prefix)
         key = api_key or (None if client is not None else env.api_key)
+        source = "base_url" if base_url else f"{cls.env_prefix}_BASE_URL"
         base_url = base_url or (None if client is not None else env.base_url)
+        problem = url_problem(str(base_url)) if base_url is not None else None
+        if problem is not None:
+            raise ConfigError(f"{source}={display_url(str(base_url))!r} is not a usable URL: {problem}")
         if client is None and key is None:
             if base_url is None:
                 prefix = cls.env_prefix
@@ -169,6 +198,65 @@ class SDKBackend:
             raise ConfigError(f"on_text_delta must be callable, got {type(callback).__name__}")
         return CallSettings(bool(options.get("stream", self.stream)), callback, params)
 
+    def _create_raw(self) -> Callable[..., Any]:
+        """The SDK's create method that also returns the HTTP response (``with_raw_response``)."""
+        raise NotImplementedError
+
+    def _bounded(self, kwargs: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+        """`kwargs` with the attempt's timeout cut to the time left before the run's deadline."""
+        if deadline is None:
+            return kwargs
+        left = deadline - time.monotonic()
+        configured = kwargs.get("timeout", self.timeout)
+        if isinstance(configured, bool) or not isinstance(configured, int | float):
+            configured = self.timeout
+        if left >= configured:
+            return kwargs
+        return {**kwargs, "timeout": max(left, _SHORTEST_ATTEMPT_S)}
+
+    def _reply(self, parsed: Any, raw: Any) -> LLMResponse:
+        """The `LLMResponse` for a 200's decoded body, or a `bad_response` error saying what it was."""
+        response = getattr(raw, "http_response", None)
+        if isinstance(parsed, str | bytes):
+            what = "an HTML page" if _is_html(response) else "a body that is not JSON"
+            raise self._not_a_reply(what, response, retriable=False)
+        if parsed is None or isinstance(parsed, list | int | float | bool):
+            raise self._not_a_reply("JSON that is not an object", response, retriable=False)
+        missing = self._missing(parsed)
+        if missing is None:
+            return self._parse(parsed)
+        error = getattr(parsed, "error", None)
+        if error is not None:
+            etype, code = _field(error, "type"), _field(error, "code")
+            label = etype or code or "without a type"
+            raise self._not_a_reply(
+                f"an error object ({label})",
+                response,
+                retriable=stream_kind(etype, code)[1],
+                hint="the server reported a failure with a success status",
+            )
+        raise self._not_a_reply(missing, response, retriable=False)
+
+    def _undecodable(self, raw: Any) -> LLMError:
+        """The error for a 200 whose body claims to be JSON but does not decode (retried: often cut short)."""
+        response = getattr(raw, "http_response", None)
+        return self._not_a_reply("a body that is not valid JSON", response, retriable=True)
+
+    def _not_a_reply(self, what: str, response: Any, *, retriable: bool, hint: str = "") -> LLMError:
+        headers = getattr(response, "headers", None)
+        content_type = headers.get("content-type") if headers is not None else None
+        request_id = headers.get(self.request_id_header) if headers is not None else None
+        return not_a_reply(
+            self._provider,
+            what,
+            expected=self.reply_name,
+            content_type=content_type,
+            body=_body_text(response),
+            request_id=request_id or None,
+            retriable=retriable,
+            hint=hint or self.reply_hint,
+        )
+
     def _classify(self, exc: BaseException) -> Any:
         return classify(exc, self._provider)
 
@@ -211,12 +299,23 @@ class SyncSDKBackend(SDKBackend):
         kwargs = self._kwargs(request, settings)
 
         def attempt() -> LLMResponse:
+            bounded = self._bounded(kwargs, request.deadline)
             if settings.stream:
-                return self._stream(kwargs, settings)
-            return self._parse(self._create()(**kwargs))
+                return self._stream(bounded, settings)
+            raw = self._create_raw()(**bounded)
+            try:
+                parsed = raw.parse()
+            except json.JSONDecodeError:
+                raise self._undecodable(raw) from None
+            return self._reply(parsed, raw)
 
         return call_with_retries(
-            attempt, self._classify, policy=self.retry, cancel_token=request.cancel_token, what=self._what()
+            attempt,
+            self._classify,
+            policy=self.retry,
+            cancel_token=request.cancel_token,
+            deadline=request.deadline,
+            what=self._what(),
         )
 
     def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
@@ -224,6 +323,11 @@ class SyncSDKBackend(SDKBackend):
         parts = self._assembler()
         stream = self._create()(**kwargs)
         parts.request_id = response_header(stream, self.request_id_header)
+        page: Any = getattr(stream, "response", None)
+        if _is_html(page):
+            with stream:
+                page.read()
+            raise self._not_a_reply("an HTML page", page, retriable=False)
         with stream:
             try:
                 for event in stream:
@@ -257,12 +361,25 @@ class AsyncSDKBackend(SDKBackend):
         kwargs = self._kwargs(request, settings)
 
         async def attempt() -> LLMResponse:
+            bounded = self._bounded(kwargs, request.deadline)
             if settings.stream:
-                return await self._stream(kwargs, settings)
-            return self._parse(await self._create()(**kwargs))
+                return await self._stream(bounded, settings)
+            raw = await self._create_raw()(**bounded)
+            try:
+                parsed = raw.parse()
+                if inspect.isawaitable(parsed):  # the newer SDK response classes parse asynchronously
+                    parsed = await parsed
+            except json.JSONDecodeError:
+                raise self._undecodable(raw) from None
+            return self._reply(parsed, raw)
 
         return await acall_with_retries(
-            attempt, self._classify, policy=self.retry, cancel_token=request.cancel_token, what=self._what()
+            attempt,
+            self._classify,
+            policy=self.retry,
+            cancel_token=request.cancel_token,
+            deadline=request.deadline,
+            what=self._what(),
         )
 
     async def _stream(self, kwargs: dict[str, Any], settings: CallSettings) -> LLMResponse:
@@ -270,6 +387,11 @@ class AsyncSDKBackend(SDKBackend):
         parts = self._assembler()
         stream = await self._create()(**kwargs)
         parts.request_id = response_header(stream, self.request_id_header)
+        page: Any = getattr(stream, "response", None)
+        if _is_html(page):
+            async with stream:
+                await page.aread()
+            raise self._not_a_reply("an HTML page", page, retriable=False)
         async with stream:
             try:
                 async for event in stream:
@@ -334,6 +456,61 @@ def raise_stream_error(exc: Exception, provider: Provider, emitted: bool) -> NoR
             retriable=False,
         )
     raise error from exc
+
+
+def _is_html(response: Any) -> bool:
+    headers = getattr(response, "headers", None)
+    content_type = str(headers.get("content-type", "")) if headers is not None else ""
+    return content_type.lower().lstrip().startswith(("text/html", "application/xhtml"))
+
+
+def _body_text(response: Any) -> str:
+    """The body of an HTTP response already read, as text ("" when it cannot be had)."""
+    try:
+        text = response.text
+    except Exception:  # not read, or undecodable: the error says less, but still says what it can
+        return ""
+    return text if isinstance(text, str) else ""
+
+
+def _field(value: Any, name: str) -> str:
+    """A string field of an object or mapping ("" when absent or not a string)."""
+    item = value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+    return item if isinstance(item, str) else ""
+
+
+def text_field(value: Any) -> str:
+    """A reply's text as a string: a string as is, a list of text parts joined, anything else "".
+
+    SDK objects are built without validation, so a server can put any JSON
+    value where a string belongs; the `LLMResponse` must still hold a `str`.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return "".join(_field(part, "text") if not isinstance(part, str) else part for part in value)
+    return ""
+
+
+def count_field(value: Any) -> int:
+    """A token count as a whole number >= 0 (0 for a missing, negative or non-numeric value)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0
+    return max(int(value), 0)
+
+
+def list_field(value: Any) -> list[Any]:
+    """A list field (``tool_calls``, ``content``) as a list ([] when absent or not a list)."""
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def client_timeout(client: Any) -> float:
+    """The per-attempt timeout of a client you passed in, in seconds (inf when it cannot be read)."""
+    timeout = getattr(client, "timeout", None)
+    timeout = getattr(timeout, "read", timeout)  # an httpx.Timeout: its read timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        return math.inf
+    return float(timeout)
 
 
 def client_key(client: Any) -> str:

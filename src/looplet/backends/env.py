@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import ConfigError
 
-__all__ = ["EnvConfig", "require_sdk", "read_env", "display_url", "PLACEHOLDER_KEY"]
+__all__ = ["EnvConfig", "require_sdk", "read_env", "display_url", "url_problem", "PLACEHOLDER_KEY"]
 
 #: Sent as the key when a base URL is set without one: local servers (Ollama,
 #: vLLM, llama.cpp) ignore it, and the SDKs refuse to start with no key at all.
@@ -65,3 +66,29 @@ def display_url(url: str | None) -> str | None:
     if url is None:
         return None
     return _USERINFO.sub("***@", url)
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a backend's base URL (no scheme, not http(s), no host, a bad port), or None.
+
+    Checked when a backend is built and by ``looplet doctor``, so a mistyped
+    ``OPENAI_BASE_URL`` is named at once, not as a connection error three
+    retries later.
+    """
+    text = url.strip()
+    if not text:
+        return "it is empty"
+    if any(ch.isspace() for ch in text):
+        return "it contains whitespace"
+    if "://" not in text:
+        return "it has no scheme; start it with http:// or https://"
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"the scheme {parts.scheme!r} is not supported; use http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    try:
+        parts.port  # noqa: B018 - reading it validates it
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    return None

@@ -34,6 +34,7 @@ __all__ = [
     "HTTPFault",
     "Provider",
     "classify",
+    "not_a_reply",
     "classify_http",
     "fault_from_status_error",
     "parse_retry_after",
@@ -80,6 +81,10 @@ _STREAM_TYPES = {
 }
 _ANTHROPIC_TOO_LONG = "prompt is too long"
 _MAX_MESSAGE = 400
+#: How much of an unexpected body an error quotes.
+_QUOTED_BODY = 200
+#: How much of it is masked before the quote is cut (so a key is masked whole, then cut).
+_MASKED_BODY = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +163,26 @@ def _kind(fault: HTTPFault) -> tuple[str, bool]:
         return "context_length", False
     if status in (401, 403):
         return "auth", False
+    if status is None:
+        return stream_kind(fault.error_type, fault.code)
+    if fault.error_type == "overloaded_error" and status >= 500:
+        # Anthropic's documented type for "temporarily overloaded" (sent with 529; a proxy may
+        # relay it as a 503): the provider's own word is more precise than the status.
+        return "overloaded", True
     if status in RETRIABLE_STATUS:
         return RETRIABLE_STATUS[status], True
-    if status is None:
-        return _STREAM_TYPES.get(fault.error_type) or _STREAM_TYPES.get(fault.code) or ("server", True)
-    if fault.error_type == "overloaded_error":
-        return "overloaded", True
     if status >= 500:
         return "server", False
     return "bad_request", False
+
+
+def stream_kind(error_type: str, code: str) -> tuple[str, bool]:
+    """The kind, and whether to retry, of an error object sent without an error status.
+
+    Such objects come in a stream's ``error`` event or in a 200's body; an
+    unknown type is taken for a passing server fault.
+    """
+    return _STREAM_TYPES.get(error_type) or _STREAM_TYPES.get(code) or ("server", True)
 
 
 def _anthropic_too_long(fault: HTTPFault) -> bool:
@@ -202,6 +218,41 @@ def _message(kind: str, fault: HTTPFault, provider: Provider) -> str:
     }
     head = f"{name}: {fixes.get(kind, 'the call failed')} ({tag})"
     return f"{head}: {said}" if said else head
+
+
+def not_a_reply(
+    provider: Provider,
+    what: str,
+    *,
+    expected: str,
+    content_type: str | None,
+    body: str,
+    request_id: str | None,
+    retriable: bool,
+    hint: str,
+) -> LLMError:
+    """The `bad_response` error for a 200 whose body is not the reply asked for.
+
+    It says what came back: `what` (an HTML page, JSON without ``choices``,
+    an error object), the content type and the start of the body, masked
+    before it is cut so no part of a key shows.
+
+    Args:
+        expected: what the body should have been (``a chat completion``).
+        hint: what to check, said last.
+    """
+    masked = redact_text(body[:_MASKED_BODY], [provider.secret] if provider.secret else None)
+    quoted = " ".join(masked.split())
+    if len(quoted) > _QUOTED_BODY:
+        quoted = quoted[: _QUOTED_BODY - 1] + "…"
+    ctype = f"content-type {content_type}" if content_type else "no content-type"
+    start = f"body starts {quoted!r}" if quoted else "empty body"
+    return LLMError(
+        f"{provider.name} answered HTTP 200 with {what}, not {expected} ({ctype}; {start}); {hint}",
+        kind="bad_response",
+        request_id=request_id,
+        retriable=retriable,
+    )
 
 
 def fault_from_status_error(exc: BaseException) -> HTTPFault:

@@ -26,7 +26,11 @@ from .base import (
     SyncSDKBackend,
     TextDeltaCallback,
     client_key,
+    client_timeout,
+    count_field,
     cut_short,
+    list_field,
+    text_field,
 )
 from .env import require_sdk
 from .pairing import pair_tool_results
@@ -47,6 +51,11 @@ class _OpenAIBase(SDKBackend):
     env_prefix = "OPENAI"
     base_url_use = "a local OpenAI-compatible server (Ollama, vLLM, ...)"
     request_id_header = "x-request-id"
+    reply_name = "a chat completion"
+    reply_hint = (
+        "check that the base URL is the API's (Ollama's is http://127.0.0.1:11434/v1), "
+        "not a web page's, and that the server speaks the Chat Completions API"
+    )
     _async = False
 
     def __init__(
@@ -101,12 +110,17 @@ class _OpenAIBase(SDKBackend):
         self.stream_usage = stream_usage
         if client is not None:
             self._client = client.with_options(max_retries=0)
+            self.timeout = client_timeout(client)
         else:
             factory = sdk.AsyncOpenAI if self._async else sdk.OpenAI
             self._client = factory(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+            self.timeout = timeout
 
     def _create(self) -> Any:
         return self._client.chat.completions.create
+
+    def _create_raw(self) -> Any:
+        return self._client.chat.completions.with_raw_response.create
 
     def _assembler(self) -> _StreamAssembler:
         return _StreamAssembler(self)
@@ -133,27 +147,38 @@ class _OpenAIBase(SDKBackend):
 
     # -- response --------------------------------------------------------------------
 
+    def _missing(self, completion: Any) -> str | None:
+        choices = getattr(completion, "choices", None)
+        if not isinstance(choices, list):
+            return "JSON without `choices`"
+        if not choices:
+            return "an empty `choices` list"
+        if getattr(choices[0], "message", None) is None:
+            return "a choice without a `message`"
+        return None
+
     def _parse(self, completion: Any) -> LLMResponse:
-        """An `LLMResponse` from a ChatCompletion, forgiving missing parts (they become empty)."""
-        choices = getattr(completion, "choices", None) or []
+        """An `LLMResponse` from a ChatCompletion; parts of the wrong type read as empty."""
+        choices = list_field(getattr(completion, "choices", None))
         choice = choices[0] if choices else None
         message = getattr(choice, "message", None)
         raw_calls = [
             (
-                getattr(tc, "id", "") or "",
-                getattr(getattr(tc, "function", None), "name", "") or "",
-                getattr(getattr(tc, "function", None), "arguments", "") or "",
+                text_field(getattr(tc, "id", None)),
+                text_field(getattr(getattr(tc, "function", None), "name", None)),
+                getattr(getattr(tc, "function", None), "arguments", None),
             )
-            for tc in (getattr(message, "tool_calls", None) or [])
+            for tc in list_field(getattr(message, "tool_calls", None))
         ]
+        request_id = getattr(completion, "_request_id", None)
         return self._response(
-            text=getattr(message, "content", None) or "",
-            refusal=getattr(message, "refusal", None) or "",
+            text=text_field(getattr(message, "content", None)),
+            refusal=text_field(getattr(message, "refusal", None)),
             calls=raw_calls,
-            finish=getattr(choice, "finish_reason", None) or "",
+            finish=text_field(getattr(choice, "finish_reason", None)),
             usage=getattr(completion, "usage", None),
-            model=getattr(completion, "model", None) or "",
-            request_id=getattr(completion, "_request_id", None),
+            model=text_field(getattr(completion, "model", None)),
+            request_id=request_id if isinstance(request_id, str) else None,
         )
 
     def _response(
@@ -161,7 +186,7 @@ class _OpenAIBase(SDKBackend):
         *,
         text: str,
         refusal: str,
-        calls: Sequence[tuple[str, str, str]],
+        calls: Sequence[tuple[str, str, Any]],
         finish: str,
         usage: Any,
         model: str,
@@ -226,36 +251,38 @@ class _StreamAssembler:
 
     def feed(self, chunk: Any) -> str:
         """Take one chunk; returns its new text (for the live display)."""
-        self.model = getattr(chunk, "model", None) or self.model
+        self.model = text_field(getattr(chunk, "model", None)) or self.model
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
         new = ""
-        for choice in getattr(chunk, "choices", None) or []:
-            if getattr(choice, "index", 0) != 0:
+        for choice in list_field(getattr(chunk, "choices", None)):
+            if count_field(getattr(choice, "index", 0)) != 0:
                 continue
             delta = getattr(choice, "delta", None)
-            piece = getattr(delta, "content", None)
+            piece = text_field(getattr(delta, "content", None))
             if piece:
                 self.text.append(piece)
                 new += piece
-            refusal = getattr(delta, "refusal", None)
+            refusal = text_field(getattr(delta, "refusal", None))
             if refusal:
                 self.refusal.append(refusal)
-            for tc in getattr(delta, "tool_calls", None) or []:
+            for tc in list_field(getattr(delta, "tool_calls", None)):
                 self._call_delta(tc)
-            if getattr(choice, "finish_reason", None):
-                self.finish = choice.finish_reason
+            finish = text_field(getattr(choice, "finish_reason", None))
+            if finish:
+                self.finish = finish
         return new
 
     def _call_delta(self, tc: Any) -> None:
-        slot = self.calls.setdefault(getattr(tc, "index", 0) or 0, _PartialCall())
-        if getattr(tc, "id", None):
-            slot.ident = tc.id
+        slot = self.calls.setdefault(count_field(getattr(tc, "index", 0)), _PartialCall())
+        ident = text_field(getattr(tc, "id", None))
+        if ident:
+            slot.ident = ident
         function = getattr(tc, "function", None)
-        name = getattr(function, "name", None)
+        name = text_field(getattr(function, "name", None))
         if name and name != slot.name:  # sent once by OpenAI; in pieces by a few servers
             slot.name += name
-        arguments = getattr(function, "arguments", None)
+        arguments = text_field(getattr(function, "arguments", None))
         if arguments:
             slot.arguments.append(arguments)
 
@@ -319,18 +346,18 @@ def openai_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def openai_usage(usage: Any) -> Usage:
-    """Token counts from a Chat Completions ``usage`` object (zeros when absent)."""
+    """Token counts from a Chat Completions ``usage`` object (zeros when absent or not numbers)."""
     if usage is None:
         return Usage()
     details = getattr(usage, "prompt_tokens_details", None)
     return Usage(
-        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-        cached_tokens=getattr(details, "cached_tokens", 0) or 0,
+        input_tokens=count_field(getattr(usage, "prompt_tokens", 0)),
+        output_tokens=count_field(getattr(usage, "completion_tokens", 0)),
+        cached_tokens=count_field(getattr(details, "cached_tokens", 0)),
     )
 
 
-def _tool_call(call_id: str, name: str, raw_args: str, cut: bool) -> ToolCall:
+def _tool_call(call_id: str, name: str, raw_args: Any, cut: bool) -> ToolCall:
     args, problem = parse_arguments(raw_args)
     if cut:
         args, problem = (

@@ -17,7 +17,11 @@ created with ``max_retries=0``, and this module owns the whole policy:
 - the number of attempts is ``1 + max_retries``, counted here and nowhere else;
 - a sync wait sleeps on the request's `CancelToken`, so cancelling returns at
   once; an async wait is ``asyncio.sleep`` (task cancellation works) and also
-  notices the token.
+  notices the token;
+- the run's deadline (``LLMRequest.deadline``, a ``time.monotonic()`` value)
+  is never slept past: when the next attempt could not start before it, the
+  call gives up at once with an `LLMError` of kind ``timeout`` that says so.
+  The backends also bound each attempt's SDK timeout by the time left.
 
 The bookkeeping is one sans-IO class, `RetryState`; `call_with_retries` and
 `acall_with_retries` are its two thin drivers.
@@ -113,17 +117,33 @@ class RetryState:
     the next one, or returns the error to raise.
     """
 
-    __slots__ = ("policy", "what", "attempts", "_started", "_rng")
+    __slots__ = ("policy", "what", "attempts", "deadline", "_started", "_rng")
 
-    def __init__(self, policy: RetryPolicy, what: str, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        what: str,
+        rng: random.Random | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> None:
         self.policy = policy
         self.what = what
         self.attempts = 0
+        self.deadline = deadline
         self._started = time.monotonic()
         self._rng = rng or _RNG
 
-    def start_attempt(self) -> None:
+    def start_attempt(self) -> LLMError | None:
+        """Count the next attempt; returns the error to raise instead if the run's deadline has passed."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return LLMError(
+                f"{self.what} was not made: the run's deadline is reached",
+                kind="timeout",
+                retriable=True,
+            )
         self.attempts += 1
+        return None
 
     def after_failure(self, failure: Failure) -> float | LLMError:
         """Seconds to wait before trying again, or the `LLMError` to raise now."""
@@ -134,9 +154,12 @@ class RetryState:
         if retry > self.policy.max_retries:
             return _gave_up(error, self.attempts, "")
         delay = self.policy.wait_for(retry, failure.retry_after, self._rng)
-        deadline = self.policy.deadline_s
-        if deadline is not None and time.monotonic() - self._started + delay > deadline:
-            return _gave_up(error, self.attempts, f", the {deadline:g}s retry deadline would pass")
+        now = time.monotonic()
+        if self.deadline is not None and now + delay >= self.deadline:
+            return _out_of_time(error, self.attempts, delay)
+        budget = self.policy.deadline_s
+        if budget is not None and now - self._started + delay > budget:
+            return _gave_up(error, self.attempts, f", the {budget:g}s retry deadline would pass")
         log.info(
             "%s failed (%s); retry %d of %d in %.2fs",
             self.what,
@@ -160,6 +183,19 @@ def _gave_up(error: LLMError, attempts: int, why: str) -> LLMError:
     return final
 
 
+def _out_of_time(error: LLMError, attempts: int, delay: float) -> LLMError:
+    """The error when the run's deadline comes before the next attempt could start."""
+    noun = "attempt" if attempts == 1 else "attempts"
+    return LLMError(
+        f"{error.args[0] if error.args else error} (gave up after {attempts} {noun}: the run's deadline "
+        f"is reached before the next attempt could start, which was due in {delay:.2f}s)",
+        kind="timeout",
+        status=error.status,
+        request_id=error.request_id,
+        retriable=True,
+    )
+
+
 def _detached(error: LLMError) -> LLMError:
     """`error` without its chain: the SDK exception behind it may quote the request or a key."""
     error.__cause__ = None
@@ -179,16 +215,20 @@ def call_with_retries(
     *,
     policy: RetryPolicy,
     cancel_token: CancelToken | None = None,
+    deadline: float | None = None,
     what: str = "model call",
 ) -> T:
     """Run `attempt` until it succeeds or `policy` says stop.
 
     `classify` turns what `attempt` raised into a `Failure`; an exception it
-    does not know (returns None for) is re-raised unchanged.
+    does not know (returns None for) is re-raised unchanged. `deadline` is the
+    run's, as a ``time.monotonic()`` value: no wait ends past it.
     """
-    state = RetryState(policy, what)
+    state = RetryState(policy, what, deadline=deadline)
     while True:
-        state.start_attempt()
+        late = state.start_attempt()
+        if late is not None:
+            raise late
         try:
             return attempt()
         except Exception as exc:  # classified below, outside the except block
@@ -210,12 +250,15 @@ async def acall_with_retries(
     *,
     policy: RetryPolicy,
     cancel_token: CancelToken | None = None,
+    deadline: float | None = None,
     what: str = "model call",
 ) -> T:
     """The async twin of `call_with_retries`; the wait is ``asyncio.sleep``."""
-    state = RetryState(policy, what)
+    state = RetryState(policy, what, deadline=deadline)
     while True:
-        state.start_attempt()
+        late = state.start_attempt()
+        if late is not None:
+            raise late
         try:
             return await attempt()
         except Exception as exc:
