@@ -1,18 +1,37 @@
-"""The records a run produces: tool calls, their results, steps, usage and the run result."""
+"""The records a run produces: tool calls, their results, steps, usage and the run result.
+
+Secrets in records (INV-6) follow one rule:
+
+- **The record keeps what happened.** A record's fields hold the raw values
+  (the tool got them; a resumed run needs them), and ``to_dict()`` /
+  ``from_dict()`` of `ToolCall`, `ToolResult` and `Step` round-trip them
+  losslessly. Such a dict is sensitive data: whoever writes it to a file or a
+  log (provenance, checkpoints) passes it through
+  `looplet.redaction.redact_value` first, or keeps the file private.
+- **Every rendering for people masks.** ``repr()`` of every record,
+  `Step.pretty()`, `ToolResult.args_summary` (built by `format_args`), and the
+  text fields of `RunResult` (``detail``, ``error_text``, and ``error`` /
+  ``detail`` in `RunResult.to_dict`) go through `looplet.redaction`: secret
+  env values, registered secrets and known key shapes become ``[REDACTED]``,
+  in raw and escaped forms. Values are masked *before* they are cut to width,
+  so a cut never leaves a secret's prefix readable.
+- `RunResult.error` stays the exception object (code may re-raise it or read
+  its ``kind``); print `RunResult.error_text` instead of ``str(error)``.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 import reprlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from itertools import islice
 from typing import Any
 
-from .redaction import redact_text
+from .redaction import redact_text, redact_value
 
 __all__ = [
     "ErrorKind",
+    "ErrorCategory",
     "StopReason",
     "ToolCall",
     "ToolResult",
@@ -35,6 +54,72 @@ class ErrorKind:
     HOOK_ERROR = "hook_error"  #: a hook raised while handling this call
     BUSY = "busy"  #: the tool is still running from an earlier timed-out call
     CANCELLED = "cancelled"  #: the run was cancelled before the call ran
+
+
+class ErrorCategory:
+    """The original looplet's error categories, read from our error kinds (`ToolResult.error_category`).
+
+    Code written against the original's contract branches on these; ours are
+    derived, never stored, so `ErrorKind` stays the one source. How each kind
+    maps:
+
+    - ``parse``, ``validation``, ``no_tool_call`` → VALIDATION (the model's call
+      was unusable; it can fix its next one)
+    - ``timeout`` → TIMEOUT; ``cancelled`` → CANCELLED
+    - ``denied`` (a gate said no) and ``blocked`` (a done call was rejected) →
+      PERMISSION_DENIED
+    - ``busy`` (the tool still runs from an earlier timed-out call) → RATE_LIMIT:
+      like a throttled request, it may succeed when tried again later
+    - ``execution`` → TIMEOUT for a ``TimeoutError``, PERMISSION_DENIED for a
+      ``PermissionError``, else UNKNOWN; ``hook_error``, ``bad_result`` and any
+      kind added later → UNKNOWN
+
+    CONTEXT_OVERFLOW and RATE_LIMIT from the provider are run-level; see
+    `RunResult.error_category`.
+    """
+
+    TIMEOUT = "timeout"
+    VALIDATION = "validation"
+    PERMISSION_DENIED = "permission_denied"
+    RATE_LIMIT = "rate_limit"
+    CONTEXT_OVERFLOW = "context_overflow"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+_CATEGORY_OF_KIND = {
+    ErrorKind.PARSE: ErrorCategory.VALIDATION,
+    ErrorKind.VALIDATION: ErrorCategory.VALIDATION,
+    ErrorKind.NO_TOOL_CALL: ErrorCategory.VALIDATION,
+    ErrorKind.TIMEOUT: ErrorCategory.TIMEOUT,
+    ErrorKind.DENIED: ErrorCategory.PERMISSION_DENIED,
+    ErrorKind.BLOCKED: ErrorCategory.PERMISSION_DENIED,
+    ErrorKind.BUSY: ErrorCategory.RATE_LIMIT,
+    ErrorKind.CANCELLED: ErrorCategory.CANCELLED,
+}
+_CATEGORY_OF_EXCEPTION = {
+    "TimeoutError": ErrorCategory.TIMEOUT,
+    "PermissionError": ErrorCategory.PERMISSION_DENIED,
+}
+# Run-level: the stop reasons that are failures, and the LLMError kinds behind ``llm_error``.
+_CATEGORY_OF_STOP = {
+    "deadline": ErrorCategory.TIMEOUT,
+    "cancelled": ErrorCategory.CANCELLED,
+    "context_overflow": ErrorCategory.CONTEXT_OVERFLOW,
+    "refused": ErrorCategory.PERMISSION_DENIED,
+    "hook_error": ErrorCategory.UNKNOWN,
+}
+_CATEGORY_OF_LLM_ERROR = {
+    "rate_limit": ErrorCategory.RATE_LIMIT,
+    "quota": ErrorCategory.RATE_LIMIT,
+    "overloaded": ErrorCategory.RATE_LIMIT,
+    "timeout": ErrorCategory.TIMEOUT,
+    "context_length": ErrorCategory.CONTEXT_OVERFLOW,
+    "auth": ErrorCategory.PERMISSION_DENIED,
+    "refused": ErrorCategory.PERMISSION_DENIED,
+    "bad_request": ErrorCategory.VALIDATION,
+    "cancelled": ErrorCategory.CANCELLED,
+}
 
 
 class StopReason:
@@ -70,6 +155,9 @@ class ToolCall:
     reasoning: str = ""
     call_id: str = ""
     parse_error: str | None = None
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -111,6 +199,21 @@ class ToolResult:
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def error_category(self) -> str | None:
+        """One of `ErrorCategory` (the original looplet's names); None when the call succeeded."""
+        if self.ok:
+            return None
+        kind = self.error_kind or ""
+        if kind == ErrorKind.EXECUTION and isinstance(self.metadata, dict):
+            exception = self.metadata.get("exception")
+            if isinstance(exception, str):
+                return _CATEGORY_OF_EXCEPTION.get(exception, ErrorCategory.UNKNOWN)
+        return _CATEGORY_OF_KIND.get(kind, ErrorCategory.UNKNOWN)
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,18 +315,47 @@ class Step:
     free: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def elapsed_ms(self) -> float:
+        """How long this step's tool ran, in milliseconds (the original looplet's name).
+
+        It is `ToolResult.duration_ms`: the model call that proposed the step
+        (`llm_ms`, shared by every step of its turn) and the hooks are not in it,
+        so summing ``elapsed_ms`` over a run gives the time spent in tools.
+        """
+        return self.tool_result.duration_ms
+
     def pretty(self) -> str:
         """One human-readable line, e.g. ``#1 ✓ greet(name='Alice') → greeting: 'Hi' [0.1ms]``.
 
-        Secrets (known key shapes, secret env values) are masked and control
-        characters neutralised, so the line is safe to print or log.
+        A reply without a tool call shows its text: ``#2 ✗ (text) "Hello…" → ...``;
+        a tool's warnings follow the time: ``... [3ms] ⚠ 1 warning: cut to 100 rows``.
+        Secrets are masked before anything is cut to width, and control
+        characters are neutralised, so the line is safe to print or log.
         """
         res = self.tool_result
         mark = "✗" if res.error else "✓"
-        call = f"{self.tool_call.tool}({format_args(self.tool_call.args, redact_text)})"
-        outcome = res.error if res.error else summarize(res.data, redact_text)
-        line = f"#{self.number} {mark} {call} → {outcome} [{format_ms(res.duration_ms)}]"
-        return _neutralize(redact_text(line))
+        line = f"#{self.number} {mark} {self._call_text()} → {self._outcome_text()}"
+        line += f" [{format_ms(res.duration_ms)}]{_warnings_text(res.warnings)}"
+        return _neutralize(line)
+
+    def _call_text(self) -> str:
+        call = self.tool_call
+        if call.tool:
+            return f"{redact_text(str(call.tool))}({format_args(call.args)})"
+        text = call.reasoning if isinstance(call.reasoning, str) else ""
+        if not text.strip():
+            return "(empty reply)"
+        return f'(text) "{_cut(redact_text(text[:_CLIP_CHARS]).strip(), _WIDTH_TEXT)}"'
+
+    def _outcome_text(self) -> str:
+        res = self.tool_result
+        if res.error:
+            return _cut(redact_text(str(res.error)[:_CLIP_CHARS]), _WIDTH_ERROR)
+        return summarize(res.data)
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; `Step.from_dict` reads it back into an equal Step."""
@@ -277,12 +409,49 @@ class RunResult:
     detail: str = ""
     dropped_calls: list[ToolCall] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # `detail` is a sentence for people, often quoting an exception: masked once, here.
+        if isinstance(self.detail, str) and self.detail:
+            self.detail = redact_text(self.detail)
+
     @property
     def ok(self) -> bool:
         """True when the run ended with an accepted done call."""
         return self.stop_reason == StopReason.DONE
 
+    @property
+    def error_text(self) -> str | None:
+        """``"<ExceptionType>: <message>"`` of `error` with secrets masked; None without an error."""
+        if self.error is None:
+            return None
+        try:
+            message = str(self.error)
+        except Exception:  # an exception whose __str__ fails
+            message = "<unprintable message>"
+        return redact_text(f"{type(self.error).__name__}: {message}")
+
+    @property
+    def error_category(self) -> str | None:
+        """One of `ErrorCategory` when the run ended by a failure; None when it ended normally.
+
+        Failures: ``llm_error`` (categorised by the `LLMError` kind: ``rate_limit``,
+        ``quota`` and ``overloaded`` → RATE_LIMIT, ``context_length`` →
+        CONTEXT_OVERFLOW, ``timeout`` → TIMEOUT, ``auth`` and ``refused`` →
+        PERMISSION_DENIED, ``bad_request`` → VALIDATION), ``context_overflow``,
+        ``deadline`` (TIMEOUT), ``cancelled``, ``refused`` and ``hook_error``
+        (UNKNOWN). ``done``, the budgets, ``no_tool_call``, ``approval_pending``
+        and a hook's ``Stop`` are normal endings.
+        """
+        if self.stop_reason == StopReason.LLM_ERROR:
+            kind = str(getattr(self.error, "kind", ""))
+            return _CATEGORY_OF_LLM_ERROR.get(kind, ErrorCategory.UNKNOWN)
+        return _CATEGORY_OF_STOP.get(self.stop_reason)
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
+
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; ``error`` and ``detail`` are masked text, steps stay lossless."""
         return {
             "stop_reason": self.stop_reason,
             "final_answer": self.final_answer,
@@ -290,15 +459,46 @@ class RunResult:
             "usage": self.usage.to_dict(),
             "llm_calls": self.llm_calls,
             "elapsed_s": self.elapsed_s,
-            "error": f"{type(self.error).__name__}: {self.error}" if self.error else None,
-            "detail": self.detail,
+            "error": self.error_text,
+            "detail": redact_text(self.detail) if self.detail else self.detail,
             "dropped_calls": [c.to_dict() for c in self.dropped_calls],
         }
+
+
+# -- masked repr ---------------------------------------------------------------------
+
+
+def masked_repr(record: Any) -> str:
+    """A dataclass-style repr of `record` with every field's secrets masked (INV-6)."""
+    parts = ", ".join(f"{f.name}={_masked_field(getattr(record, f.name))}" for f in fields(record))
+    return f"{type(record).__name__}({parts})"
+
+
+def _masked_field(value: Any) -> str:
+    try:
+        text = repr(redact_value(value))
+    except Exception:  # a user object whose __repr__ fails
+        text = f"<{type(value).__name__}>"
+    return redact_text(text)  # objects redact_value leaves alone (exceptions, nested records)
 
 
 # -- one-line rendering -------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+# Widths of the parts of a pretty() line.
+_WIDTH_ARG = 40
+_WIDTH_VALUE = 60
+_WIDTH_DATA = 80
+_WIDTH_TEXT = 40
+_WIDTH_ERROR = 200
+_WIDTH_WARNINGS = 80
+
+# What a rendering keeps of a value before masking it: far more than any width
+# above, so a cut here is never visible, and bounded, so a huge value costs little.
+_CLIP_CHARS = 4096
+_CLIP_ITEMS = 8
+_CLIP_DEPTH = 6
 
 
 def _neutralize(text: str) -> str:
@@ -307,11 +507,12 @@ def _neutralize(text: str) -> str:
 
 
 def _bounded_repr() -> reprlib.Repr:
-    # Bounded in depth and length, so a huge or deeply nested value costs little
-    # and cannot recurse without end; the result is cut to the caller's limit anyway.
+    # Bounded in depth and item count; strings arrive clipped to _CLIP_CHARS and
+    # are never cut in the middle (that would show a tail no mask had seen).
     r = reprlib.Repr()
     r.maxlevel = 4
-    r.maxstring = r.maxother = 200
+    r.maxstring = _CLIP_CHARS + 2
+    r.maxother = 200
     r.maxlong = 200
     return r
 
@@ -319,10 +520,53 @@ def _bounded_repr() -> reprlib.Repr:
 _REPR = _bounded_repr()
 
 
-Clean = Callable[[str], str]
+class _Shown:
+    """An object that is not plain data, kept in a rendering as its (masked, bounded) repr."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
-def _short(value: Any, limit: int = 40, clean: Clean | None = None) -> str:
+def _clipped(value: Any, depth: int = 0) -> Any:
+    """A small copy of `value` holding everything a one-line rendering can show."""
+    kind = type(value)
+    if kind is str:
+        return value[:_CLIP_CHARS]
+    if value is None or kind is bool or kind is int or kind is float:
+        return value
+    if depth >= _CLIP_DEPTH:
+        return _Shown("…")
+    if isinstance(value, dict):
+        return {
+            _clipped(k, depth + 1): _clipped(v, depth + 1)
+            for k, v in islice(value.items(), _CLIP_ITEMS)
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_clipped(v, depth + 1) for v in islice(value, _CLIP_ITEMS)]
+        return items if isinstance(value, list) else tuple(items)
+    return _Shown(redact_text(_full_repr(value)[:_CLIP_CHARS]))
+
+
+def _full_repr(value: Any) -> str:
+    """``repr(value)`` uncut (a cut before masking could leave half a secret), or a placeholder."""
+    try:
+        return repr(value)
+    except Exception:  # a user object whose __repr__ fails, an int too long to print
+        return f"<{type(value).__name__}>"
+
+
+def _shown(value: Any) -> Any:
+    """`value` as a rendering may show it: clipped, then masked."""
+    return redact_value(_clipped(value))
+
+
+def _short(value: Any, limit: int = _WIDTH_ARG) -> str:
+    """A masked value's repr, cut to `limit` characters."""
     kind = type(value)
     if (kind is str and len(value) <= 200) or kind is bool or value is None or kind is float:
         text = repr(value)  # the common cases, without reprlib's overhead
@@ -330,8 +574,6 @@ def _short(value: Any, limit: int = 40, clean: Clean | None = None) -> str:
         text = repr(value)
     else:
         text = _bounded(value)
-    if clean is not None and len(text) > limit:
-        text = clean(text)  # before cutting, so no secret is left half-shown
     return _cut(text, limit)
 
 
@@ -346,33 +588,53 @@ def _bounded(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-def format_args(args: dict[str, Any], clean: Clean | None = None) -> str:
-    """Render call arguments as ``name='Alice', n=3`` with long values cut.
+def format_args(args: dict[str, Any]) -> str:
+    """Render call arguments as ``name='Alice', n=3``: secrets masked, then long values cut."""
+    shown = _shown(args)
+    if not isinstance(shown, dict):  # a malformed call; shown as it came
+        return _short(shown)
+    return ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
 
-    `clean` (e.g. `redact_text`) is applied to each value's text before it is cut.
+
+def summarize(data: Any) -> str:
+    """A few words on a tool's data: ``12 items``, ``greeting: 'Hello'``, ``a: 1, b: 'x'``.
+
+    A dict is always shown as ``key: value`` pairs (cut to width, ``…`` when
+    cut); a list, or a dict holding only a list, as its length.
     """
-    if not isinstance(args, dict):  # a malformed call; shown as it came
-        return _short(args, clean=clean)
-    return ", ".join(f"{k}={_short(v, clean=clean)}" for k, v in args.items())
-
-
-def summarize(data: Any, clean: Clean | None = None) -> str:
-    """A few words on a tool's data: ``12 items``, ``greeting: 'Hello'``, ..."""
     if isinstance(data, dict):
         if len(data) == 1:
-            ((key, value),) = data.items()
+            value = next(iter(data.values()))
             if isinstance(value, list):
-                return f"{len(value)} items"
-            return f"{key}: {_short(value, 60, clean)}"
+                return _count(value)
         if not data:
             return "{}"
-        text = json.dumps(data, ensure_ascii=False, default=str)
-        if clean is not None and len(text) > 80:
-            text = clean(text)
-        return _cut(text, 80)
+        shown = _shown(data)
+        width = _WIDTH_VALUE if len(data) == 1 else _WIDTH_ARG
+        pairs = ", ".join(f"{_key_text(k)}: {_short(v, width)}" for k, v in shown.items())
+        if len(data) > len(shown):
+            pairs += ", …"
+        return _cut(pairs, _WIDTH_DATA)
     if isinstance(data, list):
-        return f"{len(data)} items"
-    return _short(data, 60, clean)
+        return _count(data)
+    return _short(_shown(data), _WIDTH_VALUE)
+
+
+def _count(items: list[Any]) -> str:
+    return "1 item" if len(items) == 1 else f"{len(items)} items"
+
+
+def _key_text(key: Any) -> str:
+    return _cut(key if isinstance(key, str) else repr(key), 30)
+
+
+def _warnings_text(warnings: Any) -> str:
+    """`` ⚠ 2 warnings: a; b`` (masked, cut to width), or nothing."""
+    if not warnings or not isinstance(warnings, list):
+        return ""
+    texts = "; ".join(redact_text(str(w)[:_CLIP_CHARS]) for w in warnings[:_CLIP_ITEMS])
+    label = "1 warning" if len(warnings) == 1 else f"{len(warnings)} warnings"
+    return f" ⚠ {label}: {_cut(texts, _WIDTH_WARNINGS)}"
 
 
 def format_ms(ms: float) -> str:
