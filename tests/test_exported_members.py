@@ -32,6 +32,7 @@ EXPECTED = {
     "ErrorKind",
     "StopReason",
     # hooks
+    "LoopHook",
     "Allow",
     "Deny",
     "Block",

@@ -45,14 +45,15 @@ class DefaultState:
     def last_error(self) -> str | None:
         """The error of the most recent step, or None if it succeeded (or there is none).
 
-        A hook's denial is a decision, not a failure, and is skipped: a hook
-        that denies while ``last_error`` is set (the seed's ``RetryFlakyTool``)
-        is not kept denying by its own denials.
+        A hook's denial is a decision, not a failure: after a denied step this
+        is None. So the seed's ``RetryFlakyTool`` (deny while ``last_error``
+        is set) holds one retry back, then lets it through, instead of being
+        kept denying by its own denials.
         """
-        for step in reversed(self.steps):
-            if step.tool_result.error_kind != "denied":
-                return step.tool_result.error
-        return None
+        if not self.steps:
+            return None
+        last = self.steps[-1].tool_result
+        return None if last.error_kind == "denied" else last.error
 
     @property
     def budget_remaining(self) -> int | None:
