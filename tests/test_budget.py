@@ -250,3 +250,11 @@ def test_budget_remaining_counts_down(drive: Any) -> None:
         MockLLMBackend([as_text("greet", name="A")] * 3), tools=tools, max_steps=3, hooks=[Watch()]
     )
     assert seen == [2, 1, 0]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e12, -1.0, 0, True, "5"], ids=repr)
+def test_a_default_tool_time_limit_out_of_range_is_refused_when_the_config_is_built(value: Any) -> None:
+    from looplet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tool_timeout_s must be a number of seconds above 0"):
+        LoopConfig(tool_timeout_s=value)

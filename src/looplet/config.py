@@ -25,7 +25,8 @@ class LoopConfig:
             0 means no model call at all.
         max_llm_calls: cap on model calls (default ``3 * max_steps``), so a model
             that only calls free tools or only talks still stops.
-        deadline_s: wall-clock limit for the whole run, checked between phases.
+        deadline_s: wall-clock limit for the whole run: checked between phases,
+            and it also bounds tool time limits and the backend's retry waits.
         system_prompt: replaces `DEFAULT_SYSTEM_PROMPT`.
         max_result_chars: a tool result longer than this (rendered as JSON) is
             cut, with a marker saying how much, before the model sees it.
@@ -71,8 +72,9 @@ class LoopConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
         _check_count("max_no_tool_calls", self.max_no_tool_calls)
-        if self.tool_timeout_s is not None and not self.tool_timeout_s > 0:
-            raise ConfigError(f"tool_timeout_s must be positive, got {self.tool_timeout_s!r}")
+        from .tools.validation import check_timeout  # the same range a tool's own timeout_s has
+
+        check_timeout("tool_timeout_s", self.tool_timeout_s, error=ConfigError)
 
     @property
     def llm_call_cap(self) -> int:
