@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = [
@@ -159,19 +159,27 @@ def _compiled() -> type[_Compiled]:
 # -- literal secrets and their encodings ---------------------------------------------
 
 
-def _encoded_forms(secret: str) -> set[str]:
-    """`secret` as it may appear once escaped: JSON (once, twice), repr, URL encoding."""
+def _escapes() -> list[Callable[[str], str]]:
+    """The ways a string is escaped inside a longer text: JSON and ``repr``, each two ways."""
     import json
+
+    return [
+        lambda s: json.dumps(s)[1:-1],
+        lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+        lambda s: repr(s)[1:-1],  # quotes chosen by the string alone
+        lambda s: repr(s + "'\"")[1:-4],  # inside a string that holds both quotes
+    ]
+
+
+def _encoded_forms(secret: str) -> set[str]:
+    """`secret` as it may appear in text: escaped once or twice (JSON in a repr, JSON
+    in JSON...), with a JSON-escaped slash, or URL-encoded."""
     from urllib.parse import quote, quote_plus
 
-    forms = {secret}
-    for ascii_only in (True, False):
-        once = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
-        forms.add(once)
-        forms.add(json.dumps(once, ensure_ascii=ascii_only)[1:-1])
-        forms.add(once.replace("/", "\\/"))  # encoders that escape the slash
-    forms.add(repr(secret)[1:-1])  # quotes chosen by the secret alone
-    forms.add(repr(secret + "'\"")[1:-4])  # inside a string that holds both quotes
+    escapes = _escapes()
+    once = {secret} | {escape(secret) for escape in escapes}
+    forms = once | {escape(form) for form in once for escape in escapes}
+    forms |= {form.replace("/", "\\/") for form in once}  # encoders that escape the slash
     for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded))
