@@ -35,7 +35,8 @@ def _python(code: str, *, isolated: bool = False) -> subprocess.CompletedProcess
 
 def test_importing_looplet_imports_no_sdk() -> None:
     code = (
-        "import sys, looplet, looplet.backends; from looplet import composable_loop, LLMError;"
+        "import sys, looplet, looplet.backends, looplet.testing;"
+        "from looplet import composable_loop, LLMError;"
         "print(sorted(m for m in ('openai', 'anthropic', 'httpx', 'httpx2') if m in sys.modules))"
     )
     out = _python(code)
