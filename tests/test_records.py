@@ -387,6 +387,27 @@ def test_pretty_cuts_long_errors() -> None:
     assert "E" * 199 + "…" in line and len(line) < 260
 
 
+def test_pretty_and_repr_never_raise_on_records_a_hook_filled_oddly() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise ValueError("no str")
+
+        __repr__ = __str__
+
+    class RefusingDict(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise RuntimeError("no items")
+
+    odd = ToolResult("t", data=RefusingDict(a=1), warnings=[Unprintable()])
+    odd.duration_ms = "12ms"  # type: ignore[assignment]
+    step = Step(1, ToolCall("t", {"a": Unprintable()}), odd)
+    assert step.pretty() == "#1 ✓ <step that cannot be shown: RuntimeError>"
+    assert repr(step).startswith("Step(number=1, tool_call=ToolCall(tool='t', args=<dict>")
+    warned = ToolResult("t", data={"a": 1}, warnings=[Unprintable()])
+    fine = Step(1, ToolCall("t", {"a": Unprintable()}), warned)
+    assert fine.pretty() == "#1 ✓ t(a=<Unprintable>) → a: 1 [0.0ms] ⚠ 1 warning: <Unprintable>"
+
+
 def test_pretty_survives_huge_and_deep_and_odd_arguments() -> None:
     deep: Any = "x"
     for _ in range(5000):

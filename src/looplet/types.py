@@ -335,8 +335,11 @@ class Step:
         """
         res = self.tool_result
         mark = "✗" if res.error else "✓"
-        line = f"#{self.number} {mark} {self._call_text()} → {self._outcome_text()}"
-        line += f" [{format_ms(res.duration_ms)}]{_warnings_text(res.warnings)}"
+        try:
+            line = f"#{self.number} {mark} {self._call_text()} → {self._outcome_text()}"
+            line += f" [{format_ms(res.duration_ms)}]{_warnings_text(res.warnings)}"
+        except Exception as exc:  # a record a hook filled with values that refuse to render
+            line = f"#{self.number} {mark} <step that cannot be shown: {type(exc).__name__}>"
         return _neutralize(line)
 
     def _call_text(self) -> str:
@@ -632,9 +635,18 @@ def _warnings_text(warnings: Any) -> str:
     """`` ⚠ 2 warnings: a; b`` (masked, cut to width), or nothing."""
     if not warnings or not isinstance(warnings, list):
         return ""
-    texts = "; ".join(redact_text(str(w)[:_CLIP_CHARS]) for w in warnings[:_CLIP_ITEMS])
+    texts = "; ".join(redact_text(_full_text(w)[:_CLIP_CHARS]) for w in warnings[:_CLIP_ITEMS])
     label = "1 warning" if len(warnings) == 1 else f"{len(warnings)} warnings"
     return f" ⚠ {label}: {_cut(texts, _WIDTH_WARNINGS)}"
+
+
+def _full_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:  # an object whose __str__ fails
+        return f"<{type(value).__name__}>"
 
 
 def format_ms(ms: float) -> str:
