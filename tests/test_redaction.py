@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -279,3 +280,10 @@ def test_importing_looplet_compiles_no_redaction_pattern() -> None:
     code = "import looplet, looplet.redaction as r; print(r._Compiled.shapes is None, r._scan_cache)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "[]"]
+
+
+def test_an_env_secret_with_undecodable_bytes_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(os.environb, b"ODD_SECRET_TOKEN", b"abc\xff\xfedefgh-123")
+    secret = os.environ["ODD_SECRET_TOKEN"]
+    encoded = quote(secret.encode("utf-8", "surrogateescape"), safe="")
+    assert redact_text(f"x {secret} {encoded}") == f"x {REDACTED} {REDACTED}"

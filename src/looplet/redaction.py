@@ -180,7 +180,8 @@ def _encoded_forms(secret: str) -> set[str]:
     once = {secret} | {escape(secret) for escape in escapes}
     forms = once | {escape(form) for form in once for escape in escapes}
     forms |= {form.replace("/", "\\/") for form in once}  # encoders that escape the slash
-    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+    raw = secret.encode("utf-8", "surrogateescape")  # env values may hold undecodable bytes
+    for encoded in (quote(raw, safe=""), quote(raw), quote_plus(raw)):
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded))
     return {form for form in forms if form}
