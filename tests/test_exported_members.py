@@ -30,7 +30,9 @@ EXPECTED = {
     "RunResult",
     "Usage",
     "ErrorKind",
+    "ErrorCategory",
     "StopReason",
+    "register_secret",
     # hooks
     "LoopHook",
     "Allow",

@@ -33,7 +33,8 @@ from .state import DefaultState
 from .tools.builtins import register_done_tool, register_think_tool
 from .tools.context import CancelToken, ToolContext
 from .tools.registry import BaseToolRegistry, ToolSpec, tool
-from .types import ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
+from .redaction import register_secret
+from .types import ErrorCategory, ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
 
 __version__ = "0.1.0"
 
@@ -59,7 +60,9 @@ __all__ = [
     "RunResult",
     "Usage",
     "ErrorKind",
+    "ErrorCategory",
     "StopReason",
+    "register_secret",
     # hooks
     "LoopHook",
     "Allow",
