@@ -53,7 +53,9 @@ PLACES = (
 ENCODINGS = ("raw", "json_escaped", "url_encoded", "basic_auth", "bearer")
 
 # Characters real passwords hold, the escape-prone ones among them.
-_SECRET_CHARS = st.sampled_from(list("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789\\\"'%/+=&?:@#!$"))
+_SECRET_CHARS = st.sampled_from(
+    list("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") + list("\\\"'%/+=&?:@#!$")
+)
 
 
 @st.composite
@@ -114,6 +116,34 @@ class _Capture(logging.Handler):
         self.lines.append(self.format(record))
 
 
+class _Planting:
+    """Hooks that carry the canary in their reasons, notes and failures."""
+
+    def __init__(self, place: str, planted: str) -> None:
+        self.place = place
+        self.planted = planted
+
+    def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> Any:
+        if self.place == "deny_reason" and call.tool == "work":
+            return Deny(f"not with {self.planted}")
+        if self.place == "hook_error":
+            raise PermissionError(f"policy store {self.planted} unreachable")
+        return None
+
+    def post_dispatch(self, state: Any, log: Any, call: ToolCall, result: Any, step: int) -> Any:
+        if self.place == "post_note" and call.tool == "work":
+            return f"noted {self.planted}"
+        if self.place == "stop_reason" and call.tool == "work":
+            return Stop(f"halt {self.planted}")
+        return None
+
+    def check_done(self, state: Any, log: Any, ctx: Any, step: int) -> Any:
+        if self.place == "block_reason" and not state.metadata.get("blocked"):
+            state.metadata["blocked"] = True
+            return Block(f"missing {self.planted}")
+        return None
+
+
 def _run(place: str, planted: str, depth: int) -> tuple[Any, list[Any], list[LLMResponse | Any]]:
     tools = BaseToolRegistry()
 
@@ -133,27 +163,6 @@ def _run(place: str, planted: str, depth: int) -> tuple[Any, list[Any], list[LLM
     register_done_tool(tools)
     calls: list[Any] = []
 
-    class Hooks:
-        def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> Any:
-            if place == "deny_reason" and call.tool == "work":
-                return Deny(f"not with {planted}")
-            if place == "hook_error":
-                raise PermissionError(f"policy store {planted} unreachable")
-            return None
-
-        def post_dispatch(self, state: Any, log: Any, call: ToolCall, result: Any, step: int) -> Any:
-            if place == "post_note" and call.tool == "work":
-                return f"noted {planted}"
-            if place == "stop_reason" and call.tool == "work":
-                return Stop(f"halt {planted}")
-            return None
-
-        def check_done(self, state: Any, log: Any, ctx: Any, step: int) -> Any:
-            if place == "block_reason" and not state.metadata.get("blocked"):
-                state.metadata["blocked"] = True
-                return Block(f"missing {planted}")
-            return None
-
     script = [
         {"tool": "work", "args": {"text": planted if place == "args" else "plain"}},
         {"tool": "done", "args": {"answer": "finished"}},
@@ -166,7 +175,7 @@ def _run(place: str, planted: str, depth: int) -> tuple[Any, list[Any], list[LLM
             raise LLMError(f"upstream said: bad key {planted}", kind="auth", status=401)
         return json.dumps(script[min(len(calls) - 1, 2)])
 
-    loop = composable_loop(FunctionBackend(answer), tools=tools, task="do the work", hooks=[Hooks()])
+    loop = composable_loop(FunctionBackend(answer), tools=tools, task="do the work", hooks=[_Planting(place, planted)])
     steps = list(loop)
     return loop.result, steps, calls
 

@@ -29,11 +29,11 @@ from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
 from .hooks.protocols import LoopHook
 from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
 from .prompt import PromptContext
+from .redaction import register_secret
 from .state import DefaultState
 from .tools.builtins import register_done_tool, register_think_tool
 from .tools.context import CancelToken, ToolContext
 from .tools.registry import BaseToolRegistry, ToolSpec, tool
-from .redaction import register_secret
 from .types import ErrorCategory, ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
 
 __version__ = "0.1.0"
