@@ -175,7 +175,8 @@ def _run(place: str, planted: str, depth: int) -> tuple[Any, list[Any], list[LLM
             raise LLMError(f"upstream said: bad key {planted}", kind="auth", status=401)
         return json.dumps(script[min(len(calls) - 1, 2)])
 
-    loop = composable_loop(FunctionBackend(answer), tools=tools, task="do the work", hooks=[_Planting(place, planted)])
+    hooks = [_Planting(place, planted)]
+    loop = composable_loop(FunctionBackend(answer), tools=tools, task="do the work", hooks=hooks)
     steps = list(loop)
     return loop.result, steps, calls
 
