@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from backend_kit import Greeter, backend, reply, run
 
 from looplet.backends.retry import RetryPolicy
 from looplet.cli import main as cli
-from looplet.examples import ollama_hello
+from looplet.examples import hello_world, ollama_hello
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 CANARY = "sk-canary-d0c70r-5e3cbe1f"
@@ -155,39 +155,93 @@ def test_ollama_hello_says_what_to_do_when_nothing_answers(llm_server: Any) -> N
     assert "ollama pull nope" in (ollama_hello.hint(result, llm_server.openai_url, "nope") or "")
 
 
+def test_hello_world_refuses_a_negative_step_budget_in_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "looplet.examples.hello_world", "--max-steps", "-1"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "hello_world: error: argument --max-steps: the step budget must be at least 1, got -1 (see --help)"
+    ]
+
+
+BAD_VALUES = [
+    (["--max-steps", "0"], "the step budget must be at least 1, got 0"),
+    (["--max-steps=-5"], "the step budget must be at least 1, got -5"),
+    (["--max-steps", "many"], "expected a whole number of steps, got 'many'"),
+    (["--max-steps", "2.5"], "expected a whole number of steps, got '2.5'"),
+    (["--base-url", "not-a-url"], "'not-a-url' is not a usable URL: it has no scheme"),
+    (["--base-url", "ftp://127.0.0.1/v1"], "the scheme 'ftp' is not supported"),
+    (["--base-url", "http:///v1"], "it names no host"),
+    (["--model", " "], "the model name is empty"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+]
+
+
+@pytest.mark.parametrize("example", [hello_world, ollama_hello], ids=["hello_world", "ollama_hello"])
+@pytest.mark.parametrize(("argv", "reason"), BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_the_examples_refuse_a_bad_value_in_one_line(
+    example: Any, argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--scripted", *argv])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    name = example.__name__.rsplit(".", 1)[1]
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"{name}: error: ") and reason in line and line.endswith("(see --help)")
+    assert captured.out == ""
+
+
+def test_an_error_from_the_run_itself_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from looplet import ConfigError
+
+    def refuse(llm: Any, max_steps: int) -> Any:  # stands in for a loop that refuses its settings
+        raise ConfigError("max_steps must be 0 or more, got -1")
+
+    monkeypatch.setattr(hello_world, "run_and_report", refuse)
+    assert hello_world.main(["--scripted"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["hello_world: max_steps must be 0 or more, got -1"]
+
+
 # -- the README's first agent, unchanged ---------------------------------------------------
 
-FIRST_AGENT = textwrap.dedent(
-    '''
-    from looplet import BaseToolRegistry, OpenAIBackend, composable_loop
-    from looplet.tools import register_done_tool
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-    llm = OpenAIBackend.from_env(model="gpt-4o-mini")  # reads OPENAI_API_KEY etc
 
-    tools = BaseToolRegistry()
+def _first_agent() -> str:
+    """The README's "Your first agent" block, read from the README itself so the test cannot drift."""
+    section = README.read_text().split("## Your first agent", 1)[1]
+    match = re.search(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert match, "README.md has no python block under 'Your first agent'"
+    code = match.group(1)
+    assert 'OpenAIBackend.from_env(model="gpt-4o-mini")' in code  # the backend line the test swaps
+    return code
 
-    @tools.tool
-    def greet(name: str) -> dict:
-        """Greet someone by name."""
-        return {"greeting": f"Hello, {name}!"}
 
-    register_done_tool(tools)
+def _shown_output() -> list[str]:
+    """The output the README shows right after that block (its ```text fence)."""
+    section = README.read_text().split("## Your first agent", 1)[1]
+    match = re.search(r"^```text\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert match, "README.md shows no output for its first agent"
+    return match.group(1).splitlines()
 
-    for step in composable_loop(
-        llm=llm,
-        tools=tools,
-        task={"goal": "Greet Alice and Bob, then finish."},
-        max_steps=5,
-    ):
-        print(step.pretty())
-    '''
-)
+
+def _without_timing(line: str) -> str:
+    return re.sub(r" \[\d+(\.\d+)?ms\]$", "", line)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_the_readme_first_agent_runs_on_any_compatible_server(llm_server: Any, provider: str) -> None:
     llm_server.script(*GREETINGS)
-    code = FIRST_AGENT
+    code = _first_agent()
     if provider == "anthropic":  # the same loop on Anthropic: only the backend line changes
         code = code.replace("OpenAIBackend", "AnthropicBackend").replace("gpt-4o-mini", "claude-sonnet-4-5")
         env = _env(ANTHROPIC_BASE_URL=llm_server.anthropic_url, ANTHROPIC_API_KEY="k")
@@ -197,5 +251,6 @@ def test_the_readme_first_agent_runs_on_any_compatible_server(llm_server: Any, p
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[0].startswith("#1 ✓ greet(name='Alice')") and lines[2].startswith("#3 ✓ done(")
+    assert [_without_timing(line) for line in out.stdout.splitlines()] == [
+        _without_timing(line) for line in _shown_output()
+    ]

@@ -240,3 +240,26 @@ def _request() -> Any:
     from looplet import LLMRequest, Message
 
     return LLMRequest(messages=[Message("user", "hi")])
+
+
+@pytest.mark.parametrize("given", ["argument", "environment"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_malformed_base_url_is_a_config_error_naming_where_it_came_from(
+    provider: str, given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = provider.upper()
+    for url, reason in [
+        ("not-a-url", "it has no scheme"),
+        ("ftp://127.0.0.1/v1", "the scheme 'ftp' is not supported"),
+        ("http://:8080/v1", "it names no host"),
+    ]:
+        if given == "environment":
+            monkeypatch.setenv(f"{prefix}_BASE_URL", url)
+            with pytest.raises(ConfigError) as caught:
+                CLASSES[provider].from_env(model="m")
+            where = f"{prefix}_BASE_URL="
+        else:
+            with pytest.raises(ConfigError) as caught:
+                CLASSES[provider]("m", base_url=url)
+            where = "base_url="
+        assert where in str(caught.value) and reason in str(caught.value)

@@ -29,13 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name in VERBS:
         module = importlib.import_module(f".{name}", __name__)
         module.add_parser(sub)
+    for verb_parser in sub.choices.values():
+        # so an argument the verb does not know is reported with the verb's usage (see main)
+        verb_parser.set_defaults(verb_parser=verb_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one verb; returns the process exit code."""
+    """Run one verb; returns the process exit code.
+
+    A mistake in a verb's arguments is reported with that verb's usage
+    (``usage: looplet doctor ...``), not the top-level one: argparse checks
+    a verb's own options inside the verb's parser, but leaves arguments it
+    does not know to the top-level parser, which would show its own usage.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    verb_parser: argparse.ArgumentParser = getattr(args, "verb_parser", None) or parser
+    if unknown:
+        verb_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

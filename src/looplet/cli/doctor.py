@@ -120,12 +120,17 @@ def _extra_check(provider: str, *, needed: bool) -> Check:
 
 
 def _env_check(provider: str) -> Check:
-    from ..backends.env import display_url, read_env
+    from ..backends.env import display_url, read_env, url_problem
 
     name, prefix, _ = PROVIDERS[provider]
     env = read_env(prefix)
     if not (env.api_key or env.base_url):
         return Check("note", f"{name}: not configured ({prefix}_API_KEY and {prefix}_BASE_URL are unset)")
+    problem = url_problem(env.base_url) if env.base_url else None
+    if problem is not None:
+        return Check(
+            "FAIL", f"{name}: {prefix}_BASE_URL={display_url(env.base_url)!r} is not a usable URL: {problem}"
+        )
     parts = [f"{prefix}_API_KEY " + ("set" if env.api_key else "unset (a placeholder key is sent)")]
     parts.append(
         f"{prefix}_BASE_URL={display_url(env.base_url)}" if env.base_url else f"{prefix}_BASE_URL unset"

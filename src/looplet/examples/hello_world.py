@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, RunResult, composable_loop
+from looplet import BaseToolRegistry, ConfigError, LoopError, MockLLMBackend, RunResult, composable_loop
+from looplet.examples.arguments import ExampleParser, base_url, model_name, step_budget
 from looplet.tools import register_done_tool
 
 TASK = {"goal": "Greet Alice and Bob, then finish."}
@@ -70,14 +71,22 @@ def run_and_report(llm: Any, max_steps: int) -> RunResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m looplet.examples.hello_world", description=__doc__)
+    parser = ExampleParser("hello_world", description=__doc__)
     parser.add_argument("--scripted", action="store_true", help="use a scripted model (no key needed)")
-    parser.add_argument("--max-steps", type=int, default=5, help="step budget (default 5)")
     parser.add_argument(
-        "--model", default=None, help=f"model name (default: $OPENAI_MODEL, else {DEFAULT_MODEL})"
+        "--max-steps", type=step_budget, default=5, help="step budget, at least 1 (default 5)"
     )
     parser.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)"
+        "--model",
+        type=model_name,
+        default=None,
+        help=f"model name (default: $OPENAI_MODEL, else {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--base-url",
+        type=base_url,
+        default=None,
+        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
     )
     args = parser.parse_args(argv)
     try:
@@ -86,7 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hello_world: {exc}", file=sys.stderr)
         print("hello_world: or run with --scripted to use a scripted model", file=sys.stderr)
         return 2
-    return 0 if run_and_report(llm, args.max_steps).ok else 1
+    try:
+        return 0 if run_and_report(llm, args.max_steps).ok else 1
+    except LoopError as exc:
+        print(f"hello_world: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hello_world: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

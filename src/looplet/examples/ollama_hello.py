@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import ConfigError, LLMError, MockLLMBackend, RunResult
+from looplet import ConfigError, LLMError, LoopError, MockLLMBackend, RunResult
+from looplet.examples.arguments import ExampleParser, base_url, model_name, step_budget
 from looplet.examples.hello_world import SCRIPT, run_and_report
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
@@ -46,11 +47,17 @@ def hint(result: RunResult, base_url: str, model: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m looplet.examples.ollama_hello", description=__doc__)
+    parser = ExampleParser("ollama_hello", description=__doc__)
     parser.add_argument("--scripted", action="store_true", help="use a scripted model (no server needed)")
-    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"endpoint (default {DEFAULT_BASE_URL})")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
-    parser.add_argument("--max-steps", type=int, default=5, help="step budget (default 5)")
+    parser.add_argument(
+        "--base-url", type=base_url, default=DEFAULT_BASE_URL, help=f"endpoint (default {DEFAULT_BASE_URL})"
+    )
+    parser.add_argument(
+        "--model", type=model_name, default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--max-steps", type=step_budget, default=5, help="step budget, at least 1 (default 5)"
+    )
     args = parser.parse_args(argv)
     try:
         llm = make_llm(args)
@@ -58,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ollama_hello: {exc}", file=sys.stderr)
         print("ollama_hello: or run with --scripted to use a scripted model", file=sys.stderr)
         return 2
-    result = run_and_report(llm, args.max_steps)
+    try:
+        result = run_and_report(llm, args.max_steps)
+    except LoopError as exc:
+        print(f"ollama_hello: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ollama_hello: interrupted", file=sys.stderr)
+        return 130
     advice = hint(result, args.base_url, args.model)
     if advice:
         print(f"ollama_hello: {advice}", file=sys.stderr)
