@@ -10,31 +10,32 @@ imported on first use, so ``import looplet`` pulls in no third-party package.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backends.mock import AsyncFunctionBackend, FunctionBackend, MockLLMBackend
-from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
-from .config import LoopConfig
-from .errors import (
-    ConfigError,
-    HookError,
-    LLMError,
-    LoopError,
-    ParseError,
-    ScriptExhaustedError,
-    ToolDefinitionError,
-)
-from .history import History, Message
-from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
-from .hooks.protocols import LoopHook
-from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
-from .prompt import PromptContext
-from .redaction import register_secret
-from .state import DefaultState
-from .tools.builtins import register_done_tool, register_think_tool
-from .tools.context import CancelToken, ToolContext
-from .tools.registry import BaseToolRegistry, ToolSpec, tool
-from .types import ErrorCategory, ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
+    from .backends.mock import AsyncFunctionBackend, FunctionBackend, MockLLMBackend
+    from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
+    from .config import LoopConfig
+    from .errors import (
+        ConfigError,
+        HookError,
+        LLMError,
+        LoopError,
+        ParseError,
+        ScriptExhaustedError,
+        ToolDefinitionError,
+    )
+    from .history import History, Message
+    from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+    from .hooks.protocols import LoopHook
+    from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
+    from .prompt import PromptContext
+    from .redaction import register_secret
+    from .state import DefaultState
+    from .tools.builtins import register_done_tool, register_think_tool
+    from .tools.context import CancelToken, ToolContext
+    from .tools.registry import BaseToolRegistry, ToolSpec, tool
+    from .types import ErrorCategory, ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
 
 __version__ = "0.1.0"
 
@@ -101,17 +102,81 @@ __all__ = [
     "ToolDefinitionError",
 ]
 
+#: where each public name lives; ``import looplet`` loads none of them until named.
+_WHERE = {
+    "AsyncFunctionBackend": ".backends.mock",
+    "FunctionBackend": ".backends.mock",
+    "MockLLMBackend": ".backends.mock",
+    "AsyncLLMBackend": ".backends.protocol",
+    "LLMBackend": ".backends.protocol",
+    "LLMRequest": ".backends.protocol",
+    "LLMResponse": ".backends.protocol",
+    "TextLLM": ".backends.protocol",
+    "LoopConfig": ".config",
+    "ConfigError": ".errors",
+    "HookError": ".errors",
+    "LLMError": ".errors",
+    "LoopError": ".errors",
+    "ParseError": ".errors",
+    "ScriptExhaustedError": ".errors",
+    "ToolDefinitionError": ".errors",
+    "History": ".history",
+    "Message": ".history",
+    "Allow": ".hooks.decisions",
+    "Block": ".hooks.decisions",
+    "Continue": ".hooks.decisions",
+    "Deny": ".hooks.decisions",
+    "InjectContext": ".hooks.decisions",
+    "Stop": ".hooks.decisions",
+    "LoopHook": ".hooks.protocols",
+    "AsyncLoop": ".loop",
+    "Loop": ".loop",
+    "arun_loop": ".loop",
+    "async_composable_loop": ".loop",
+    "composable_loop": ".loop",
+    "run_loop": ".loop",
+    "PromptContext": ".prompt",
+    "register_secret": ".redaction",
+    "DefaultState": ".state",
+    "register_done_tool": ".tools.builtins",
+    "register_think_tool": ".tools.builtins",
+    "CancelToken": ".tools.context",
+    "ToolContext": ".tools.context",
+    "BaseToolRegistry": ".tools.registry",
+    "ToolSpec": ".tools.registry",
+    "tool": ".tools.registry",
+    "ErrorCategory": ".types",
+    "ErrorKind": ".types",
+    "RunResult": ".types",
+    "Step": ".types",
+    "StopReason": ".types",
+    "ToolCall": ".types",
+    "ToolResult": ".types",
+    "Usage": ".types",
+}
+
 _SDK_BACKENDS = frozenset(
     {"OpenAIBackend", "AsyncOpenAIBackend", "AnthropicBackend", "AsyncAnthropicBackend"}
 )
 
 
 def __getattr__(name: str) -> Any:
-    """Load the SDK backends only when they are first named (see `looplet.backends`)."""
-    if name not in _SDK_BACKENDS:
-        raise AttributeError(f"module 'looplet' has no attribute {name!r}")
-    from . import backends
+    """Load a public name on first use (PEP 562), so ``import looplet`` stays cheap.
 
-    value = getattr(backends, name)
+    The SDK backends come from `looplet.backends`, which imports an SDK only
+    when one of them is constructed.
+    """
+    import importlib
+
+    if name in _SDK_BACKENDS:
+        value = getattr(importlib.import_module(".backends", __name__), name)
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'looplet' has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
