@@ -21,11 +21,21 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from looplet import BaseToolRegistry, ToolCall
 from looplet.tools import normalize_result, to_jsonable
+
+
+def at_least(count: int) -> int:
+    """`count` out of the default profile's 300 examples, scaled to the profile in use.
+
+    A quick profile (fewer than 300 examples) is too small a sample to hold
+    proportions, so there the counts are only reported (``event``), not asserted.
+    """
+    examples = settings().max_examples
+    return count * examples // 300 if examples >= 300 else 0
 
 
 def strict(value: Any) -> str:
@@ -387,9 +397,9 @@ def test_any_value_converts_to_strict_json_without_raising() -> None:
 
     convert()
     for kind in ("Hostile", "huge int", "OddFloat", "Job", "LyingList", "BrokenItems", "dict"):
-        assert reached[kind] >= 10, (kind, reached)
+        assert reached[kind] >= at_least(10), f"{kind}: {sorted(reached.items())}"
     library = ("Decimal", "Fraction", "UUID", "range", "complex", "slice", "bytes", "ValueError")
-    assert sum(reached[name] for name in library) >= 20, reached
+    assert sum(reached[name] for name in library) >= at_least(20), sorted(reached.items())
 
 
 # -- keys that collide once they are text (item 6) --------------------------------------------------
@@ -459,7 +469,7 @@ def test_no_entry_is_lost_when_keys_become_text() -> None:
         strict(out)
 
     convert()
-    assert reached["collide"] >= 30, reached
+    assert reached["collide"] >= at_least(30), reached
 
 
 def check_string_keys_kept(value: Any, out: Any) -> None:
