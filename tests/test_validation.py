@@ -597,3 +597,12 @@ def test_at_least_one_of_several_keys_can_be_required_with_any_of() -> None:
     assert validate_args({"a": 1, "b": 2}, too_many)[1] == [
         "give at most 1 argument(s) (given: a, b)"
     ]
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": [Infinity]}', '{"a": 1e400}', '{"a": -Infinity}'])
+def test_a_json_string_decoded_for_an_object_never_brings_nan_or_infinity(text: str) -> None:
+    tools, got = probe(dict)
+    outcome = tools.prepare(ToolCall("value_probe", {"value": text}))
+    assert "value: expected object, got string" in error_of(outcome) and got == []
+    listed, _ = probe(list)
+    assert "expected array" in error_of(listed.prepare(ToolCall("value_probe", {"value": f"[{text}]"})))

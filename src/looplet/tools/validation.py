@@ -307,12 +307,23 @@ def _check_null(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
 def _decode_once(value: Any, want: type) -> Any:
     if isinstance(value, str):
         try:
-            decoded = json.loads(value)
+            decoded = json.loads(value, parse_constant=_refuse_constant, parse_float=_finite_float)
         except (ValueError, RecursionError):
             return value
         if isinstance(decoded, want):
             return decoded
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"JSON has no {name}")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 reads as Infinity
+        raise ValueError(f"{text} is out of range")
+    return number
 
 
 def _check_array(value: Any, schema: JSON, path: str) -> tuple[Any, str | None]:
