@@ -48,7 +48,7 @@ JSON = dict[str, Any]
 
 def validate_value(value: Any, schema: JSON) -> str | None:
     """The first problem with `value` against `schema`, or None if it is valid."""
-    return non_finite_problem(value, "") or check_value(value, schema, "")[1]
+    return _non_finite_problem(value, "") or check_value(value, schema, "")[1]
 
 
 def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, Any], list[str]]:
@@ -82,7 +82,7 @@ def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, An
 
 
 def _check_argument(value: Any, schema: JSON, name: str) -> tuple[Any, str | None]:
-    problem = non_finite_problem(value, name)
+    problem = _non_finite_problem(value, name)
     return (value, problem) if problem else check_value(value, schema, name)
 
 
@@ -103,16 +103,21 @@ def _count_problems(args: dict[str, Any], schema: JSON, props: JSON) -> list[str
     return problems
 
 
-def non_finite_problem(value: Any, path: str) -> str | None:
+def _non_finite_problem(value: Any, path: str) -> str | None:
     """Where `value` holds a NaN or an infinity (JSON has neither), as a problem; else None."""
     stack: list[tuple[Any, str]] = [(value, path)]
+    visited: set[int] = set()  # each container once, so a value holding itself ends
     while stack:
         item, where = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
                 shown = "NaN" if item != item else ("Infinity" if item > 0 else "-Infinity")
                 return f"{_at(where)}JSON has no NaN or Infinity, got {shown}"
-        elif isinstance(item, dict):
+            continue
+        if not isinstance(item, dict | list | tuple) or id(item) in visited:
+            continue
+        visited.add(id(item))
+        if isinstance(item, dict):
             stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(item.items()))
         elif isinstance(item, list | tuple):
             stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
