@@ -86,7 +86,8 @@ def test_pre_prompt_text_and_inject_context_reach_this_call_only(drive: Any) -> 
     assert llm.calls[1].extra == ("step 2",)
     assert all("remember the budget" not in m.content for m in drive.loop.history)
     assert llm.calls[0].conversation()[-1].content == "remember the budget\n\nstep 1"
-    assert "remember the budget" in MockLLMBackend.last_prompt.fget(llm) or True
+    # injected texts are for one call only: the last prompt has this step's text, not the first's
+    assert "step 2" in llm.last_prompt and "remember the budget" not in llm.last_prompt
 
 
 def test_pre_prompt_returning_a_changed_context_changes_what_the_backend_gets(drive: Any) -> None:
@@ -682,3 +683,28 @@ def test_no_hook_config_fields_leak_between_runs() -> None:
     loop = composable_loop(MockLLMBackend([as_text("greet", name="A")]), tools=tools, config=config, task="t")
     assert loop.run().stop_reason == "max_steps"
     assert loop.state.config is config
+
+
+def test_a_hook_method_of_the_original_looplet_is_reported_with_its_replacement() -> None:
+    import warnings
+
+    class Gate:
+        def check_permission(self, *args: Any) -> bool:
+            return False
+
+        def post_dispatch(self, *args: Any) -> None:  # a real slot too: still warned
+            return None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        composable_loop(MockLLMBackend([]), hooks=[Gate()], task="t")
+    texts = [str(w.message) for w in caught]
+    assert any("'check_permission'" in t and "pre_dispatch returning Deny" in t for t in texts), texts
+    assert all(w.filename == __file__ for w in caught)
+
+
+def test_loop_hook_is_runtime_checkable_for_a_hook_with_every_method() -> None:
+    from looplet import LoopHook
+
+    assert isinstance(Recorder(), LoopHook)
+    assert not isinstance(object(), LoopHook)

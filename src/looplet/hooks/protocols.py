@@ -18,7 +18,7 @@ others still run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..history import History
@@ -101,6 +101,7 @@ class OnLoopEnd(Protocol):
     def on_loop_end(self, state: DefaultState, log: History, ctx: PromptContext, llm: Any) -> Any: ...
 
 
+@runtime_checkable
 class LoopHook(PreLoop, PrePrompt, PreDispatch, PostDispatch, CheckDone, ShouldStop, OnLoopEnd, Protocol):
     """Every hook method at once: the original looplet's ``LoopHook``, kept for code written against it.
 

@@ -41,14 +41,33 @@ class HookSlots:
             _warn_misspelled(hook, found)
 
 
+#: Methods the original looplet called on hooks and this loop does not, with what replaces them.
+#: A permission gate written as ``check_permission`` would otherwise be skipped without a word.
+RETIRED_METHODS = {
+    "check_permission": "pre_dispatch returning Deny(reason)",
+    "should_compact": "pre_prompt (compact when ctx.overflow is set, editing log)",
+    "build_briefing": "pre_prompt returning text or InjectContext",
+    "build_prompt": "pre_prompt returning a changed PromptContext",
+    "on_event": "post_dispatch (and on_loop_end)",
+    "bind": "your hook's own __init__",
+}
+
+
 def _warn_misspelled(hook: object, found: bool) -> None:
-    """Warn about methods that look like a misspelled hook method (or about a hook with none)."""
+    """Warn about methods that look like a misspelled or retired hook method (or a hook with none)."""
     import difflib
 
     level = _caller_level()
     public = [n for n in dir(hook) if not n.startswith("_") and callable(getattr(hook, n, None))]
     for name in public:
         if name in HOOK_METHODS:
+            continue
+        if name in RETIRED_METHODS:
+            warnings.warn(
+                f"hook {type(hook).__name__} has a method {name!r}, which the original looplet called "
+                f"and this loop does not; use {RETIRED_METHODS[name]} (see docs/migrating.md)",
+                stacklevel=level,
+            )
             continue
         close = difflib.get_close_matches(name, HOOK_METHODS, n=1, cutoff=0.8)
         if close:
