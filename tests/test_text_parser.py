@@ -287,3 +287,209 @@ def test_request_conversation_appends_extra_as_a_user_turn() -> None:
     req = request(extra=("a", "b"))
     assert req.conversation()[-1] == Message("user", "a\n\nb")
     assert request().conversation() == list(request().messages)
+
+
+# -- A1: what counts as a call (issue 6, item 2) ------------------------------------------------
+
+CALL_SHAPES = {
+    "tool alone": ('{"tool": "ping"}', [("ping", {})]),
+    "tool with args": ('{"tool": "greet", "args": {"name": "A"}}', [("greet", {"name": "A"})]),
+    "tool with extra keys": ('{"tool": "greet", "note": "x"}', [("greet", {})]),
+    "tools batch": ('{"tools": [{"tool": "a"}, {"name": "b", "arguments": {}}]}', [("a", {}), ("b", {})]),
+    "array of calls": ('[{"tool": "a", "args": {"x": 1}}]', [("a", {"x": 1})]),
+    "openai function": (
+        '{"function": {"name": "greet", "arguments": "{\\"name\\": \\"A\\"}"}}',
+        [("greet", {"name": "A"})],
+    ),
+    "openai typed function": (
+        '{"type": "function", "id": "c1", "function": {"name": "ping"}}',
+        [("ping", {})],
+    ),
+    "name and arguments": ('{"name": "greet", "arguments": {"name": "A"}}', [("greet", {"name": "A"})]),
+    "name and args": ('{"name": "greet", "args": {"name": "A"}}', [("greet", {"name": "A"})]),
+    "name and parameters": ('{"name": "greet", "parameters": {"name": "A"}}', [("greet", {"name": "A"})]),
+    "anthropic tool_use": (
+        '{"type": "tool_use", "id": "t1", "name": "greet", "input": {"name": "A"}}',
+        [("greet", {"name": "A"})],
+    ),
+    "responses function_call": (
+        '{"type": "function_call", "call_id": "c1", "name": "greet", "arguments": "{}"}',
+        [("greet", {})],
+    ),
+    "tool_name and tool_input": (
+        '{"tool_name": "greet", "tool_input": {"name": "A"}}',
+        [("greet", {"name": "A"})],
+    ),
+    "name, arguments and reasoning": (
+        '{"name": "greet", "arguments": {}, "reasoning": "why", "id": "7"}',
+        [("greet", {})],
+    ),
+}
+
+
+@pytest.mark.parametrize("text, expected", list(CALL_SHAPES.values()), ids=list(CALL_SHAPES))
+def test_unambiguous_call_shapes_are_calls(text: str, expected: list[Any]) -> None:
+    assert names_and_args(parse_tool_calls(text)) == expected
+
+
+RECORDS = {
+    "quoted record": '{"name": "purge_backups", "status": "paused"}',
+    "record in prose": 'The job {"name": "purge_backups", "status": "paused"} is paused.',
+    "name only": '{"name": "purge_backups"}',
+    "list of records": '[{"name": "purge_backups", "id": 1}, {"name": "drop_db", "id": 2}]',
+    "nested record": '{"job": {"name": "purge_backups", "owner": "ops"}}',
+    "user with type": '{"type": "user", "name": "bob", "email": "b@x.io"}',
+    "tool_name without arguments": '{"tool_name": "purge_backups", "status": "ok"}',
+    "function that is a string": '{"function": "main", "lines": 20}',
+    "function with source data": '{"function": {"name": "main", "lines": 20}}',
+}
+
+
+@pytest.mark.parametrize("text", list(RECORDS.values()), ids=list(RECORDS))
+def test_a_record_that_only_names_something_is_data_not_a_call(text: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_tool_calls(text)
+    assert 'no "tool" key' in str(info.value)
+
+
+KEY_SOUP = {
+    "schema quoted": (
+        '{"name": "get_weather", "description": "Weather.", "parameters": {"type": "object"}}'
+    ),
+    "openai tool definition": (
+        '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}'
+    ),
+    "arguments beside unrelated keys": '{"name": "purge", "arguments": {}, "status": "paused"}',
+    "input of a user record": '{"type": "user", "name": "bob", "input": {"x": 1}}',
+    "two argument keys": '{"name": "purge", "args": {}, "input": {}}',
+}
+
+
+@pytest.mark.parametrize("text", list(KEY_SOUP.values()), ids=list(KEY_SOUP))
+def test_a_name_among_unrelated_keys_is_never_a_call(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_tool_calls(text)
+
+
+def test_a_quoted_record_beside_a_call_does_not_run() -> None:
+    text = 'Status: {"name": "purge_backups", "status": "paused"}. {"tool": "resume", "args": {}}'
+    assert names_and_args(parse_tool_calls(text)) == [("resume", {})]
+
+
+# -- A1/A10: no call vanishes (issue 6, item 3) -------------------------------------------------
+
+
+def calls_text(count: int, sep: str = "\n") -> str:
+    return sep.join(json.dumps({"tool": f"t{i}", "args": {"i": i}}) for i in range(count))
+
+
+@pytest.mark.parametrize("count", [65, 100, 1_000])
+def test_every_call_of_a_long_reply_is_read_in_order(count: int) -> None:
+    expected = [(f"t{i}", {"i": i}) for i in range(count)]
+    assert names_and_args(parse_tool_calls(calls_text(count))) == expected
+    prose = "\nthen {x} and [1] and {y}\n"
+    assert names_and_args(parse_tool_calls(calls_text(count, prose))) == expected
+
+
+# flood -> whether the calls around it are read (True) or the reply is a cut-off call (False):
+# an array or object opening that never closes, right before a call, reads as a batch cut off.
+FLOODS = {
+    "prose braces": ("use {x} here " * 5_000, True),
+    "template braces": ("{{name}} " * 5_000, True),
+    "citations": ("see [1] and [2, 3] " * 5_000, True),
+    "markdown links": ("[docs](http://x.io/{id}) " * 5_000, True),
+    "json data": ('{"a": 1} ' * 5_000, True),
+    "json records": ('{"name": "purge", "status": "paused"}, ' * 3_000, True),
+    "open braces": ("{" * 100_000, True),
+    "open brackets": ("[" * 100_000, False),
+    "open quoted braces": ('{"' * 50_000, False),
+    "open arrays of objects": ("[{" * 50_000, False),
+    "deep closed nesting": ("[" * 50_000 + "]" * 50_000, True),
+    "deep closed objects": ('{"a":' * 20_000 + "1" + "}" * 20_000, True),
+    "stray quotes": ('he said " and {x} ' * 5_000, True),
+    "stray apostrophes": ("it's {'k': 'v'} and ['a', " * 3_000, True),
+    "code": ("function f() { return {a: [1, 2]}; }\n" * 3_000, True),
+}
+
+
+@pytest.mark.parametrize("flood, read", list(FLOODS.values()), ids=list(FLOODS))
+def test_a_call_after_a_flood_of_brackets_is_read(flood: str, read: bool) -> None:
+    text = '{"tool": "first", "args": {}}\n' + flood + '\n{"tool": "last", "args": {"n": 1}}'
+    if read:
+        assert names_and_args(parse_tool_calls(text)) == [("first", {}), ("last", {"n": 1})]
+        return
+    with pytest.raises(ParseError, match="cut off") as info:
+        parse_tool_calls(text)
+    assert info.value.attempted
+
+
+def test_a_broken_call_beside_a_good_one_fails_the_whole_reply() -> None:
+    text = '{"tool": "a", "args": {}}\n{"tool": "b", "args": {"x": <<>>}}'
+    with pytest.raises(ParseError, match="invalid") as info:
+        parse_tool_calls(text)
+    assert info.value.attempted
+
+
+def test_a_batch_with_an_item_that_is_not_a_call_fails_the_whole_reply() -> None:
+    for text in ('[{"tool": "a"}, {"name": "b", "status": 1}]', '{"tools": [{"tool": "a"}, 5]}'):
+        with pytest.raises(ParseError, match="not a tool call") as info:
+            parse_tool_calls(text)
+        assert info.value.attempted
+
+
+# -- item 4: did the model try to call a tool? -------------------------------------------------
+
+PLAIN_ANSWERS = {
+    "markdown link": "See [the docs](https://example.com/docs) for details.",
+    "citations": "Paris is the capital [1]. It is large [2, 3].",
+    "checkbox list": "- [ ] buy milk\n- [x] call Bob",
+    "python code": "```python\ndef f(x):\n    return {'a': x, 'b': [1, 2]}\n```",
+    "python f-string": 'print(f"{name} has {len(items)} items")',
+    "js code": "```js\nconst o = {a: 1, b: [2, 3]};\nfunction g() { return o; }\n```",
+    "json data": 'The user is {"name": "Ann", "age": 31, "tags": ["a", "b"]}.',
+    "quoted record": 'It says {"name": "purge_backups", "status": "paused"}.',
+    "json array": "The primes are [2, 3, 5, 7].",
+    "template": "Dear {{customer}}, your order {id} shipped.",
+    "half-open interval": "x is in [0, 1) and y in {1, 2}.",
+    "cut-off data": 'The config is {"retries": 3, "backoff": "expon',
+    "schema": '{"name": "get_weather", "description": "Weather.", "parameters": {"type": "object"}}',
+    "empty": "",
+    "prose": "I think we are done here.",
+}
+
+ATTEMPTS = {
+    "cut-off call": '{"tool": "greet", "args": {"name": "Ali',
+    "cut-off batch": '[{"tool": "a"}, {"tool": "b"',
+    "cut at the first key": '{"too',
+    "bad value": '{"tool": "greet", "args": {"name": <Alice>}}',
+    "missing comma": '{"tool": "greet" "args": {}}',
+    "empty tool name": '{"tool": " ", "args": {}}',
+    "tool name not a string": '{"tool": 5, "args": {}}',
+    "name and arguments, broken": '{"name": "greet", "arguments": {"x": 1,, }}',
+    "name, arguments and a stray key": '{"name": "greet", "arguments": {}, "status": 1}',
+    "function broken": '{"function": {"name": "greet", "arguments": {oops}}}',
+    "tool_name broken": "{'tool_name': 'greet', 'tool_input': {1, 2}}",
+    "batch of non-calls": '{"tools": [{"x": 1}]}',
+    "call in a fence, cut": 'Calling:\n```json\n{"tool": "search", "args": {"q": "cats',
+    "call after a markdown link, broken": 'See [docs](http://x.io). {"tool": "a", "args": {x}}',
+}
+
+
+@pytest.mark.parametrize("text", list(PLAIN_ANSWERS.values()), ids=list(PLAIN_ANSWERS))
+def test_plain_text_with_brackets_is_not_an_attempted_call(text: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_tool_calls(text)
+    assert info.value.attempted is False
+
+
+@pytest.mark.parametrize("text", list(ATTEMPTS.values()), ids=list(ATTEMPTS))
+def test_a_broken_or_cut_off_call_is_an_attempted_call(text: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_tool_calls(text)
+    assert info.value.attempted is True
+
+
+def test_parse_error_is_not_an_attempt_unless_said_so() -> None:
+    assert ParseError("x").attempted is False
+    error = ParseError("x", "raw", attempted=True)
+    assert error.attempted is True and error.raw == "raw"
