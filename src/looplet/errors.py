@@ -50,11 +50,21 @@ class ParseError(LoopError, ValueError):
 
     Attributes:
         raw: the text that failed to parse (possibly long; cut it before showing).
+        attempted: whether the reply looks like an attempt at a tool call that
+            went wrong (JSON cut off or broken around a ``"tool"``, ``"tools"``,
+            ``"tool_name"`` or ``"function"`` key, or a ``"name"`` beside an
+            arguments key; a call shape with an empty or non-string name; a batch
+            with an item that is not a call). False for a plain answer that merely
+            holds brackets: prose, markdown links, ``[1]`` citations, code
+            samples, JSON data that is not a call. The loop uses it to tell an
+            answer given in text (which ends a run that has no done tool) from a
+            broken call (which the model is told about and may retry).
     """
 
-    def __init__(self, message: str, raw: str = "") -> None:
+    def __init__(self, message: str, raw: str = "", *, attempted: bool = False) -> None:
         super().__init__(message)
         self.raw = raw
+        self.attempted = attempted
 
 
 class ToolDefinitionError(LoopError, TypeError):
