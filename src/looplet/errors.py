@@ -6,8 +6,9 @@ slot, every tool and both drivers):
 - ``KeyboardInterrupt`` and ``asyncio.CancelledError`` propagate: they are the
   caller's and the event loop's signals. The run still ends cleanly first
   (``on_loop_end`` hooks run once, stop reason ``cancelled``).
-- Everything else user code raises (``Exception``, ``SystemExit``, a stray
-  ``GeneratorExit``, custom ``BaseException`` subclasses) is contained: from a
+- Everything else user code raises (``Exception``, ``StopIteration``,
+  ``SystemExit``, a stray ``GeneratorExit``, custom ``BaseException``
+  subclasses) is contained: from a
   tool it becomes an ``execution`` error result the model sees; from a hook it
   ends the run with ``hook_error``; from a backend, with ``llm_error``. A tool
   or a hook must not end the host program.
