@@ -353,9 +353,7 @@ def test_a_record_that_only_names_something_is_data_not_a_call(text: str) -> Non
 
 
 KEY_SOUP = {
-    "schema quoted": (
-        '{"name": "get_weather", "description": "Weather.", "parameters": {"type": "object"}}'
-    ),
+    "schema quoted": ('{"name": "get_weather", "description": "Weather.", "parameters": {"type": "object"}}'),
     "openai tool definition": (
         '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}'
     ),
