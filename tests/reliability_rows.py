@@ -1,0 +1,784 @@
+"""Which tests check each row of RELIABILITY.md groups A, B, C, D, I and L.
+
+`scripts/reliability.py` runs exactly these tests and counts the cases they try;
+`tests/test_reliability_map.py` keeps this map honest (every entry is still collected,
+every row is either tested or says why not). An entry is a pytest node id relative to
+the repository root: a file, or ``file::test_function`` (all its parametrizations).
+
+A row with tests and a ``gap`` is tested in part: the gap says what is not, and why.
+A row with no tests must have a gap. Groups E, F, G, H, J and K belong to later issues
+(durable runs, provenance, permissions, the coding agent, skills, injection) and are
+not listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the fault matrix and the tests that check it."""
+
+    id: str
+    checks: str
+    tests: tuple[str, ...] = ()
+    gap: str = ""
+
+    @property
+    def group(self) -> str:
+        return self.id[0]
+
+
+GROUPS: dict[str, str] = {
+    "A": "Bad model output (parse and validation)",
+    "B": "Tool execution faults",
+    "C": "LLM API faults",
+    "D": "Interruption and lifecycle",
+    "I": "Secrets in records, errors, logs and requests",
+    "L": "Recursion, budgets, termination",
+}
+
+# Short names for the files, so the rows below stay readable.
+PARSER = "tests/test_text_parser.py"
+PARSER_PROPS = "tests/test_parser_properties.py"
+VALIDATION = "tests/test_validation.py"
+VALIDATION_PROPS = "tests/test_validation_properties.py"
+BUDGET = "tests/test_budget.py"
+BUDGET_PROPS = "tests/test_budget_properties.py"
+LOOP = "tests/test_loop.py"
+DISPATCH = "tests/test_dispatch.py"
+RECORDS = "tests/test_records.py"
+RESULTS = "tests/test_results.py"
+REGISTRY = "tests/test_registry.py"
+SCHEMA = "tests/test_schema.py"
+HOOKS = "tests/test_hooks.py"
+CONTAINMENT = "tests/test_fault_containment.py"
+INTERRUPTION = "tests/test_interruption.py"
+REDACTION = "tests/test_redaction.py"
+HISTORY = "tests/test_history.py"
+GAPS = "tests/test_reliability_gaps.py"
+RETRY = "tests/backends/test_backend_retry.py"
+ERRORS = "tests/backends/test_backend_errors.py"
+STREAMS = "tests/backends/test_backend_stream_faults.py"
+SETUP = "tests/backends/test_backend_setup.py"
+REPLY_TYPES = "tests/backends/test_backend_reply_types.py"
+COMMANDS = "tests/backends/test_backend_commands.py"
+
+NEEDS_CHECKPOINTS = "needs the checkpoints and intent records of the durable-runs issue"
+
+
+def _in(path: str, *names: str) -> tuple[str, ...]:
+    """Node ids for test functions of one file."""
+    return tuple(f"{path}::{name}" for name in names)
+
+
+ROWS: tuple[Row, ...] = (
+    # -- A. Bad model output --------------------------------------------------------------------
+    Row(
+        "A1",
+        "malformed call JSON parses or is a PARSE step",
+        _in(
+            PARSER,
+            "test_parses_when_the_intent_is_unambiguous",
+            "test_reasoning_and_call_id_are_kept",
+            "test_unreadable_replies_raise_parse_error_with_the_format",
+            "test_non_text_is_a_parse_error",
+            "test_many_false_starts_before_the_call_are_survived",
+            "test_unambiguous_call_shapes_are_calls",
+            "test_a_record_that_only_names_something_is_data_not_a_call",
+            "test_a_name_among_unrelated_keys_is_never_a_call",
+            "test_a_quoted_record_beside_a_call_does_not_run",
+            "test_a_call_after_a_flood_of_brackets_is_read",
+            "test_a_broken_call_beside_a_good_one_fails_the_whole_reply",
+            "test_a_batch_with_an_item_that_is_not_a_call_fails_the_whole_reply",
+            "test_plain_text_with_brackets_is_not_an_attempted_call",
+            "test_a_broken_or_cut_off_call_is_an_attempted_call",
+            "test_parse_error_is_not_an_attempt_unless_said_so",
+        )
+        + (PARSER_PROPS,)
+        + _in(
+            LOOP,
+            "test_malformed_json_is_a_parse_error_step_and_the_loop_goes_on",
+            "test_a_plain_text_answer_with_brackets_is_the_answer_when_there_is_no_done_tool",
+        ),
+        "no atheris fuzzing yet (the nightly 1M-exec target); hypothesis mutations and the seed table run",
+    ),
+    Row(
+        "A2",
+        "non-object args: decoded once or VALIDATION",
+        _in(
+            VALIDATION,
+            "test_arguments_that_are_not_an_object_are_rejected",
+            "test_json_string_is_decoded_once_where_an_object_or_array_is_declared",
+            "test_double_encoded_json_string_is_decoded_only_once",
+            "test_json_string_is_not_decoded_where_a_string_is_declared",
+            "test_unreadable_arguments_from_the_parser_are_a_parse_error_naming_the_signature",
+        )
+        + _in(
+            PARSER,
+            "test_arguments_that_are_not_an_object_are_a_problem_never_a_silent_empty_dict",
+            "test_arguments_that_are_not_an_object_mark_the_call",
+            "test_parse_arguments_accepts_objects_and_empties",
+        )
+        + _in(PARSER_PROPS, "test_double_encoded_arguments_are_decoded_once")
+        + _in(LOOP, "test_final_answer_holds_the_arguments_the_done_tool_received_after_validation"),
+    ),
+    Row(
+        "A3",
+        "unknown tool: hint, never run, run-wide cap",
+        _in(
+            VALIDATION,
+            "test_unknown_tool_suggests_the_closest_and_lists_the_tools",
+            "test_hallucinated_or_empty_tool_name_lists_the_tools_without_a_guess",
+            "test_unknown_tool_with_an_empty_registry_says_none",
+            "test_suggest_handles_no_options_and_far_names",
+            "test_unknown_tool_in_a_run_is_a_validation_step_and_never_runs",
+        )
+        + _in(BUDGET, "test_unknown_tool_names_spend_the_run_wide_budget")
+        + _in(REGISTRY, "test_dispatch_answers_bad_calls_with_an_error_result_and_never_runs_them")
+        + (BUDGET_PROPS,),
+        "a tool registered only in a child registry needs subagents (later issue)",
+    ),
+    Row(
+        "A4",
+        "wrong types rejected or losslessly coerced",
+        _in(
+            VALIDATION,
+            "test_wrong_types_are_rejected_with_path_and_expected_type",
+            "test_integral_float_is_the_only_numeric_coercion",
+            "test_oversized_int_is_an_int",
+            "test_nested_types_are_checked_with_their_path",
+            "test_validate_value_reports_the_first_problem",
+            "test_enum_and_unique_and_tuple_shapes",
+            "test_nan_and_infinity_are_refused_anywhere_in_the_arguments",
+            "test_validate_value_refuses_nan_for_an_any_schema",
+            "test_a_matching_number_reaches_the_tool_as_the_declared_value_and_type",
+            "test_bools_ints_and_floats_are_not_confused_at_any_depth",
+            "test_enum_values_compare_bools_strictly_inside_containers",
+            "test_array_length_messages_say_which_bound",
+        )
+        + _in(
+            VALIDATION_PROPS,
+            "test_every_valid_value_is_accepted_unchanged",
+            "test_wrong_typed_values_never_reach_the_tool",
+        )
+        + _in(
+            SCHEMA,
+            "test_schema_from_type_hints",
+            "test_converted_values_reach_the_tool_as_python_types",
+            "test_optional_enum_is_converted_only_when_present",
+        ),
+    ),
+    Row(
+        "A5",
+        "missing required args: VALIDATION, never run",
+        _in(
+            VALIDATION,
+            "test_missing_required_lists_what_is_missing_and_what_was_given",
+            "test_optional_with_a_default_is_not_missing",
+            "test_none_for_a_required_string_is_rejected_and_empty_string_is_a_string",
+            "test_object_schema_rejects_unknown_keys_and_missing_ones",
+            "test_done_without_answer_or_summary_says_what_it_takes",
+        )
+        + _in(VALIDATION_PROPS, "test_dropping_a_required_argument_never_runs_the_tool"),
+    ),
+    Row(
+        "A6",
+        "extra and reserved args: hint, never bound",
+        _in(
+            VALIDATION,
+            "test_unknown_argument_gets_a_did_you_mean",
+            "test_unknown_argument_without_a_close_match_lists_the_parameters",
+            "test_unknown_argument_for_a_tool_without_parameters",
+            "test_model_cannot_pass_framework_names",
+            "test_model_sent_ctx_never_replaces_the_real_tool_context",
+            "test_non_string_argument_names_are_rejected_not_crashing",
+        )
+        + _in(SCHEMA, "test_ctx_parameter_is_hidden_from_the_schema"),
+    ),
+    Row(
+        "A7",
+        "huge or deep args rejected before running",
+        _in(
+            VALIDATION,
+            "test_deep_arguments_are_rejected_before_running",
+            "test_huge_arguments_are_rejected_by_size",
+            "test_many_keys_and_long_lists_count_toward_the_size_limit",
+            "test_size_and_depth_limits_come_from_the_config",
+        )
+        + _in(
+            PARSER,
+            "test_huge_reply_is_refused_with_a_cut_raw",
+            "test_deeply_nested_reply_raises_parse_error_not_recursion_error",
+        )
+        + _in(RECORDS, "test_pretty_survives_huge_and_deep_and_odd_arguments")
+        + _in(GAPS, "test_a_huge_argument_is_refused_without_copying_it_over_and_over"),
+        "provenance's truncated copy with sha256 arrives with the provenance issue; no atheris "
+        "yet; the memory bound holds for a 10 MB string, but a 1e6-element list peaks near 8x its "
+        "size while its size is measured (reported)",
+    ),
+    Row(
+        "A8",
+        "whitespace passes byte for byte",
+        _in(VALIDATION, "test_strings_pass_through_byte_for_byte")
+        + _in(VALIDATION_PROPS, "test_strings_pass_byte_for_byte_through_the_loop_into_the_tool")
+        + _in(PARSER, "test_valid_json_strings_are_kept_byte_for_byte"),
+    ),
+    Row(
+        "A9",
+        "invalid Unicode never breaks serialisation",
+        _in(VALIDATION_PROPS, "test_lone_surrogates_and_control_characters_never_break_serialisation"),
+        "saving a checkpoint arrives with the durable-runs issue; records' strict JSON is checked",
+    ),
+    Row(
+        "A10",
+        "many calls per turn: order, ids, budget cut",
+        _in(
+            BUDGET,
+            "test_batch_past_the_budget_runs_only_what_fits_and_records_the_rest",
+            "test_free_tools_do_not_spend_the_budget",
+            "test_the_cut_is_a_prefix_everything_after_the_first_call_that_does_not_fit_is_dropped",
+            "test_done_in_a_batch_runs_after_the_other_calls",
+            "test_only_the_first_done_call_of_a_batch_counts",
+            "test_done_that_does_not_fit_the_budget_is_dropped",
+            "test_calls_after_a_stop_in_a_batch_are_dropped",
+            "test_a_hundred_calls_in_one_turn_keep_their_order",
+        )
+        + _in(
+            LOOP,
+            "test_native_tool_calls_keep_their_ids",
+            "test_a_call_id_reused_in_a_later_turn_is_renumbered",
+        )
+        + _in(PARSER, "test_every_call_of_a_long_reply_is_read_in_order")
+        + (BUDGET_PROPS,),
+    ),
+    Row(
+        "A11",
+        "text-only model: nudged k times, then stops",
+        _in(
+            BUDGET,
+            "test_text_only_model_stops_within_both_caps",
+            "test_text_only_replies_do_not_spend_the_tool_step_budget",
+            "test_endless_chatter_stops_at_the_no_tool_call_cap",
+        )
+        + _in(
+            LOOP,
+            "test_text_replies_with_a_done_tool_are_nudged_then_stop",
+            "test_a_tool_call_resets_the_no_tool_call_streak",
+            "test_empty_reply_without_a_done_tool_is_a_no_tool_call_error",
+            "test_a_text_answer_is_kept_in_the_step_and_shown_by_pretty",
+        )
+        + (BUDGET_PROPS,),
+    ),
+    # -- B. Tool execution faults ---------------------------------------------------------------
+    Row(
+        "B1",
+        "tool exception: EXECUTION step, redacted",
+        _in(
+            DISPATCH,
+            "test_tool_exception_is_an_execution_step_with_type_and_message",
+            "test_secrets_in_a_tool_exception_are_redacted_everywhere",
+            "test_long_exception_messages_are_cut",
+            "test_exception_without_a_message_shows_the_type",
+            "test_a_failing_argument_conversion_is_an_execution_error",
+            "test_a_tools_own_timeout_error_is_an_execution_error_not_a_time_limit",
+        )
+        + _in(CONTAINMENT, "test_whatever_a_tool_raises_is_an_execution_error_step_in_both_loops")
+        + _in(REGISTRY, "test_dispatch_turns_what_a_tool_raises_into_an_error_result"),
+    ),
+    Row(
+        "B2",
+        "Ctrl-C and cancel propagate; SystemExit contained",
+        _in(
+            DISPATCH,
+            "test_system_exit_from_a_tool_is_an_execution_error",
+            "test_generator_exit_from_a_tool_is_an_execution_error",
+            "test_generator_exit_or_system_exit_from_an_async_tool_is_an_execution_error",
+            "test_keyboard_interrupt_from_a_tool_propagates_after_cleanup",
+            "test_cancelled_error_from_an_async_tool_propagates",
+        )
+        + _in(CONTAINMENT, "test_whatever_a_tool_raises_is_an_execution_error_step_in_both_loops"),
+    ),
+    Row(
+        "B3",
+        "hanging tool: TIMEOUT, async cancelled, thread orphaned",
+        _in(
+            DISPATCH,
+            "test_sync_tool_past_its_limit_is_orphaned_and_refuses_new_calls_until_it_ends",
+            "test_async_tool_past_its_limit_is_really_cancelled",
+            "test_default_tool_timeout_comes_from_the_config_and_the_tools_own_wins",
+            "test_timed_tool_that_finishes_in_time_returns_normally",
+            "test_the_run_deadline_bounds_a_slow_tool_even_without_a_time_limit",
+            "test_a_timed_out_call_does_not_make_its_batch_siblings_busy",
+            "test_a_later_run_sharing_the_registry_is_warned_not_refused_about_an_orphan",
+        )
+        + _in(
+            REGISTRY,
+            "test_time_limits_threads_cannot_wait_for_are_refused_at_registration",
+            "test_time_limits_in_range_are_kept",
+            "test_the_time_limit_check_is_shared_with_the_config",
+            "test_dispatch_honours_the_tools_time_limit",
+        )
+        + _in(BUDGET, "test_a_default_tool_time_limit_out_of_range_is_refused_when_the_config_is_built"),
+        "subprocess tools (process-group kill) come with the coding agent's bash (group H)",
+    ),
+    Row(
+        "B4",
+        "non-JSON results converted by one rule",
+        (RESULTS,)
+        + _in(
+            RECORDS,
+            "test_to_jsonable_follows_the_documented_rule",
+            "test_circular_and_too_deep_values_are_marked",
+            "test_long_reprs_are_cut",
+            "test_any_result_gives_a_json_step_that_round_trips",
+            "test_error_steps_round_trip_too",
+            "test_step_dicts_stay_lossless_so_records_round_trip",
+            "test_nan_in_usage_or_data_never_breaks_json",
+        )
+        + _in(CONTAINMENT, "test_a_tool_that_ran_is_recorded_whatever_its_value_and_warnings_are"),
+        "the checkpoint save and load of each case arrives with the durable-runs issue",
+    ),
+    Row(
+        "B5",
+        "enormous output: head and tail in the prompt",
+        _in(RECORDS, "test_results_longer_than_the_budget_are_cut_with_a_marker_naming_how_much"),
+        "the spill file under the run directory (0600, sha256) needs the run directory of the "
+        "durable-runs issue",
+    ),
+    Row(
+        "B6",
+        "non-dict results wrapped as {'result': ...}",
+        _in(
+            RECORDS,
+            "test_non_dict_results_are_wrapped",
+            "test_hook_replacement_results_are_normalised_too",
+            "test_pretty_summarises_the_data",
+            "test_pretty_counts_one_item_in_the_singular",
+        ),
+    ),
+    Row(
+        "B7",
+        "args recorded as dispatched; result snapshot",
+        _in(DISPATCH, "test_tool_mutating_its_args_does_not_change_the_recorded_call"),
+    ),
+    Row(
+        "B8",
+        "parallel batch keeps every result in order",
+        _in(
+            DISPATCH,
+            "test_one_failing_or_hanging_call_in_a_parallel_batch_keeps_its_siblings",
+            "test_concurrent_safe_calls_in_one_turn_overlap_and_come_back_in_order",
+            "test_concurrent_async_tools_overlap",
+            "test_tools_not_marked_concurrent_safe_run_one_at_a_time",
+            "test_a_timed_out_call_does_not_make_its_batch_siblings_busy",
+            "test_tools_of_a_concurrent_batch_see_the_callers_context_variables",
+            "test_each_call_of_a_concurrent_batch_has_its_own_scratch",
+        )
+        + _in(HOOKS, "test_pre_dispatch_failure_in_a_concurrent_group_runs_none_of_it"),
+    ),
+    Row(
+        "B9",
+        "exit codes that are not errors",
+        (),
+        "the coder's grep and diff tools come with the coding agent (group H); the core has no "
+        "subprocess tool",
+    ),
+    # -- C. LLM API faults ----------------------------------------------------------------------
+    Row(
+        "C1",
+        "429 waits for the hint; one retry layer",
+        _in(
+            RETRY,
+            "test_rate_limit_waits_for_the_hint_then_succeeds",
+            "test_attempts_equal_one_plus_the_configured_retries",
+            "test_retry_after_in_whole_seconds_is_honoured",
+            "test_retry_after_as_an_http_date_is_honoured",
+            "test_a_hint_over_the_cap_is_cut_to_the_cap",
+            "test_parse_retry_after_reads_ms_seconds_and_dates",
+            "test_parse_retry_after_reads_every_form_and_never_raises",
+        )
+        + _in(SETUP, "test_a_given_client_is_used_with_its_retries_off"),
+    ),
+    Row(
+        "C2",
+        "quota and billing: no retry, kind=quota",
+        _in(
+            ERRORS,
+            "test_quota_and_billing_errors_are_not_retried",
+            "test_an_anthropic_spend_limit_is_read_from_its_error_code",
+        )
+        + _in(RETRY, "test_a_non_retriable_failure_is_raised_at_once"),
+    ),
+    Row(
+        "C3",
+        "5xx: backoff, then typed with status and id",
+        _in(
+            RETRY,
+            "test_server_errors_back_off_exponentially",
+            "test_exhausted_retries_keep_the_status_and_request_id",
+            "test_a_run_stopped_by_server_errors_resumes_from_its_history",
+            "test_backoff_grows_within_its_bounds",
+            "test_a_policy_that_cannot_work_is_a_config_error",
+        )
+        + _in(SETUP, "test_a_response_carries_the_provider_request_id"),
+        "resuming from a checkpoint arrives with the durable-runs issue (resuming from the history "
+        "is tested)",
+    ),
+    Row(
+        "C4",
+        "529 overloaded retried like 503",
+        _in(RETRY, "test_unavailable_and_overloaded_are_retried"),
+    ),
+    Row(
+        "C5",
+        "slow or refused: per-attempt timeout, cancellable",
+        _in(
+            RETRY,
+            "test_slow_headers_time_out_each_attempt_then_retry",
+            "test_a_stalled_stream_times_out_and_is_retried",
+            "test_connection_refused_is_retried_then_typed",
+            "test_cancelling_a_sync_backoff_stops_before_the_next_attempt",
+            "test_cancelling_the_task_during_an_async_backoff_stops_before_the_next_attempt",
+            "test_the_cancel_token_also_cuts_an_async_backoff",
+            "test_a_retry_deadline_bounds_the_whole_call",
+            "test_the_run_deadline_ends_a_retry_wait_it_cannot_outlast",
+            "test_each_attempt_times_out_within_the_time_left",
+            "test_no_call_is_made_after_the_run_deadline",
+            "test_the_retry_state_never_waits_past_the_run_deadline",
+        )
+        + _in(
+            DISPATCH,
+            "test_the_request_carries_the_runs_deadline_for_the_backends_retry_waits",
+            "test_cancelling_the_async_loop_fires_the_token_the_backend_and_tools_hold",
+        ),
+        "cancel latency is a benchmark figure, not a test (tests assert counts and order)",
+    ),
+    Row(
+        "C6",
+        "reset mid-stream: no call from a partial stream",
+        _in(
+            STREAMS,
+            "test_a_dropped_stream_is_retried_and_its_call_runs_once",
+            "test_a_partial_tool_call_is_never_run",
+            "test_a_connection_reset_mid_stream_is_typed_and_retried",
+            "test_a_reset_without_retries_left_is_a_connection_error",
+            "test_a_stream_that_broke_after_text_was_shown_is_not_retried",
+        ),
+    ),
+    Row(
+        "C7",
+        "SSE error event and malformed chunks typed",
+        _in(
+            STREAMS,
+            "test_an_error_event_after_200_is_typed_and_retried",
+            "test_an_error_event_without_retries_left_is_typed",
+            "test_a_malformed_chunk_is_retried_when_nothing_was_shown",
+        ),
+    ),
+    Row(
+        "C8",
+        "context too long: compact once, then overflow",
+        _in(
+            ERRORS,
+            "test_a_context_overflow_compacts_once_then_retries",
+            "test_a_prompt_still_too_long_after_compaction_stops_with_context_overflow",
+            "test_a_502_that_mentions_413_and_too_long_is_a_server_error",
+            "test_a_400_without_the_context_code_is_a_bad_request",
+        )
+        + _in(
+            LOOP,
+            "test_context_length_error_rebuilds_the_prompt_once_then_overflows",
+            "test_context_length_error_is_not_retried_with_the_same_prompt",
+            "test_context_length_error_then_success_goes_on",
+            "test_a_context_length_error_on_the_last_allowed_call_is_reported_as_overflow_not_budget",
+        )
+        + _in(BUDGET, "test_llm_call_cap_counts_overflow_retries"),
+    ),
+    Row(
+        "C9",
+        "401/403: no retry, names the variable, no key",
+        _in(
+            ERRORS,
+            "test_auth_errors_stop_at_once_and_name_the_variable",
+            "test_the_key_never_leaks_into_errors_logs_or_reprs",
+        )
+        + _in(SETUP, "test_repr_shows_model_and_url_never_the_key_or_a_url_password"),
+    ),
+    Row(
+        "C10",
+        "bad 200 bodies: typed, cut calls never run",
+        _in(
+            STREAMS,
+            "test_a_body_that_is_not_json_is_retried_then_typed",
+            "test_a_200_that_is_not_a_reply_is_a_bad_response_that_says_what_came_back",
+            "test_a_web_page_at_the_base_url_is_quoted_masked_and_cut",
+            "test_an_empty_model_reply_is_a_step_without_a_tool_call",
+            "test_a_call_cut_by_the_token_limit_is_never_run",
+            "test_unreadable_tool_arguments_are_a_parse_step",
+        )
+        + (REPLY_TYPES,)
+        + _in(
+            CONTAINMENT, "test_a_backend_reply_of_the_wrong_shape_stops_with_llm_error_saying_what_was_wrong"
+        )
+        + _in(LOOP, "test_backend_returning_the_wrong_type_is_an_llm_error"),
+    ),
+    Row(
+        "C11",
+        "refusal or content filter: stop_reason refused",
+        _in(
+            ERRORS,
+            "test_a_content_filter_stop_is_a_refusal",
+            "test_an_openai_refusal_message_is_a_refusal",
+        )
+        + _in(LOOP, "test_a_refusal_stops_the_run_as_refused"),
+    ),
+    Row(
+        "C12",
+        "missing SDK or env var: one ConfigError",
+        _in(
+            SETUP,
+            "test_importing_looplet_imports_no_sdk",
+            "test_a_missing_sdk_is_one_config_error_naming_the_extra",
+            "test_from_env_with_nothing_set_names_the_variables",
+            "test_from_env_without_a_model_names_the_model_variable",
+            "test_a_malformed_base_url_is_a_config_error_naming_where_it_came_from",
+        )
+        + _in(COMMANDS, "test_doctor_flags_a_configured_provider_without_its_sdk"),
+    ),
+    # -- D. Interruption and lifecycle ----------------------------------------------------------
+    Row(
+        "D1",
+        "Ctrl-C in the model call propagates, nothing recorded",
+        _in(DISPATCH, "test_keyboard_interrupt_from_the_backend_propagates_and_nothing_is_recorded"),
+        "the checkpoint and the provenance 'interrupted' event (a SIGINT in a subprocess) "
+        + NEEDS_CHECKPOINTS,
+    ),
+    Row(
+        "D2",
+        "Ctrl-C in a tool: call marked in flight",
+        (),
+        "the in-flight intent record and the resume policy "
+        + NEEDS_CHECKPOINTS
+        + "; Ctrl-C from a tool propagating is under B2",
+    ),
+    Row(
+        "D3",
+        "break or close: durable before yield, ends once",
+        _in(
+            INTERRUPTION,
+            "test_break_after_every_step_runs_nothing_more_and_ends_once",
+            "test_closing_a_loop_that_never_started_runs_nothing",
+        )
+        + _in(
+            LOOP,
+            "test_close_after_a_step_runs_on_loop_end_once_and_reports_cancelled",
+            "test_break_in_a_for_statement_finishes_the_run_when_the_loop_is_dropped",
+            "test_closing_twice_and_running_after_close_are_harmless",
+            "test_close_after_break_ends_the_run_and_returns_its_result",
+            "test_reading_the_result_after_a_break_ends_the_run_and_gives_its_outcome",
+            "test_close_before_iterating_runs_nothing",
+            "test_with_block_ends_the_run_on_break",
+            "test_async_with_block_ends_the_run_on_break",
+            "test_breaking_on_the_accepted_done_step_still_reports_done",
+        )
+        + _in(DISPATCH, "test_breaking_out_of_the_sync_loop_fires_the_token_a_tool_thread_holds"),
+        "resuming after the break " + NEEDS_CHECKPOINTS,
+    ),
+    Row(
+        "D4",
+        "throw into the loop: cleanup, then propagates",
+        _in(
+            INTERRUPTION,
+            "test_throw_into_the_loop_propagates_after_cleanup",
+            "test_athrow_into_the_async_loop_propagates_after_cleanup",
+        ),
+    ),
+    Row(
+        "D5",
+        "exception in a hook: contained in every slot",
+        _in(
+            HOOKS,
+            "test_a_failing_hook_stops_the_run_with_hook_error_naming_it",
+            "test_pre_dispatch_failure_in_a_concurrent_group_runs_none_of_it",
+            "test_pre_dispatch_failure_after_a_finished_sequential_call_keeps_that_call",
+            "test_on_loop_end_failure_is_reported_and_other_hooks_still_run",
+            "test_hook_error_keeps_steps_done_before_it",
+            "test_async_hook_in_the_sync_loop_is_a_hook_error_that_says_why",
+        )
+        + _in(
+            CONTAINMENT,
+            "test_whatever_a_hook_raises_in_any_slot_is_contained_by_both_loops",
+            "test_ctrl_c_and_cancellation_from_a_hook_propagate_after_cleanup",
+            "test_a_hook_result_with_wrong_typed_fields_stops_the_run_with_hook_error_naming_the_field",
+            "test_allow_with_updated_args_that_are_not_a_dict_is_a_hook_error",
+            "test_a_hook_exception_whose_str_fails_is_still_reported",
+            "test_a_closed_loop_is_not_confused_with_a_hook_raising_generator_exit",
+        )
+        + _in(INTERRUPTION, "test_interrupt_inside_on_loop_end_still_builds_the_result_and_runs_the_others"),
+    ),
+    Row(
+        "D6",
+        "async cancel at every await propagates",
+        _in(INTERRUPTION, "test_cancelling_the_task_at_any_await_point_propagates_and_cleans_up")
+        + _in(
+            DISPATCH,
+            "test_cancelled_error_from_an_async_tool_propagates",
+            "test_cancelling_the_async_loop_fires_the_token_the_backend_and_tools_hold",
+        ),
+        "a consistent checkpoint after the cancel " + NEEDS_CHECKPOINTS,
+    ),
+    Row(
+        "D7",
+        "SIGKILL at any point: last durable step",
+        (),
+        "a CrashRunner killing a subprocess at named points " + NEEDS_CHECKPOINTS,
+    ),
+    Row(
+        "D8",
+        "re-entrancy: 'loop is already running'",
+        _in(
+            HOOKS,
+            "test_hook_advancing_its_own_loop_gets_a_runtime_error",
+            "test_tool_advancing_its_own_loop_is_an_execution_error",
+            "test_async_hook_advancing_its_own_loop_gets_a_runtime_error",
+        ),
+    ),
+    Row(
+        "D9",
+        "D and L tests run in both loops",
+        _in(
+            INTERRUPTION,
+            "test_break_after_every_step_runs_nothing_more_and_ends_once",
+        )
+        + _in(
+            HOOKS,
+            "test_a_failing_hook_stops_the_run_with_hook_error_naming_it",
+            "test_check_done_rejected_forever_still_terminates",
+        )
+        + _in(
+            BUDGET,
+            "test_text_only_model_stops_within_both_caps",
+            "test_llm_call_cap_defaults_to_three_times_max_steps",
+            "test_explicit_llm_call_cap",
+            "test_bad_max_steps_shorthand_fails_when_the_loop_is_built",
+            "test_budget_remaining_counts_down",
+        )
+        + _in(
+            LOOP,
+            "test_max_steps_stop",
+            "test_max_steps_zero_makes_no_llm_call",
+            "test_deadline_stops_the_run",
+        )
+        + _in(GAPS, "test_a_compaction_that_never_shrinks_the_prompt_still_ends_the_run"),
+        "these tests are the ones parametrized over both drivers (checked by test_reliability_map); "
+        "D4 and D6 test each driver's own entry point (throw, athrow, task cancel)",
+    ),
+    # -- I. Secrets -----------------------------------------------------------------------------
+    Row(
+        "I1",
+        "canary secrets masked at every output",
+        (REDACTION, "tests/test_redaction_properties.py", "tests/test_secrets_property.py")
+        + _in(
+            RECORDS,
+            "test_pretty_masks_a_secret_that_a_cut_runs_through",
+            "test_pretty_masks_the_escaped_form_of_a_secret",
+            "test_pretty_masks_known_key_shapes_everywhere",
+            "test_repr_of_every_record_masks_secrets",
+            "test_run_result_masks_error_and_detail_text",
+            "test_a_hooks_exception_is_masked_in_the_run_result",
+        )
+        + _in(HISTORY, "test_redaction_masks_known_shapes_and_secret_env_values")
+        + _in(DISPATCH, "test_secrets_in_a_tool_exception_are_redacted_everywhere")
+        + _in(ERRORS, "test_the_key_never_leaks_into_errors_logs_or_reprs")
+        + _in(SETUP, "test_repr_shows_model_and_url_never_the_key_or_a_url_password")
+        + _in(COMMANDS, "test_doctor_shows_settings_but_never_a_key"),
+        "files (checkpoints, provenance, the run directory) arrive with the durable-runs and "
+        "provenance issues; every output the core has today is checked",
+    ),
+    Row(
+        "I2",
+        "the provider never sees env secret values",
+        ("tests/test_secrets_to_provider.py",)
+        + _in(REDACTION, "test_user_data_shaped_like_a_key_reaches_the_provider_unchanged")
+        + _in("tests/test_redaction_properties.py", "test_no_canary_leaves_a_real_run")
+        + _in("tests/test_secrets_property.py", "test_a_canary_never_shows_at_any_output_boundary"),
+    ),
+    Row(
+        "I3",
+        "bash env/printenv",
+        (),
+        "covered by H5's --clearenv sandbox: the bash tool comes with the coding agent (group H)",
+    ),
+    Row(
+        "I4",
+        "files 0600, directories 0700",
+        (),
+        "the core writes no file; checkpoints and provenance directories come with the "
+        "durable-runs and provenance issues",
+    ),
+    # -- L. Recursion, budgets, termination -----------------------------------------------------
+    Row(
+        "L1",
+        "any model behaviour stops within every cap",
+        (BUDGET_PROPS,)
+        + _in(
+            BUDGET,
+            "test_text_only_model_stops_within_both_caps",
+            "test_llm_call_cap_defaults_to_three_times_max_steps",
+            "test_explicit_llm_call_cap",
+            "test_budget_remaining_counts_down",
+        )
+        + _in(HOOKS, "test_check_done_rejected_forever_still_terminates")
+        + _in(
+            LOOP,
+            "test_max_steps_stop",
+            "test_deadline_stops_the_run",
+            "test_script_exhausted_is_an_llm_error_never_a_cycle",
+        )
+        + _in(DISPATCH, "test_the_run_deadline_bounds_a_slow_tool_even_without_a_time_limit"),
+        "the property draws scripts of behaviours, not a RuleBasedStateMachine; compaction every "
+        "step waits for a built-in compactor",
+    ),
+    Row(
+        "L2",
+        "max_steps 0, negative, float, None, huge",
+        _in(
+            BUDGET,
+            "test_bad_max_steps_is_a_config_error_which_is_a_value_error",
+            "test_bad_max_steps_shorthand_fails_when_the_loop_is_built",
+            "test_huge_max_steps_is_allowed",
+            "test_other_bad_settings_are_config_errors",
+            "test_a_config_mutated_into_nonsense_is_rejected_when_used",
+        )
+        + _in(LOOP, "test_max_steps_zero_makes_no_llm_call"),
+    ),
+    Row(
+        "L3",
+        "token and cost budget checked before a request",
+        (),
+        "looplet has no token or cost budget yet (only max_steps, max_llm_calls and deadline_s); "
+        "the explicit cut of a batch past the step budget is under A10",
+    ),
+    Row("L4", "subagent depth from the host", (), "subagents are a later issue"),
+    Row("L5", "a child loop inherits the parent's gates", (), "subagents are a later issue"),
+    Row("L6", "resume keeps the budget", (), "resuming " + NEEDS_CHECKPOINTS),
+    Row(
+        "L7",
+        "compaction that does not shrink still stops",
+        _in(GAPS, "test_a_compaction_that_never_shrinks_the_prompt_still_ends_the_run")
+        + _in(
+            LOOP,
+            "test_context_length_error_rebuilds_the_prompt_once_then_overflows",
+            "test_context_length_error_is_not_retried_with_the_same_prompt",
+        ),
+        "no built-in compactor yet, so 'size after <= size before' over generated histories "
+        "waits for it; the loop's side (one rebuild per overflow) is tested",
+    ),
+)
+
+
+def rows_of(group: str) -> tuple[Row, ...]:
+    """The rows of one group, in matrix order."""
+    return tuple(row for row in ROWS if row.group == group)
