@@ -114,6 +114,7 @@ ROWS: tuple[Row, ...] = (
             "test_double_encoded_json_string_is_decoded_only_once",
             "test_json_string_is_not_decoded_where_a_string_is_declared",
             "test_unreadable_arguments_from_the_parser_are_a_parse_error_naming_the_signature",
+            "test_a_json_string_decoded_for_an_object_never_brings_nan_or_infinity",
         )
         + _in(
             PARSER,
@@ -422,7 +423,10 @@ ROWS: tuple[Row, ...] = (
             "test_backoff_grows_within_its_bounds",
             "test_a_policy_that_cannot_work_is_a_config_error",
         )
-        + _in(SETUP, "test_a_response_carries_the_provider_request_id"),
+        + _in(SETUP, "test_a_response_carries_the_provider_request_id")
+        + _in(
+            LOOP, "test_llm_exception_stops_with_llm_error_not_budget", "test_typed_llm_error_is_kept_as_is"
+        ),
         "resuming from a checkpoint arrives with the durable-runs issue (resuming from the history "
         "is tested)",
     ),
@@ -522,6 +526,13 @@ ROWS: tuple[Row, ...] = (
         + _in(
             CONTAINMENT, "test_a_backend_reply_of_the_wrong_shape_stops_with_llm_error_saying_what_was_wrong"
         )
+        + _in(
+            CONTAINMENT,
+            "test_a_sync_backend_raising_stop_iteration_ends_both_loops_with_llm_error",
+            "test_an_async_backend_raising_stop_async_iteration_ends_with_llm_error",
+            "test_a_backend_raising_system_exit_does_not_end_the_host",
+            "test_usage_of_the_wrong_type_inside_a_reply_never_reaches_the_totals",
+        )
         + _in(LOOP, "test_backend_returning_the_wrong_type_is_an_llm_error"),
     ),
     Row(
@@ -545,7 +556,8 @@ ROWS: tuple[Row, ...] = (
             "test_from_env_without_a_model_names_the_model_variable",
             "test_a_malformed_base_url_is_a_config_error_naming_where_it_came_from",
         )
-        + _in(COMMANDS, "test_doctor_flags_a_configured_provider_without_its_sdk"),
+        + _in(COMMANDS, "test_doctor_flags_a_configured_provider_without_its_sdk")
+        + _in("tests/test_exported_members.py", "test_import_looplet_pulls_in_no_sdk_and_no_asyncio"),
     ),
     # -- D. Interruption and lifecycle ----------------------------------------------------------
     Row(
@@ -737,7 +749,8 @@ ROWS: tuple[Row, ...] = (
             "test_deadline_stops_the_run",
             "test_script_exhausted_is_an_llm_error_never_a_cycle",
         )
-        + _in(DISPATCH, "test_the_run_deadline_bounds_a_slow_tool_even_without_a_time_limit"),
+        + _in(DISPATCH, "test_the_run_deadline_bounds_a_slow_tool_even_without_a_time_limit")
+        + _in(GAPS, "test_no_compaction_behaviour_makes_the_loop_resend_or_call_past_its_caps"),
         "the property draws scripts of behaviours, not a RuleBasedStateMachine; compaction every "
         "step waits for a built-in compactor",
     ),
@@ -767,7 +780,12 @@ ROWS: tuple[Row, ...] = (
     Row(
         "L7",
         "compaction that does not shrink still stops",
-        _in(GAPS, "test_a_compaction_that_never_shrinks_the_prompt_still_ends_the_run")
+        _in(
+            GAPS,
+            "test_a_compaction_that_never_shrinks_the_prompt_still_ends_the_run",
+            "test_a_compaction_that_fits_lets_the_run_go_on",
+            "test_no_compaction_behaviour_makes_the_loop_resend_or_call_past_its_caps",
+        )
         + _in(
             LOOP,
             "test_context_length_error_rebuilds_the_prompt_once_then_overflows",
