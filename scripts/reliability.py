@@ -268,8 +268,8 @@ def group_section(group: str, module: ModuleType, outcomes: dict[str, Outcome]) 
         )
     partial = [row for row in rows if row.tests and row.gap]
     if partial:
-        lines += ["", "Tested in part:", ""]
-        lines += [f"- **{row.id}**: not yet tested: {row.gap}." for row in partial]
+        lines += ["", "Tested in part; what is not tested yet, and why:", ""]
+        lines += [f"- **{row.id}**: {row.gap}." for row in partial]
     lines += ["", "<details><summary>The tests of each row</summary>", ""]
     for row in rows:
         if row.tests:
@@ -278,17 +278,19 @@ def group_section(group: str, module: ModuleType, outcomes: dict[str, Outcome]) 
     return lines
 
 
-def skipped_note(module: ModuleType, outcomes: dict[str, Outcome]) -> list[str]:
+def failed_and_skipped(module: ModuleType, outcomes: dict[str, Outcome]) -> list[str]:
+    """Name the invocations that failed or were skipped, so no figure above is a mystery."""
     nodeids = set().union(*(invocations_of(row, outcomes) for row in module.ROWS))
+    failed = sorted(n for n in nodeids if outcomes[n].failed)
     skipped = sorted(n for n in nodeids if outcomes[n].skipped and not outcomes[n].failed)
-    if not skipped:
-        return []
-    return [
-        f"**{len(skipped)} test invocations were skipped** in this run and count no case:",
-        "",
-        *[f"- `{nodeid}`" for nodeid in skipped],
-        "",
-    ]
+    lines: list[str] = []
+    if failed:
+        lines += [f"**Failed in this run** ({len(failed)}):", ""]
+        lines += [f"- `{nodeid}`" for nodeid in failed] + [""]
+    if skipped:
+        lines += [f"**Skipped in this run** ({len(skipped)}; they count no case):", ""]
+        lines += [f"- `{nodeid}`" for nodeid in skipped] + [""]
+    return lines
 
 
 def render(
@@ -311,18 +313,21 @@ def render(
         f"Hypothesis profile: `{profile}`. Run on {datetime.date.today().isoformat()}{at}, "
         f"in {seconds:.0f} s.",
         "",
+        "`--profile nightly` runs 10,000 examples per property; `--check` also fails on a skipped",
+        "test or on a map entry that names no test; `--out PATH` writes the page elsewhere.",
+        "",
         "*Cases tried* counts what really ran: the examples hypothesis executed for a property",
         "(invalid ones excluded), one per invocation of any other test (each parametrization",
-        'counts), or the number a test reports with `record_property("cases", n)`. A test that',
-        "checks several rows of a group counts once in the group's total. Which tests check",
-        "which row is kept in `tests/reliability_rows.py`; `tests/test_reliability_map.py` keeps",
-        "that map in step with the suite.",
+        'counts), or the number a test reports with `record_property("cases", n)`. *Failures*',
+        "counts failing test invocations. A test that checks several rows of a group counts once",
+        "in the group's total. Which tests check which row is kept in `tests/reliability_rows.py`;",
+        "`tests/test_reliability_map.py` keeps that map in step with the suite.",
         "",
         "## Summary",
         "",
         *summary_table(module, outcomes),
         "",
-        *skipped_note(module, outcomes),
+        *failed_and_skipped(module, outcomes),
     ]
     for group in module.GROUPS:
         lines += group_section(group, module, outcomes)
