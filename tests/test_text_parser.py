@@ -421,6 +421,18 @@ def test_a_call_after_a_flood_of_brackets_is_read(flood: str, read: bool) -> Non
     assert info.value.attempted
 
 
+def test_a_call_past_the_decode_budget_is_reported_never_dropped() -> None:
+    # a stray quote makes the bracket map read the nesting below as strings; each bracket in
+    # it is then decoded on its own, which a budget bounds
+    def tangled(depth: int) -> str:
+        return '[1, "' + '[{"a":' * depth + '\n{"tool": "x", "args": {}}'
+
+    assert names_and_args(parse_tool_calls(tangled(50))) == [("x", {})]
+    with pytest.raises(ParseError, match="too tangled") as info:
+        parse_tool_calls(tangled(50_000))
+    assert info.value.attempted
+
+
 def test_a_broken_call_beside_a_good_one_fails_the_whole_reply() -> None:
     text = '{"tool": "a", "args": {}}\n{"tool": "b", "args": {"x": <<>>}}'
     with pytest.raises(ParseError, match="invalid") as info:

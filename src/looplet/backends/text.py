@@ -11,6 +11,12 @@ JSON array of calls, trailing commas, single quotes, Python's
 ``True``/``False``/``None``, raw newlines inside strings, bad backslash
 escapes, a BOM or NUL bytes, and arguments double-encoded as a JSON string.
 It never completes JSON that was cut off, and it raises only `ParseError`.
+
+Only unambiguous shapes are calls: ours (``"tool"``, or a ``"tools"`` batch),
+OpenAI's ``{"function": {"name", "arguments"}}`` and a ``"name"`` with one
+arguments key. A quoted record that merely has a ``"name"`` is data. Every
+JSON value in the reply is read, in one pass whose time grows linearly with
+the reply, so no call is lost however many calls or stray brackets there are.
 """
 
 from __future__ import annotations
@@ -142,10 +148,13 @@ _KEY_FLAGS = {
 
 
 class _DecodeFailed(Exception):
-    def __init__(self, message: str, pos: int) -> None:
+    """Strict JSON broke at `pos` (or nested too `deep` for the decoder before `pos`)."""
+
+    def __init__(self, message: str, pos: int, deep: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.pos = pos
+        self.deep = deep
 
 
 def _decode_at(text: str, start: int) -> tuple[Any, int]:
@@ -156,14 +165,15 @@ def _decode_at(text: str, start: int) -> tuple[Any, int]:
     whole text it was given, which from every bracket of a long text adds up).
 
     Raises:
-        _DecodeFailed: not strict JSON; ``pos`` says where it broke.
-        RecursionError: nested too deep for the decoder.
+        _DecodeFailed: not strict JSON, or nested too deep for the decoder.
     """
     size = 256
     while True:
         window = text[start : start + size]
         try:
             value, stop = _decoder.raw_decode(window)
+        except RecursionError:
+            raise _DecodeFailed("nested too deep", start + len(window), deep=True) from None
         except json.JSONDecodeError as exc:
             ran_out = exc.pos >= len(window) - 8 or exc.msg.startswith("Unterminated string")
             if ran_out and start + size < len(text):
@@ -311,9 +321,7 @@ class _Scan:
             try:
                 value, stop = _decode_at(self.text, start)
             except _DecodeFailed as exc:
-                self._failed = (start, exc.pos)
-            except RecursionError:
-                self._failed = (start, end)
+                self._failed = (start, end if exc.deep else exc.pos)
             else:
                 return self._keep(value, start, stop)
         if not flags & _CALL:
@@ -374,9 +382,9 @@ class _Scan:
     def _decodes_to_the_end(self, start: int) -> bool:
         try:
             _decode_at(self.text, start)
-        except RecursionError:
-            return False
         except _DecodeFailed as exc:
+            if exc.deep:
+                return False
             if exc.message.startswith("Unterminated string"):
                 return True
             return _CUT_TOKEN.fullmatch(self.text, exc.pos, max(exc.pos, self._end)) is not None
@@ -391,9 +399,6 @@ class _Scan:
             value, stop = _decode_at(self.text, start)
         except _DecodeFailed as exc:
             self._spend(exc.pos - start + 1, start)
-            return start + 1
-        except RecursionError:
-            self._spend(len(self.text) - start, start)
             return start + 1
         return self._keep(value, start, stop)
 
@@ -441,9 +446,13 @@ def _loads_tolerant(span: str) -> Any:
     except (ValueError, RecursionError) as exc:
         first_error = exc
     import ast
+    import warnings
 
     try:
-        return _literal(ast.parse(span.strip(), mode="eval").body)
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for ``1and``
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(span.strip(), mode="eval")
+        return _literal(tree.body)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
     raise ValueError(str(first_error) or type(first_error).__name__)
