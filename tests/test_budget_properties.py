@@ -135,6 +135,7 @@ def run(mode: str, llm: Any, **kwargs: Any) -> tuple[list[Any], Any, Any]:
         assert state.steps_charged <= cfg.max_steps
         assert state.llm_calls <= cfg.llm_call_cap
 
+    kwargs.setdefault("task", "the task")
     if mode == "sync":
         loop = composable_loop(llm, **kwargs)
         steps = []
