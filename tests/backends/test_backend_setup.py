@@ -263,3 +263,14 @@ def test_a_malformed_base_url_is_a_config_error_naming_where_it_came_from(
                 CLASSES[provider]("m", base_url=url)
             where = "base_url="
         assert where in str(caught.value) and reason in str(caught.value)
+
+
+def test_the_sdk_backends_say_they_call_tools_natively() -> None:
+    # the loop then never tells their models to "reply with JSON only"
+    from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
+    from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+
+    assert all(
+        cls.native_tool_calls is True
+        for cls in (OpenAIBackend, AsyncOpenAIBackend, AnthropicBackend, AsyncAnthropicBackend)
+    )

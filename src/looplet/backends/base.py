@@ -72,6 +72,8 @@ class SDKBackend:
     """Base of `OpenAIBackend`, `AnthropicBackend` and their async twins (not used on its own)."""
 
     provider_name = ""
+    #: tools go to the provider as native tool schemas, so the loop never asks the model for JSON in text
+    native_tool_calls = True
     env_prefix = ""  #: ``OPENAI`` reads OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL
     base_url_use = ""  #: what a base URL without a key is for, said in error messages
     _client: Any

@@ -9,7 +9,10 @@ Three shapes are accepted by the loops:
   as JSON in the text.
 
 A native backend may also answer with text only; the loop then reads tool
-calls from that text the same way.
+calls from that text the same way. A backend whose model calls tools natively
+sets ``native_tool_calls = True`` (the SDK backends do), so a reply without a
+call is answered with "use your tool-calling interface", never with the
+JSON-in-text format.
 """
 
 from __future__ import annotations
