@@ -477,9 +477,40 @@ def masked_repr(record: Any) -> str:
     return f"{type(record).__name__}({parts})"
 
 
+#: How much of a field a record's repr shows: everything a person reads, bounded so a
+#: 10 MB argument costs a repr no more than a few hundred KB of work.
+_REPR_CHARS = 65_536
+_REPR_ITEMS = 1_000
+_REPR_DEPTH = 20
+_REPR_MARGIN = 256  # cut off after masking, so no half secret at a cut is shown
+
+
+def _repr_bounded(value: Any, depth: int = 0) -> Any:
+    """`value` as is when small; past the bounds, a copy cut to them (masked before each cut)."""
+    kind = type(value)
+    if kind is str:
+        if len(value) <= _REPR_CHARS:
+            return value
+        return redact_text(value[:_REPR_CHARS])[: _REPR_CHARS - _REPR_MARGIN] + "…"
+    if depth >= _REPR_DEPTH:
+        return _Shown("…") if isinstance(value, dict | list | tuple) else value
+    if kind is dict:
+        items = list(islice(value.items(), _REPR_ITEMS))
+        out = {k: _repr_bounded(v, depth + 1) for k, v in items}
+        if len(value) > _REPR_ITEMS:
+            out[_Shown("…")] = _Shown(f"{len(value) - _REPR_ITEMS} more")
+        return out
+    if kind is list or kind is tuple:
+        kept = [_repr_bounded(v, depth + 1) for v in islice(value, _REPR_ITEMS)]
+        if len(value) > _REPR_ITEMS:
+            kept.append(_Shown(f"… {len(value) - _REPR_ITEMS} more"))
+        return kept if kind is list else tuple(kept)
+    return value
+
+
 def _masked_field(value: Any) -> str:
     try:
-        text = repr(redact_value(value))
+        text = repr(redact_value(_repr_bounded(value)))
     except Exception:  # a user object whose __repr__ fails
         text = f"<{type(value).__name__}>"
     return redact_text(text)  # objects redact_value leaves alone (exceptions, nested records)

@@ -415,7 +415,7 @@ class BaseToolRegistry:
 
 
 def _size_problem(args: Any, max_chars: int, max_depth: int) -> str | None:
-    depth, size = measure(args, max_depth)
+    depth, size = measure(args, max_depth, max_chars)
     if depth > max_depth:
         return f"arguments nest deeper than {max_depth} levels"
     if size > max_chars:

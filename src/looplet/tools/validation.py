@@ -433,11 +433,13 @@ def nesting_depth(value: Any, limit: int) -> int:
 _SCALARS = (int, float, bool, type(None))
 
 
-def measure(value: Any, depth_limit: int) -> tuple[int, int]:
+def measure(value: Any, depth_limit: int, size_limit: int | None = None) -> tuple[int, int]:
     """(nesting depth, approximate JSON size in characters) of `value`, in one pass.
 
-    Stops early once the depth passes `depth_limit`. Sizes count string
-    lengths plus a few characters per item; close enough for a limit.
+    Stops early once the depth passes `depth_limit` or the size passes
+    `size_limit` (so a huge argument costs no more than what proves it too
+    big). Sizes count string lengths plus a few characters per item; close
+    enough for a limit.
     """
     if type(value) is dict:  # fast path: a flat object of plain values, the usual case
         size = 2
@@ -457,6 +459,8 @@ def measure(value: Any, depth_limit: int) -> tuple[int, int]:
     size = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
+        if size_limit is not None and size > size_limit:
+            break
         item, depth = stack.pop()
         if depth > deepest:
             deepest = depth
@@ -471,7 +475,8 @@ def measure(value: Any, depth_limit: int) -> tuple[int, int]:
                 stack.append((sub, depth + 1))
         elif isinstance(item, list | tuple):
             size += 2 + len(item)
-            stack.extend((v, depth + 1) for v in item)
+            if size_limit is None or size <= size_limit:
+                stack.extend((v, depth + 1) for v in item)
         else:
             size += 8
     return deepest, size
