@@ -654,3 +654,15 @@ def test_nan_in_usage_or_data_never_breaks_json() -> None:
     step = make_step({}, normalize_result({"v": math.nan}))
     text = json.dumps(step.to_dict(), allow_nan=False)  # raises on a bare NaN
     assert json.loads(text)["tool_result"]["data"] == {"v": "NaN"}
+
+
+def test_a_records_repr_stays_bounded_for_a_huge_value_and_never_shows_a_cut_secret(
+    monkeypatch: Any,
+) -> None:
+    secret = "Zq" + "x9" * 40
+    monkeypatch.setenv("HUGE_TEST_API_KEY", secret)
+    big = "a" * (65_536 - 30) + secret + "b" * 10_000_000  # the secret straddles the repr's cut
+    step = Step(1, ToolCall("t", {"x": big, "rows": list(range(100_000))}), ToolResult("t"))
+    text = repr(step)
+    assert len(text) < 100_000 and "more" in text
+    assert secret[:12] not in text  # the half secret at the cut was dropped with the margin

@@ -263,3 +263,16 @@ def test_the_catalog_lists_every_tool_with_its_signature_and_description() -> No
         "      summary: The same as answer (the name looplet 1.x's done tool used).",
     ]
     assert BaseToolRegistry().catalog() == "No tools."
+
+
+def test_the_size_check_of_a_huge_list_stops_at_the_limit() -> None:
+    import tracemalloc
+
+    from looplet.tools.validation import measure
+
+    rows = list(range(1_000_000))
+    tracemalloc.start()
+    depth, size = measure({"rows": rows}, 64, 1_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert size > 1_000 and peak < 100_000  # no per-item copy of a list already too big
