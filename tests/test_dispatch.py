@@ -900,3 +900,10 @@ def test_each_call_of_a_concurrent_batch_has_its_own_scratch(drive: Any) -> None
     reply = batch(("fetch", {"url": "a"}), ("fetch", {"url": "b"}), ("fetch", {"url": "c"}))
     drive(MockLLMBackend([reply, done()]), tools=with_done(tools), hooks=[Stamp()])
     assert seen[:3] == [("a", "a"), ("b", "b"), ("c", "c")]
+
+
+def test_a_cancel_token_shared_by_many_runs_does_not_keep_their_tokens(drive: Any) -> None:
+    token = CancelToken()
+    for _ in range(5):
+        drive(MockLLMBackend([done()]), tools=with_done(BaseToolRegistry()), cancel_token=token)
+    assert token._children == [] and not token.cancelled

@@ -134,9 +134,6 @@ class Engine:
         self.context = context
         self.approver = approver
         self.text_format = text_format
-        # The run's own token: yours (if given) cancels it; the run ending fires it
-        # (for orphaned tool threads), without touching yours.
-        self.cancel_token = cancel_token.child() if cancel_token is not None else CancelToken()
         self.history = history if history is not None else History()
         if task is None:
             task = state.task
@@ -145,6 +142,9 @@ class Engine:
                 "no task: pass task=... to the loop (or a DefaultState(task=...), or a history to continue)"
             )
         _check_fresh(state)
+        # The run's own token: yours (if given) cancels it; the run ending fires it
+        # (for orphaned tool threads), without touching yours.
+        self.cancel_token = cancel_token.child() if cancel_token is not None else CancelToken()
         if not len(self.history):
             self._append(Message("user", render_task(task)))
         state.task = task
@@ -766,6 +766,7 @@ class Engine:
         if failures:
             detail = f"{detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
         self.cancel_token.cancel("the run ended")  # tells orphaned tool threads to give up
+        self.cancel_token.detach()  # your token does not keep ended runs' tokens alive
         self.result = RunResult(
             stop_reason=reason,
             steps=self.state.steps,

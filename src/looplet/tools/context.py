@@ -17,13 +17,14 @@ class CancelToken:
     yours stops the run, while the run ending does not cancel yours.
     """
 
-    __slots__ = ("_event", "reason", "_children", "_lock")
+    __slots__ = ("_event", "reason", "_children", "_lock", "_parent")
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
         self._children: list[CancelToken] = []
         self._lock = threading.Lock()
+        self._parent: CancelToken | None = None
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Fire the token (and every token linked below it); the first reason is kept."""
@@ -42,9 +43,18 @@ class CancelToken:
         with self._lock:
             if not self._event.is_set():
                 self._children.append(token)
+                token._parent = self
                 return token
         token.cancel(self.reason)
         return token
+
+    def detach(self) -> None:
+        """Unlink this token from the one it was made from (`child()`); a no-op otherwise."""
+        parent, self._parent = self._parent, None
+        if parent is not None:
+            with parent._lock:
+                if self in parent._children:
+                    parent._children.remove(self)
 
     @property
     def cancelled(self) -> bool:
