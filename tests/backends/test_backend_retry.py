@@ -38,7 +38,7 @@ from loopback_faults import Canned, anthropic_error, anthropic_message, openai_c
 from looplet import CancelToken, LLMError, Message, composable_loop
 from looplet.backends.faults import Failure, parse_retry_after
 from looplet.backends.protocol import LLMRequest
-from looplet.backends.retry import RetryPolicy, RetryState
+from looplet.backends.retry import DeadlineReached, RetryPolicy, RetryState
 from looplet.errors import ConfigError
 
 DONE = reply(("done", {"answer": "ok"}))
@@ -373,7 +373,7 @@ def test_the_run_deadline_ends_a_retry_wait_it_cannot_outlast(
     thread.join(timeout=4)  # generous: less than the server's 5 s hint
     assert not thread.is_alive(), "the retry wait outlasted the run's deadline"
     (error,) = out
-    assert isinstance(error, LLMError)
+    assert isinstance(error, DeadlineReached)  # an LLMError the loop can tell from a provider's timeout
     assert error.kind == "timeout" and error.status == 429
     assert "the run's deadline is reached before the next attempt could start" in str(error)
     assert "gave up after 1 attempt" in str(error)
@@ -386,7 +386,7 @@ def test_each_attempt_times_out_within_the_time_left(fault_server: Any, provider
     # the answer would come after 3 s; the backend allows 10 s per attempt, the run 0.5 s in all
     fault_server.queue(Canned(delay=3.0, body=_ok_body(provider)), Canned(body=_ok_body(provider)))
     llm = backend(provider, fault_url(provider, fault_server.url), is_async=mode == "async", timeout=10.0)
-    with pytest.raises(LLMError) as caught:
+    with pytest.raises(DeadlineReached) as caught:
         complete(llm, _request(deadline=time.monotonic() + 0.5), is_async=mode == "async")
     assert caught.value.kind == "timeout" and "the run's deadline is reached" in str(caught.value)
     assert fault_server.attempts == 1  # the slow attempt was cut, and no other was started
@@ -395,7 +395,7 @@ def test_each_attempt_times_out_within_the_time_left(fault_server: Any, provider
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_no_call_is_made_after_the_run_deadline(fault_server: Any, provider: str) -> None:
     llm = backend(provider, fault_url(provider, fault_server.url))
-    with pytest.raises(LLMError) as caught:
+    with pytest.raises(DeadlineReached) as caught:
         llm.complete(_request(deadline=time.monotonic() - 1.0))
     assert caught.value.kind == "timeout" and "the run's deadline is reached" in str(caught.value)
     assert fault_server.attempts == 0

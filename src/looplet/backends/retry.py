@@ -42,6 +42,7 @@ from ..tools.context import CancelToken
 from .faults import Failure, parse_retry_after
 
 __all__ = [
+    "DeadlineReached",
     "RetryPolicy",
     "RetryState",
     "call_with_retries",
@@ -110,6 +111,19 @@ class RetryPolicy:
         return self.backoff(retry, rng)
 
 
+class DeadlineReached(LLMError):
+    """A model call given up because the run's deadline came first: kind ``timeout``.
+
+    Raised instead of waiting for an attempt that could not start in time,
+    or of making a call after the deadline. Its own class lets the loop tell
+    "the run is out of time" from a timeout of the provider's; `status` and
+    `request_id` are the last failure's, when there was one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message, kind="timeout", status=status, request_id=request_id, retriable=True)
+
+
 class RetryState:
     """The bookkeeping of one model call's attempts, with no I/O.
 
@@ -137,11 +151,7 @@ class RetryState:
     def start_attempt(self) -> LLMError | None:
         """Count the next attempt; returns the error to raise instead if the run's deadline has passed."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            return LLMError(
-                f"{self.what} was not made: the run's deadline is reached",
-                kind="timeout",
-                retriable=True,
-            )
+            return DeadlineReached(f"{self.what} was not made: the run's deadline is reached")
         self.attempts += 1
         return None
 
@@ -183,16 +193,14 @@ def _gave_up(error: LLMError, attempts: int, why: str) -> LLMError:
     return final
 
 
-def _out_of_time(error: LLMError, attempts: int, delay: float) -> LLMError:
+def _out_of_time(error: LLMError, attempts: int, delay: float) -> DeadlineReached:
     """The error when the run's deadline comes before the next attempt could start."""
     noun = "attempt" if attempts == 1 else "attempts"
-    return LLMError(
+    return DeadlineReached(
         f"{error.args[0] if error.args else error} (gave up after {attempts} {noun}: the run's deadline "
         f"is reached before the next attempt could start, which was due in {delay:.2f}s)",
-        kind="timeout",
         status=error.status,
         request_id=error.request_id,
-        retriable=True,
     )
 
 
