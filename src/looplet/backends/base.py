@@ -245,6 +245,7 @@ class SDKBackend:
         return self._not_a_reply("a body that is not valid JSON", response, retriable=True)
 
     def _not_a_reply(self, what: str, response: Any, *, retriable: bool, hint: str = "") -> LLMError:
+        """The `bad_response` error for `response`, quoting its content type and the start of its body."""
         headers = getattr(response, "headers", None)
         content_type = headers.get("content-type") if headers is not None else None
         request_id = headers.get(self.request_id_header) if headers is not None else None
