@@ -816,3 +816,16 @@ def test_misspelled_hook_warning_from_run_loop_points_at_the_callers_line() -> N
         warnings.simplefilter("always")
         run_loop(MockLLMBackend([done()]), tools=greeting_tools()[0], task="t", hooks=[Typo()])
     assert caught and all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+
+
+def test_a_backend_giving_up_for_the_runs_deadline_stops_the_run_as_deadline(drive: Any) -> None:
+    from looplet.errors import DeadlineReached
+
+    tools, _ = greeting_tools()
+
+    def answer(request: Any) -> Any:
+        raise DeadlineReached("the next attempt could not start before the run's deadline", status=429)
+
+    _, result = drive(FunctionBackend(answer), tools=tools, config=LoopConfig(deadline_s=30))
+    assert result.stop_reason == StopReason.DEADLINE and "deadline came first" in result.detail
+    assert isinstance(result.error, LLMError) and result.error.kind == "timeout"

@@ -23,7 +23,7 @@ from typing import Any
 from .backends.protocol import LLMRequest, LLMResponse
 from .backends.text import FORMAT_HELP, parse_tool_calls
 from .config import LoopConfig
-from .errors import ConfigError, HookError, LLMError, LoopError, ParseError
+from .errors import ConfigError, DeadlineReached, HookError, LLMError, LoopError, ParseError
 from .history import History, Message, render_task, screened
 from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
 from .hooks.slots import HookSlots
@@ -322,6 +322,9 @@ class Engine:
     def _llm_failed(self, exc: LLMError) -> None:
         if self.cancel_token.cancelled:  # e.g. a backend's retry wait was cut short
             self.stop(StopReason.CANCELLED, f"cancelled during the model call: {exc}")
+            return
+        if isinstance(exc, DeadlineReached):  # the run is out of time, not the provider
+            self.stop(StopReason.DEADLINE, f"the run's deadline came first: {exc}", exc)
             return
         reason = _LLM_STOPS.get(exc.kind, StopReason.LLM_ERROR)
         self.stop(reason, f"the model call failed: {exc}", exc)

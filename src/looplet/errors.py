@@ -24,6 +24,7 @@ __all__ = [
     "ParseError",
     "LLMError",
     "ScriptExhaustedError",
+    "DeadlineReached",
     "HookError",
     "ToolDefinitionError",
     "propagates",
@@ -116,6 +117,19 @@ class ScriptExhaustedError(LLMError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="script_exhausted")
+
+
+class DeadlineReached(LLMError):
+    """A model call given up because the run's deadline came first: kind ``timeout``.
+
+    Raised instead of waiting for an attempt that could not start in time, or
+    of making a call after the deadline. Its own class lets the loop report
+    "the run is out of time" (stop reason ``deadline``) rather than a
+    provider's timeout; `status` and `request_id` are the last failure's.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message, kind="timeout", status=status, request_id=request_id, retriable=True)
 
 
 class HookError(LoopError):

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import ConfigError, LLMError
+from ..errors import ConfigError, DeadlineReached, LLMError
 from ..tools.context import CancelToken
 from .faults import Failure, parse_retry_after
 
@@ -109,19 +109,6 @@ class RetryPolicy:
         if hint is not None:
             return min(max(hint, 0.0), self.max_retry_after)
         return self.backoff(retry, rng)
-
-
-class DeadlineReached(LLMError):
-    """A model call given up because the run's deadline came first: kind ``timeout``.
-
-    Raised instead of waiting for an attempt that could not start in time,
-    or of making a call after the deadline. Its own class lets the loop tell
-    "the run is out of time" from a timeout of the provider's; `status` and
-    `request_id` are the last failure's, when there was one.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
-        super().__init__(message, kind="timeout", status=status, request_id=request_id, retriable=True)
 
 
 class RetryState:
