@@ -391,8 +391,14 @@ def reply_with_spans(draw: Any) -> tuple[str, list[tuple[int, int, list[Any]]]]:
     spans: list[tuple[int, int, list[Any]]] = []
     for _ in range(draw(st.integers(1, 3))):
         unit, calls = draw(valid_calls())
-        spans.append((len(text), len(text) + len(unit), calls))
-        text += unit + "\n" + draw(cut_prose) + "\n"
+        # several single calls on their own lines are several units: a cut between them
+        # leaves finished calls, which the parser rightly reads
+        lines = unit.split("\n")
+        pieces = list(zip(lines, ([c] for c in calls), strict=True)) if len(lines) > 1 else [(unit, calls)]
+        for piece, piece_calls in pieces:
+            spans.append((len(text), len(text) + len(piece), piece_calls))
+            text += piece + "\n"
+        text += draw(cut_prose) + "\n"
     return text, spans
 
 

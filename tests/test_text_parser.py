@@ -503,3 +503,11 @@ def test_parse_error_is_not_an_attempt_unless_said_so() -> None:
     assert ParseError("x").attempted is False
     error = ParseError("x", "raw", attempted=True)
     assert error.attempted is True and error.raw == "raw"
+
+
+def test_a_call_cut_off_after_prose_with_a_stray_quote_fails_the_whole_reply() -> None:
+    # found by hypothesis 6.170: the quote made the last bracket look like part of a string
+    text = '{x} [0, 1)\n{"tool": "a", "args": {}}\n{x} "\n{'
+    with pytest.raises(ParseError) as info:
+        parse_tool_calls(text)
+    assert info.value.attempted and "cut off" in str(info.value)

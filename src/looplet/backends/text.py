@@ -101,6 +101,10 @@ def _read_calls(text: str) -> list[ToolCall]:
     scan = _Scan(text)
     scan.run()
     calls = [call for value in scan.values for call in _calls_from(value)]
+    if calls and text.rstrip(" \t\r\n").endswith(("{", "[")):
+        # something was being opened when the reply ended (a stray quote in the prose
+        # before it can hide that from the bracket map): never run part of a reply
+        raise _Unreadable("the reply ends with an opening bracket: the JSON after it is cut off.", True)
     if scan.tangled_at is not None and _CALL_KEY_TEXT.search(text, scan.tangled_at):
         raise _Unreadable(
             f"the reply is too tangled to read past character {scan.tangled_at:,}, "
