@@ -173,7 +173,11 @@ def test_cancelling_the_task_at_any_await_point_propagates_and_cleans_up(ticks: 
     cancelled = asyncio.run(main())
     loop = holder["loop"]
     assert env.ended == 1
-    assert loop.state.steps == yielded, "every recorded step was yielded, and only those"
+    # every yielded step is recorded; a tool that ran but whose step the cancellation cut
+    # off before its yield is recorded too (nothing that happened is lost), and marked
+    assert loop.state.steps[: len(yielded)] == yielded
+    extra = loop.state.steps[len(yielded) :]
+    assert all("unconcluded" in s.metadata for s in extra), extra
     assert loop.result is not None, "the result is built even when cancelled during clean-up"
     if not cancelled:
         assert loop.result.stop_reason == "done"

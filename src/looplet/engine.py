@@ -142,9 +142,10 @@ class Engine:
                 "no task: pass task=... to the loop (or a DefaultState(task=...), or a history to continue)"
             )
         _check_fresh(state)
-        # The run's own token: yours (if given) cancels it; the run ending fires it
-        # (for orphaned tool threads), without touching yours.
-        self.cancel_token = cancel_token.child() if cancel_token is not None else CancelToken()
+        # The run's own token: yours (if given) cancels it once the run starts; the run
+        # ending fires it (for orphaned tool threads) and unlinks it, without touching yours.
+        self.cancel_token = CancelToken()
+        self._your_token = cancel_token
         if not len(self.history):
             self._append(Message("user", render_task(task)))
         state.task = task
@@ -163,7 +164,12 @@ class Engine:
         self._turn_info = _Turn(0, Usage(), 0.0)  # the model call the next steps come from
         self._rewrites: dict[str, dict[str, Any]] = {}
         self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
-        self._orphaned_here: set[str] = set()  # tools with a call of this run still running
+        # (tool, its thread's finished event) for each call of this run that timed out
+        self._orphans: list[tuple[str, Any]] = []
+        self._open: dict[str, ToolCall] = {}  # calls of the current turn not answered yet
+        self._cut: dict[str, str] = {}  # call id -> why the budget left it out
+        self._ran: dict[str, tuple[ToolResult, ToolSpec]] = {}  # ran, not yet recorded
+        self._validated: dict[str, dict[str, Any]] = {}  # args of calls a hook answered
         self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
 
     # -- stopping --------------------------------------------------------------------
@@ -212,6 +218,8 @@ class Engine:
 
     def run(self) -> Flow:
         """The run: pre_loop, then turns until something stops it."""
+        if self._your_token is not None:
+            self._your_token.link(self.cancel_token)
         try:
             if self.hooks.pre_loop:
                 ctx = self._prompt_context()
@@ -258,20 +266,40 @@ class Engine:
         ctx = self._prompt_context()
         ctx.overflow = overflow
         step = ctx.step
+        record = (self.history.revision, len(self.history))
         for hook, fn in self.hooks.pre_prompt:
             out = yield from self._call(hook, "pre_prompt", fn, self.state, self.history, ctx, step)
-            if out is None or isinstance(out, Continue):
-                continue
             if isinstance(out, str):
                 ctx.injected.append(out)
             elif isinstance(out, InjectContext):
-                ctx.injected.append(out.text)
+                ctx.injected.append(_as_str(out.text))
             elif isinstance(out, PromptContext):
                 ctx = out
-            else:
+            elif out is not None and not isinstance(out, Continue):
                 raise _bad_return(hook, "pre_prompt", out, "None, a str, InjectContext or a PromptContext")
+            problem = self._prompt_problem(ctx)
+            if problem:
+                raise HookError(hook, "pre_prompt", TypeError(problem))
+        if ctx.messages is self._view and (self.history.revision, len(self.history)) != record:
+            self._view = ctx.messages = self.history.messages  # a hook edited the record: send it as is
         self.last_ctx = ctx
         return ctx
+
+    def _prompt_problem(self, ctx: PromptContext) -> str | None:
+        """What a pre_prompt hook left unsendable in the prompt context, or None."""
+        if not isinstance(ctx.system, str):
+            return f"left ctx.system as {type(ctx.system).__name__}; it must be a str"
+        if not isinstance(ctx.injected, list):
+            return f"left ctx.injected as {type(ctx.injected).__name__}; it must be a list of str"
+        if ctx.messages is self._view:
+            return None
+        try:
+            bad = next((m for m in ctx.messages if not isinstance(m, Message)), None)
+        except TypeError:
+            return f"left ctx.messages as {type(ctx.messages).__name__}; it must be a list of Message"
+        if bad is not None:
+            return f"put a {type(bad).__name__} in ctx.messages; each must be a Message"
+        return None
 
     def _ask(self, ctx: PromptContext) -> Flow:
         """Call the model. On a context-length error, rebuild the prompt once (``ctx.overflow``
@@ -389,20 +417,36 @@ class Engine:
     # -- dispatching a turn's calls ----------------------------------------------------
 
     def _dispatch_turn(self, response: LLMResponse, calls: list[ToolCall]) -> Flow:
+        """Run the turn's calls group by group; every call is answered, in call order.
+
+        Each call stays open (`_open`) until it is recorded or dropped; whatever
+        is still open when the turn ends (the budget cut it, the run stopped) is
+        answered then, and `finish` answers what an interruption left open.
+        """
         calls = self._ordered(calls)
         self._append(Message("assistant", response.text, tuple(calls)))
+        self._open = {call.call_id: call for call in calls}
         runnable = self._within_budget(calls)
         i = 0
-        while i < len(runnable):
-            if self.stopped or self._cancelled_or_late():
-                self._drop(runnable[i:], f"not run: the run stopped ({self.state.stop_reason})")
-                return
+        while i < len(runnable) and not (self.stopped or self._cancelled_or_late()):
             group = self._group_at(runnable, i)
             i += len(group)
             yield from self._run_group(group)
-            if self.stopped:
-                self._drop(runnable[i:], f"not run: the run stopped ({self.state.stop_reason})")
-                return
+        self._close_turn()
+
+    def _close_turn(self) -> None:
+        """Answer the turn's open calls in call order: a call that ran is recorded
+        (after an interruption its Step is kept though it was never yielded); the
+        others are dropped with the reason they did not run."""
+        stopped = f"not run: the run stopped ({self.state.stop_reason or 'cancelled'})"
+        for call in list(self._open.values()):
+            ran = self._ran.pop(call.call_id, None)
+            if ran is not None:
+                step = self._record(call, ran[0], ran[1], [], history_done=False)
+                step.metadata["unconcluded"] = "the run ended before its hooks ran and it was yielded"
+            else:
+                self._drop([call], self._cut.get(call.call_id, stopped))
+        self._cut.clear()
 
     def _cancelled_or_late(self) -> bool:
         cfg = self.config
@@ -444,7 +488,7 @@ class Engine:
         return spec is not None and spec.done
 
     def _within_budget(self, calls: list[ToolCall]) -> list[ToolCall]:
-        """The calls that fit in the remaining budget; the rest are dropped, and said so."""
+        """The calls that fit in the remaining budget; the rest are cut (answered when the turn ends)."""
         remaining = self.config.max_steps - self.state.steps_charged
         keep: list[ToolCall] = []
         done_seen = False
@@ -452,17 +496,15 @@ class Engine:
             spec = self.tools.get(call.tool)
             if spec is not None and spec.done:
                 if done_seen:
-                    self._drop([call], "not run: only the first done call of a turn counts")
+                    self._cut[call.call_id] = "not run: only the first done call of a turn counts"
                     continue
                 done_seen = True
             if spec is not None and spec.free:
                 keep.append(call)
                 continue
             if remaining <= 0:
-                self._drop(
-                    calls[n:],
-                    f"not run: the step budget (max_steps={self.config.max_steps}) is spent",
-                )
+                why = f"not run: the step budget (max_steps={self.config.max_steps}) is spent"
+                self._cut.update((c.call_id, why) for c in calls[n:])
                 break
             remaining -= 1
             keep.append(call)
@@ -471,8 +513,8 @@ class Engine:
     def _drop(self, calls: list[ToolCall], why: str) -> None:
         """Answer calls that will not run, so the conversation stays well formed."""
         for call in calls:
-            if call in self.dropped:
-                continue
+            if self._open.pop(call.call_id, None) is None:
+                continue  # already answered
             self.dropped.append(call)
             self._append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
 
@@ -513,8 +555,8 @@ class Engine:
                     continue
                 yield from self._conclude(call, results[id(outcome)], outcome.spec, outcome.args)
             else:
-                yield from self._conclude(call, outcome, self.tools.get(call.tool), None)
-        self._drop(group[len(gated) :], why)
+                args = self._validated.pop(call.call_id, None)
+                yield from self._conclude(call, outcome, self.tools.get(call.tool), args)
 
     def _run_prepared(self, prepared: list[PreparedCall]) -> Flow:
         """Run the calls through the driver; results keyed by ``id(prepared call)``.
@@ -527,7 +569,7 @@ class Engine:
         out: dict[int, ToolResult] = {}
         runnable: list[PreparedCall] = []
         for p in prepared:
-            if p.spec.orphans and p.spec.name in self._orphaned_here:
+            if self._live_orphans(p.spec.name):
                 out[id(p)] = busy_result(p)
             else:
                 runnable.append(p)
@@ -543,13 +585,18 @@ class Engine:
             results = [error_result(p.call, ErrorKind.EXECUTION, text) for p in runnable]
         for p, result in zip(runnable, results, strict=True):
             if result.metadata.get("orphaned"):
-                self._orphaned_here.add(p.spec.name)
-            elif p.spec.orphans and p.spec.name not in self._orphaned_here:
+                self._orphans.append((p.spec.name, p.finished))
+            elif p.spec.orphans > self._live_orphans(p.spec.name):
                 result.warnings.append(
                     f"an earlier call of {p.spec.name} (in another run) timed out and may still be running"
                 )
             out[id(p)] = result
+            self._ran[p.call.call_id] = (result, p.spec)
         return out
+
+    def _live_orphans(self, tool: str) -> int:
+        """Calls of `tool` from this run that timed out and whose threads still run."""
+        return sum(1 for name, done in self._orphans if name == tool and not (done is None or done.is_set()))
 
     def _time_limit(self, spec: ToolSpec) -> float | None:
         """The tool's own limit, else the run's default, never past the run's deadline."""
@@ -578,6 +625,7 @@ class Engine:
                 elif isinstance(out, Deny):
                     return call, _denied(call, out, hook)
                 elif isinstance(out, ToolResult):
+                    self._validated[call.call_id] = prepared.args
                     return call, _adopt(out, call, hook)
                 elif out is not None and not isinstance(out, Continue | Allow):
                     raise _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny or a ToolResult")
@@ -635,7 +683,10 @@ class Engine:
         # on this step still reads the true reason.
         yield self._record(call, result, spec, notes, history_done=False)
         if not self.stopped:
-            yield from self._should_stop()
+            try:
+                yield from self._should_stop()
+            except HookError as exc:  # the batch's other calls are still answered
+                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
 
     def _post_dispatch(self, call: ToolCall, result: ToolResult, step: int) -> Flow:
         """Run the post_dispatch hooks: (final result, notes, a hook's stop reason or None)."""
@@ -735,6 +786,8 @@ class Engine:
         if any(llm.values()):
             step.metadata["llm"] = llm
         state.steps.append(step)
+        self._open.pop(call.call_id, None)
+        self._ran.pop(call.call_id, None)
         if not free:
             state.steps_charged += 1
         if not history_done:
@@ -757,6 +810,7 @@ class Engine:
         """End of run: settle the stop reason, run on_loop_end hooks once, build the result."""
         if self.state.stop_reason is None:
             self.stop(StopReason.CANCELLED, "the loop ended before a stop reason was set")
+        self._close_turn()  # an interruption mid-turn leaves no call unanswered
         ctx = self.last_ctx or self._prompt_context()
         failures: list[str] = []
         for hook, fn in self.hooks.on_loop_end:
@@ -884,6 +938,8 @@ def _adopt(result: ToolResult, call: ToolCall, hook: object) -> ToolResult:
         value = getattr(result, name)
         if not isinstance(value, kind) or (name == "duration_ms" and isinstance(value, bool)):
             raise TypeError(f"returned a ToolResult whose {name} is {type(value).__name__} {value!r:.60}")
+    if not 0 <= result.duration_ms < 1e12:  # also refuses NaN and huge ints that would overflow later
+        raise TypeError(f"returned a ToolResult whose duration_ms is {result.duration_ms!r:.60}")
     result.warnings = [_as_str(w) for w in result.warnings]
     result.call_id = call.call_id
     result.data = normalize_result(result.data) if result.ok else to_jsonable(result.data)

@@ -40,13 +40,17 @@ class CancelToken:
     def child(self) -> CancelToken:
         """A new token that fires when this one does (but not the other way round)."""
         token = CancelToken()
+        self.link(token)
+        return token
+
+    def link(self, token: CancelToken) -> None:
+        """Make `token` fire when this one does (at once if this one already has)."""
         with self._lock:
             if not self._event.is_set():
                 self._children.append(token)
                 token._parent = self
-                return token
+                return
         token.cancel(self.reason)
-        return token
 
     def detach(self) -> None:
         """Unlink this token from the one it was made from (`child()`); a no-op otherwise."""

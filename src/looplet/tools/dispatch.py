@@ -141,8 +141,8 @@ def run_sync(prepared: PreparedCall, timeout: float | None) -> ToolResult:
         outcome = _run_coroutine_blocking(prepared, timeout)
     elif timeout is not None:
         return _run_in_thread(prepared, timeout, started)
-    else:
-        outcome = (*_call(prepared), False)
+    else:  # in a copy of the caller's context, as every other path: a tool's ContextVars stay its own
+        outcome = (*contextvars.copy_context().run(_call, prepared), False)
     return _finish(prepared, outcome, timeout, started)
 
 
@@ -214,7 +214,7 @@ _ORPHAN_LOCK = threading.Lock()
 def _run_in_thread(prepared: PreparedCall, timeout: float, started: float) -> ToolResult:
     spec = prepared.spec
     box: dict[str, Any] = {"orphaned": False}
-    finished = threading.Event()
+    finished = prepared.finished = threading.Event()
     ctx = contextvars.copy_context()
 
     def target() -> None:

@@ -85,6 +85,8 @@ class PreparedCall:
     call: ToolCall
     args: dict[str, Any]
     ctx: ToolContext | None = None
+    #: set by a run in a worker thread: fires when that thread ends (an orphan's end)
+    finished: Any = None
 
     def kwargs(self) -> dict[str, Any]:
         # Copies, so a tool that mutates its arguments cannot change the recorded call.

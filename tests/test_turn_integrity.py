@@ -1,8 +1,6 @@
-"""Review findings on the hardened core (issue 6): each test shows a defect still open.
-
-Every test is marked ``xfail(strict=True)`` so CI stays green while the defect
-stands, and turns red (XPASS) the day it is fixed, so the mark is removed.
-"""
+"""A turn's integrity: every call of a turn is answered once and in call order, whatever ends
+it (a failing hook, the budget, a break mid-batch); a tool that ran is always recorded; what
+a hook hands the prompt is checked; a run's token, ContextVars and orphans stay its own."""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ import contextvars
 import gc
 from typing import Any
 
-import pytest
 from doubles import Driver, batch, done
 
 from looplet import (
@@ -76,7 +73,6 @@ class FailingShouldStop:
 # -- 1. a should_stop failure mid-batch loses the rest of the batch -------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="engine._conclude lets should_stop's HookError escape the batch")
 def test_a_should_stop_failure_mid_concurrent_batch_still_records_the_calls_that_ran(drive: Any) -> None:
     tools, greeted = concurrent_greeter()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
@@ -87,7 +83,6 @@ def test_a_should_stop_failure_mid_concurrent_batch_still_records_the_calls_that
     assert unanswered_calls(drive) == []
 
 
-@pytest.mark.xfail(strict=True, reason="engine._conclude lets should_stop's HookError escape the batch")
 def test_a_should_stop_failure_mid_sequential_batch_answers_and_lists_the_calls_not_run(drive: Any) -> None:
     tools, greeted = sequential_greeter()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
@@ -109,7 +104,6 @@ class DictMessages:
         return ctx
 
 
-@pytest.mark.xfail(strict=True, reason="engine._request screens hook messages outside any containment")
 def test_a_pre_prompt_hook_giving_messages_of_the_wrong_type_stops_with_hook_error(drive: Any) -> None:
     tools, _ = sequential_greeter()
     _, result = drive(MockLLMBackend([done()]), tools=tools, hooks=[DictMessages()])
@@ -132,9 +126,6 @@ class ReplaceCompactor:
             log.replace([Message("user", "short task")])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the overflow rebuild reads the messages view taken before the hooks ran"
-)
 def test_a_compaction_by_replacing_the_log_on_overflow_reaches_the_retried_call(drive: Any) -> None:
     sizes: list[int] = []
 
@@ -157,7 +148,6 @@ def test_a_compaction_by_replacing_the_log_on_overflow_reaches_the_retried_call(
 # -- 4. break in the middle of a batch ------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="closing the flow mid-batch leaves the turn's other calls unanswered")
 def test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn(drive: Any) -> None:
     tools, greeted = sequential_greeter()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
@@ -168,7 +158,6 @@ def test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn
     assert unanswered_calls(drive) == [], "every call of the turn is answered in the history"
 
 
-@pytest.mark.xfail(strict=True, reason="closing the flow mid-batch loses the sibling that already ran")
 def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_that_ran(drive: Any) -> None:
     tools, greeted = concurrent_greeter()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
@@ -181,7 +170,6 @@ def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_t
 # -- 5. budget cut: answers in call order ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="_within_budget answers cut calls before the earlier calls have run")
 def test_calls_cut_by_the_step_budget_are_answered_after_the_calls_that_ran(drive: Any) -> None:
     tools, greeted = sequential_greeter()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"}))])
@@ -199,12 +187,8 @@ VAR: contextvars.ContextVar[str] = contextvars.ContextVar("review_var", default=
 
 
 def test_a_tool_setting_a_contextvar_leaves_the_callers_context_unchanged(
-    drive: Any, request: pytest.FixtureRequest
+    drive: Any,
 ) -> None:
-    if drive.mode == "sync":
-        request.node.add_marker(
-            pytest.mark.xfail(strict=True, reason="run_sync calls a single sync tool in the caller's context")
-        )
     tools = BaseToolRegistry()
 
     @tools.tool
@@ -227,7 +211,6 @@ def test_a_tool_setting_a_contextvar_leaves_the_callers_context_unchanged(
 # -- 7. a loop never iterated keeps its token linked under yours ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="Engine.__init__ links the run's token; only finish() unlinks it")
 def test_a_loop_closed_before_it_ran_does_not_stay_linked_to_the_callers_token() -> None:
     tools, _ = sequential_greeter()
     mine = CancelToken()
@@ -243,9 +226,6 @@ def test_a_loop_closed_before_it_ran_does_not_stay_linked_to_the_callers_token()
 # -- 8. orphan accounting across runs ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="_run_prepared keys 'busy' on the tool's orphan count, whichever run owns the orphan"
-)
 def test_a_run_whose_own_orphan_ended_is_not_refused_for_another_runs_orphan() -> None:
     import threading
 
@@ -284,3 +264,36 @@ def test_a_run_whose_own_orphan_ended_is_not_refused_for_another_runs_orphan() -
         run_a.close()
         run_b.close()
         join_workers()
+
+
+def test_a_done_call_answered_by_a_hook_keeps_the_validated_arguments_as_the_final_answer(
+    drive: Any,
+) -> None:
+    from looplet import ToolResult
+
+    tools = BaseToolRegistry()
+    register_done_tool(
+        tools,
+        parameters={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+    )
+
+    class Cached:
+        def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> Any:
+            return ToolResult(call.tool, data={"cached": True})
+
+    _, result = drive(MockLLMBackend(['{"tool": "done", "args": {"n": 4.0}}']), tools=tools, hooks=[Cached()])
+    assert result.stop_reason == "done" and result.final_answer == {"n": 4}
+    assert type(result.final_answer["n"]) is int
+
+
+def test_a_hook_result_with_an_absurd_duration_is_a_hook_error(drive: Any) -> None:
+    from looplet import ToolResult
+
+    tools, _ = sequential_greeter()
+
+    class Slow:
+        def post_dispatch(self, state: Any, log: Any, call: ToolCall, result: Any, step: int) -> Any:
+            return ToolResult(call.tool, data={"x": 1}, duration_ms=10**400)
+
+    steps, result = drive(MockLLMBackend([batch(("greet", {"name": "A"}))]), tools=tools, hooks=[Slow()])
+    assert result.stop_reason == "hook_error" and "duration_ms" in str(result.error)
