@@ -252,6 +252,11 @@ ROWS: tuple[Row, ...] = (
             "test_a_call_id_reused_in_a_later_turn_is_renumbered",
         )
         + _in(PARSER, "test_every_call_of_a_long_reply_is_read_in_order")
+        + _in(
+            "tests/test_turn_integrity.py",
+            "test_calls_cut_by_the_step_budget_are_answered_after_the_calls_that_ran",
+            "test_a_should_stop_failure_mid_sequential_batch_answers_and_lists_the_calls_not_run",
+        )
         + (BUDGET_PROPS,),
     ),
     Row(
@@ -594,6 +599,11 @@ ROWS: tuple[Row, ...] = (
             "test_with_block_ends_the_run_on_break",
             "test_async_with_block_ends_the_run_on_break",
             "test_breaking_on_the_accepted_done_step_still_reports_done",
+        )
+        + _in(
+            "tests/test_turn_integrity.py",
+            "test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn",
+            "test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_that_ran",
         )
         + _in(DISPATCH, "test_breaking_out_of_the_sync_loop_fires_the_token_a_tool_thread_holds"),
         "resuming after the break " + NEEDS_CHECKPOINTS,
