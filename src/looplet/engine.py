@@ -134,7 +134,9 @@ class Engine:
         self.context = context
         self.approver = approver
         self.text_format = text_format
-        self.history = history if history is not None else History()
+        if history is not None:
+            state.history = history
+        self.history = state.history  # the same object, for short access
         if task is None:
             task = state.task
         if task is None and not len(self.history):
@@ -151,16 +153,13 @@ class Engine:
         state.task = task
         state.config = config
         self.result: RunResult | None = None
-        self.error: BaseException | None = None
-        self.detail = ""
-        self.final_answer: dict[str, Any] | None = None
-        self.dropped: list[ToolCall] = []
+        self.error: BaseException | None = None  # the exception behind the stop (not saved)
         self.last_ctx: PromptContext | None = None
         self._view: Any = None  # the history view handed to the last prompt
         self._started = time.monotonic()
-        self._deadline = None if config.deadline_s is None else self._started + config.deadline_s
-        self._no_call_streak = 0
-        self._turns = 0
+        # a continued run's deadline counts the time it already spent
+        deadline_s = config.deadline_s
+        self._deadline = None if deadline_s is None else self._started + deadline_s - state.elapsed_s
         self._turn_info = _Turn(0, Usage(), 0.0)  # the model call the next steps come from
         self._rewrites: dict[str, dict[str, Any]] = {}
         self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
@@ -182,7 +181,7 @@ class Engine:
         """Record why the run stops; the first reason wins."""
         if self.state.stop_reason is None:
             self.state.stop_reason = reason
-            self.detail = redact_text(detail)
+            self.state.detail = redact_text(detail)
             if isinstance(error, LoopError):  # ours to reword: its text must not carry secrets
                 error.args = tuple(redact_text(a) if isinstance(a, str) else a for a in error.args)
             self.error = error
@@ -197,7 +196,7 @@ class Engine:
             self.stop(StopReason.CANCELLED, "the caller closed the loop")
         else:
             self.stop(StopReason.CANCELLED, f"interrupted by {type(exc).__name__}", exc)
-        self.cancel_token.cancel(self.detail or "the run was interrupted")
+        self.cancel_token.cancel(self.state.detail or "the run was interrupted")
 
     def _time_left(self) -> float | None:
         return None if self._deadline is None else self._deadline - time.monotonic()
@@ -249,7 +248,7 @@ class Engine:
         if not calls:
             yield from self._unusable_reply(response, None)
             return
-        self._no_call_streak = 0
+        self.state.no_call_streak = 0
         yield from self._dispatch_turn(response, calls)
 
     def _prompt_context(self) -> PromptContext:
@@ -332,10 +331,10 @@ class Engine:
                 error = LLMError(f"the backend returned {problem}", kind="bad_response")
                 self.stop(StopReason.LLM_ERROR, str(error), error)
                 return None
-            self._turns += 1
+            self.state.turns += 1
             self.state.usage.add(response.usage)
             ms = (time.perf_counter() - started) * 1000
-            self._turn_info = _Turn(self._turns, response.usage, ms, response)
+            self._turn_info = _Turn(self.state.turns, response.usage, ms, response)
             return response
 
     def _may_call_again(self) -> bool:
@@ -391,14 +390,14 @@ class Engine:
         self._append(Message("assistant", text))
         attempted = exc is not None and bool(getattr(exc, "attempted", False))
         if not attempted and self.tools.done_tool is None and text.strip():
-            self.final_answer = {"answer": text}
+            self.state.final_answer = {"answer": text}
             self.stop(StopReason.DONE, "the model answered in text and no done tool is registered")
             return
-        self._no_call_streak += 1
-        if self._no_call_streak > self.config.max_no_tool_calls:
+        self.state.no_call_streak += 1
+        if self.state.no_call_streak > self.config.max_no_tool_calls:
             self.stop(
                 StopReason.NO_TOOL_CALL,
-                f"the model replied without a usable tool call {self._no_call_streak} times in a row",
+                f"the model replied without a usable tool call {self.state.no_call_streak} times in a row",
             )
             return
         how = FORMAT_HELP if self.text_format else "Use your tool-calling interface, not text."
@@ -465,7 +464,7 @@ class Engine:
         seen = self._call_ids
         out: list[ToolCall] = []
         for i, call in enumerate(calls, 1):
-            call_id = call.call_id or f"call_{self._turns}_{i}"
+            call_id = call.call_id or f"call_{self.state.turns}_{i}"
             if call_id in seen:
                 n = 2
                 while f"{call_id}~{n}" in seen:
@@ -515,7 +514,7 @@ class Engine:
         for call in calls:
             if self._open.pop(call.call_id, None) is None:
                 continue  # already answered
-            self.dropped.append(call)
+            self.state.dropped_calls.append(call)
             self._append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
 
     def _group_at(self, calls: list[ToolCall], i: int) -> list[ToolCall]:
@@ -672,7 +671,7 @@ class Engine:
                 result = error_result(call, ErrorKind.BLOCKED, text, retriable=True)
         result, notes, stop_reason = yield from self._post_dispatch(call, result, step)
         if is_done and result.ok and not self.stopped:
-            self.final_answer = dict(args if args is not None else call.args)
+            self.state.final_answer = dict(args if args is not None else call.args)
             self.stop(StopReason.DONE, f"{call.tool} was called and accepted")
         if stop_reason is not None:
             self.stop(
@@ -818,22 +817,23 @@ class Engine:
                 yield from self._call(hook, "on_loop_end", fn, self.state, self.history, ctx, self.llm)
             except HookError as exc:
                 failures.append(str(exc))
-        reason = self.state.stop_reason or StopReason.CANCELLED
-        detail = self.detail
+        state = self.state
+        reason = state.stop_reason or StopReason.CANCELLED
         if failures:
-            detail = f"{detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
+            state.detail = f"{state.detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
+        state.elapsed_s += time.monotonic() - self._started
         self.cancel_token.cancel("the run ended")  # tells orphaned tool threads to give up
         self.cancel_token.detach()  # your token does not keep ended runs' tokens alive
         self.result = RunResult(
             stop_reason=reason,
-            steps=self.state.steps,
-            final_answer=self.final_answer,
-            usage=self.state.usage,
-            llm_calls=self.state.llm_calls,
-            elapsed_s=time.monotonic() - self._started,
+            steps=state.steps,
+            final_answer=state.final_answer,
+            usage=state.usage,
+            llm_calls=state.llm_calls,
+            elapsed_s=state.elapsed_s,
             error=self.error,
-            detail=detail,
-            dropped_calls=self.dropped,
+            detail=state.detail,
+            dropped_calls=state.dropped_calls,
         )
         return self.result
 

@@ -147,6 +147,13 @@ class History:
     def __len__(self) -> int:
         return len(self._messages)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, History):
+            return NotImplemented
+        return self._messages == other._messages
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __iter__(self) -> Iterator[Message]:
         return iter(self._messages)
 
