@@ -117,6 +117,10 @@ class Recorder:
         self.events.append(("check_done", step))
         return self._answer("check_done")
 
+    def after_step(self, state: Any, log: Any, step: Any) -> Any:
+        self.events.append(("after_step", step.number))
+        return self._answer("after_step")
+
     def should_stop(self, state: Any, step: int) -> Any:
         self.events.append(("should_stop", step))
         return self._answer("should_stop")

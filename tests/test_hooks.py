@@ -40,11 +40,13 @@ def test_slots_are_called_in_turn_order(drive: Any) -> None:
         "pre_prompt",
         "pre_dispatch",
         "post_dispatch",
+        "after_step",
         "should_stop",
         "pre_prompt",
         "pre_dispatch",
         "check_done",
         "post_dispatch",
+        "after_step",
         "on_loop_end",
     ]
 
@@ -708,3 +710,35 @@ def test_loop_hook_is_runtime_checkable_for_a_hook_with_every_method() -> None:
 
     assert isinstance(Recorder(), LoopHook)
     assert not isinstance(object(), LoopHook)
+
+
+def test_after_step_sees_each_step_recorded_before_the_caller_does(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    seen: list[tuple[int, bool, bool]] = []
+    yielded: list[int] = []
+
+    class Durable:
+        def after_step(self, state: Any, log: Any, step: Any) -> None:
+            answered = any(m.role == "tool" and m.call_id == step.tool_call.call_id for m in log)
+            in_state = state.steps[-1] is step
+            seen.append((step.number, in_state, answered or step.tool_call.tool == ""))
+            assert step.number not in yielded  # before the consumer gets it
+
+    script = ["thinking aloud", as_text("greet", name="A"), as_text("nope"), done()]
+    steps, result = drive(MockLLMBackend(script), tools=tools, task="t", hooks=[Durable()])
+    yielded.extend(s.number for s in steps)
+    assert seen == [(1, True, True), (2, True, True), (3, True, True), (4, True, True)]
+    assert result.stop_reason == "done"
+
+
+def test_a_failing_after_step_stops_the_run_but_the_step_is_still_yielded(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+
+    class DiskFull:
+        def after_step(self, state: Any, log: Any, step: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    llm = MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B")])
+    steps, result = drive(llm, tools=tools, task="t", hooks=[DiskFull()])
+    assert [s.tool_call.args for s in steps] == [{"name": "A"}] and greeted == ["A"]
+    assert result.stop_reason == "hook_error" and "DiskFull.after_step raised OSError" in str(result.error)

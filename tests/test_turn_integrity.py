@@ -167,6 +167,20 @@ def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_t
     assert unanswered_calls(drive) == []
 
 
+def test_a_step_recorded_after_an_interruption_also_passes_through_after_step(drive: Any) -> None:
+    tools, greeted = concurrent_greeter()
+    durable: list[str] = []
+
+    class Journal:
+        def after_step(self, state: Any, log: Any, step: Any) -> None:
+            durable.append(step.tool_call.args["name"])
+
+    llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
+    steps, result = drive.take(llm, 1, tools=tools, hooks=[Journal()])
+    assert [s.tool_call.args["name"] for s in steps] == ["a"]
+    assert durable == ["a", "b"] and "unconcluded" in result.steps[1].metadata
+
+
 # -- 5. budget cut: answers in call order ----------------------------------------------------------
 
 

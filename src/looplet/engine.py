@@ -411,7 +411,9 @@ class Engine:
         call = ToolCall(tool="", reasoning=text[:2000], call_id="", parse_error=message)
         result = error_result(call, kind, message)
         self._append(Message("user", f"Error ({kind}): {message}"))
-        yield self._record(call, result, None, [], history_done=True, free=True)
+        step = self._record(call, result, None, [], history_done=True, free=True)
+        yield from self._after_step(step)
+        yield step
 
     # -- dispatching a turn's calls ----------------------------------------------------
 
@@ -431,9 +433,9 @@ class Engine:
             group = self._group_at(runnable, i)
             i += len(group)
             yield from self._run_group(group)
-        self._close_turn()
+        yield from self._close_turn()
 
-    def _close_turn(self) -> None:
+    def _close_turn(self) -> Flow:
         """Answer the turn's open calls in call order: a call that ran is recorded
         (after an interruption its Step is kept though it was never yielded); the
         others are dropped with the reason they did not run."""
@@ -443,6 +445,7 @@ class Engine:
             if ran is not None:
                 step = self._record(call, ran[0], ran[1], [], history_done=False)
                 step.metadata["unconcluded"] = "the run ended before its hooks ran and it was yielded"
+                yield from self._after_step(step)  # recorded, so made durable like any step
             else:
                 self._drop([call], self._cut.get(call.call_id, stopped))
         self._cut.clear()
@@ -680,7 +683,9 @@ class Engine:
             )
         # The stop is settled before the step is yielded, so a caller who breaks
         # on this step still reads the true reason.
-        yield self._record(call, result, spec, notes, history_done=False)
+        step_record = self._record(call, result, spec, notes, history_done=False)
+        yield from self._after_step(step_record)
+        yield step_record
         if not self.stopped:
             try:
                 yield from self._should_stop()
@@ -732,6 +737,17 @@ class Engine:
             self.stop(StopReason.HOOK_ERROR, str(bad), bad)
             return f"a check_done hook failed ({bad})"
         return None
+
+    def _after_step(self, step: Step) -> Flow:
+        """The after_step hooks: the step is recorded; one that raises stops the run."""
+        for hook, fn in self.hooks.after_step:
+            try:
+                out = yield from self._call(hook, "after_step", fn, self.state, self.history, step)
+                if out is not None and not isinstance(out, Continue):
+                    raise _bad_return(hook, "after_step", out, "None")
+            except HookError as exc:
+                self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+                return
 
     def _should_stop(self) -> Flow:
         step = len(self.state.steps)
@@ -809,7 +825,7 @@ class Engine:
         """End of run: settle the stop reason, run on_loop_end hooks once, build the result."""
         if self.state.stop_reason is None:
             self.stop(StopReason.CANCELLED, "the loop ended before a stop reason was set")
-        self._close_turn()  # an interruption mid-turn leaves no call unanswered
+        yield from self._close_turn()  # an interruption mid-turn leaves no call unanswered
         ctx = self.last_ctx or self._prompt_context()
         failures: list[str] = []
         for hook, fn in self.hooks.on_loop_end:

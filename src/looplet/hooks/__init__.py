@@ -3,6 +3,7 @@
 from .decisions import Allow, Block, Continue, Deny, InjectContext, Stop
 from .protocols import (
     HOOK_METHODS,
+    AfterStep,
     CheckDone,
     LoopHook,
     OnLoopEnd,
@@ -22,6 +23,7 @@ __all__ = [
     "InjectContext",
     "Stop",
     "HOOK_METHODS",
+    "AfterStep",
     "CheckDone",
     "LoopHook",
     "OnLoopEnd",

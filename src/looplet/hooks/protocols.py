@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..history import History
     from ..prompt import PromptContext
     from ..state import DefaultState
-    from ..types import ToolCall, ToolResult
+    from ..types import Step, ToolCall, ToolResult
 
 __all__ = [
     "PreLoop",
@@ -32,6 +32,7 @@ __all__ = [
     "PreDispatch",
     "PostDispatch",
     "CheckDone",
+    "AfterStep",
     "ShouldStop",
     "OnLoopEnd",
     "LoopHook",
@@ -89,6 +90,17 @@ class CheckDone(Protocol):
     def check_done(self, state: DefaultState, log: History, ctx: PromptContext, step: int) -> Any: ...
 
 
+class AfterStep(Protocol):
+    """Called once for every step, after it is in ``state.steps`` and its answer in the
+    history, and before the loop yields it: the place to make it durable (a checkpoint
+    commits here) or to observe it. Returns None; a hook that raises (or returns
+    anything else) ends the run with ``hook_error`` (the step stays recorded and is
+    still yielded).
+    """
+
+    def after_step(self, state: DefaultState, log: History, step: Step) -> Any: ...
+
+
 class ShouldStop(Protocol):
     """Called after each step. `True` or `Stop(reason)` ends the run."""
 
@@ -102,7 +114,9 @@ class OnLoopEnd(Protocol):
 
 
 @runtime_checkable
-class LoopHook(PreLoop, PrePrompt, PreDispatch, PostDispatch, CheckDone, ShouldStop, OnLoopEnd, Protocol):
+class LoopHook(
+    PreLoop, PrePrompt, PreDispatch, PostDispatch, CheckDone, AfterStep, ShouldStop, OnLoopEnd, Protocol
+):
     """Every hook method at once: the original looplet's ``LoopHook``, kept for code written against it.
 
     A hook needs only the methods it uses (each slot has its own Protocol
@@ -118,6 +132,7 @@ HOOK_METHODS = (
     "pre_dispatch",
     "post_dispatch",
     "check_done",
+    "after_step",
     "should_stop",
     "on_loop_end",
 )

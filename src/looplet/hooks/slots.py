@@ -25,6 +25,7 @@ class HookSlots:
     pre_dispatch: list[Bound]
     post_dispatch: list[Bound]
     check_done: list[Bound]
+    after_step: list[Bound]
     should_stop: list[Bound]
     on_loop_end: list[Bound]
 
