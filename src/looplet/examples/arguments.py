@@ -8,11 +8,14 @@ screenful of usage.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ..backends.env import url_problem
+from ..errors import ConfigError, LoopError
 
-__all__ = ["ExampleParser", "step_budget", "base_url", "model_name"]
+__all__ = ["ExampleParser", "step_budget", "base_url", "model_name", "run_guarded"]
 
 
 class ExampleParser(argparse.ArgumentParser):
@@ -50,3 +53,29 @@ def model_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the model name is empty")
     return text
+
+
+def run_guarded(
+    name: str,
+    make_llm: Callable[[], Any],
+    run: Callable[[Any], int],
+    setup_errors: tuple[type[Exception], ...] = (ConfigError,),
+) -> int:
+    """Build the model, then run; every failure is one line on stderr, never a traceback.
+
+    Returns `run`'s exit code, 2 for a setup or loop error, 130 on Ctrl-C.
+    """
+    try:
+        llm = make_llm()
+    except setup_errors as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        print(f"{name}: or run with --scripted to use a scripted model", file=sys.stderr)
+        return 2
+    try:
+        return run(llm)
+    except LoopError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130

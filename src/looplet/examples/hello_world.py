@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import BaseToolRegistry, ConfigError, LoopError, MockLLMBackend, RunResult, composable_loop
-from looplet.examples.arguments import ExampleParser, base_url, model_name, step_budget
+from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, RunResult, composable_loop
+from looplet.examples.arguments import ExampleParser, base_url, model_name, run_guarded, step_budget
 from looplet.tools import register_done_tool
 
 TASK = {"goal": "Greet Alice and Bob, then finish."}
@@ -89,20 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
     )
     args = parser.parse_args(argv)
-    try:
-        llm = make_llm(args)
-    except (ConfigError, ImportError) as exc:
-        print(f"hello_world: {exc}", file=sys.stderr)
-        print("hello_world: or run with --scripted to use a scripted model", file=sys.stderr)
-        return 2
-    try:
-        return 0 if run_and_report(llm, args.max_steps).ok else 1
-    except LoopError as exc:
-        print(f"hello_world: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hello_world: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(
+        "hello_world",
+        lambda: make_llm(args),
+        lambda llm: 0 if run_and_report(llm, args.max_steps).ok else 1,
+        (ConfigError, ImportError),
+    )
 
 
 if __name__ == "__main__":

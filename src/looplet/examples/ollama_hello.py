@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from looplet import ConfigError, LLMError, LoopError, MockLLMBackend, RunResult
-from looplet.examples.arguments import ExampleParser, base_url, model_name, step_budget
+from looplet import LLMError, MockLLMBackend, RunResult
+from looplet.examples.arguments import ExampleParser, base_url, model_name, run_guarded, step_budget
 from looplet.examples.hello_world import SCRIPT, run_and_report
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
@@ -59,24 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-steps", type=step_budget, default=5, help="step budget, at least 1 (default 5)"
     )
     args = parser.parse_args(argv)
-    try:
-        llm = make_llm(args)
-    except ConfigError as exc:
-        print(f"ollama_hello: {exc}", file=sys.stderr)
-        print("ollama_hello: or run with --scripted to use a scripted model", file=sys.stderr)
-        return 2
-    try:
+
+    def run(llm: Any) -> int:
         result = run_and_report(llm, args.max_steps)
-    except LoopError as exc:
-        print(f"ollama_hello: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ollama_hello: interrupted", file=sys.stderr)
-        return 130
-    advice = hint(result, args.base_url, args.model)
-    if advice:
-        print(f"ollama_hello: {advice}", file=sys.stderr)
-    return 0 if result.ok else 1
+        advice = hint(result, args.base_url, args.model)
+        if advice:
+            print(f"ollama_hello: {advice}", file=sys.stderr)
+        return 0 if result.ok else 1
+
+    return run_guarded("ollama_hello", lambda: make_llm(args), run)
 
 
 if __name__ == "__main__":
