@@ -132,12 +132,14 @@ class Recorder:
         return sum(1 for name, _ in self.events if name == method)
 
 
-def greeting_tools(*, with_done: bool = True) -> tuple[BaseToolRegistry, list[str]]:
+def greeting_tools(
+    *, with_done: bool = True, concurrent_safe: bool = False
+) -> tuple[BaseToolRegistry, list[str]]:
     """A registry with `greet` (records who it greeted) and, by default, `done`."""
     tools = BaseToolRegistry()
     greeted: list[str] = []
 
-    @tools.tool
+    @tools.tool(concurrent_safe=concurrent_safe)
     def greet(name: str) -> dict[str, str]:
         """Greet someone by name."""
         greeted.append(name)

@@ -8,7 +8,7 @@ import contextvars
 import gc
 from typing import Any
 
-from doubles import Driver, batch, done
+from doubles import Driver, batch, done, greeting_tools
 
 from looplet import (
     BaseToolRegistry,
@@ -23,35 +23,6 @@ from looplet import (
     composable_loop,
     register_done_tool,
 )
-
-
-def concurrent_greeter() -> tuple[BaseToolRegistry, list[str]]:
-    """A registry with a concurrent-safe `greet` that records who it greeted, and `done`."""
-    tools = BaseToolRegistry()
-    greeted: list[str] = []
-
-    @tools.tool(concurrent_safe=True)
-    def greet(name: str) -> dict[str, str]:
-        """Greet someone."""
-        greeted.append(name)
-        return {"greeting": f"Hello, {name}!"}
-
-    register_done_tool(tools)
-    return tools, greeted
-
-
-def sequential_greeter() -> tuple[BaseToolRegistry, list[str]]:
-    tools = BaseToolRegistry()
-    greeted: list[str] = []
-
-    @tools.tool
-    def greet(name: str) -> dict[str, str]:
-        """Greet someone."""
-        greeted.append(name)
-        return {"greeting": f"Hello, {name}!"}
-
-    register_done_tool(tools)
-    return tools, greeted
 
 
 def unanswered_calls(driver: Driver) -> list[str]:
@@ -74,7 +45,7 @@ class FailingShouldStop:
 
 
 def test_a_should_stop_failure_mid_concurrent_batch_still_records_the_calls_that_ran(drive: Any) -> None:
-    tools, greeted = concurrent_greeter()
+    tools, greeted = greeting_tools(concurrent_safe=True)
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     steps, result = drive(llm, tools=tools, hooks=[FailingShouldStop()])
     assert result.stop_reason == StopReason.HOOK_ERROR
@@ -84,7 +55,7 @@ def test_a_should_stop_failure_mid_concurrent_batch_still_records_the_calls_that
 
 
 def test_a_should_stop_failure_mid_sequential_batch_answers_and_lists_the_calls_not_run(drive: Any) -> None:
-    tools, greeted = sequential_greeter()
+    tools, greeted = greeting_tools()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     _, result = drive(llm, tools=tools, hooks=[FailingShouldStop()])
     assert result.stop_reason == StopReason.HOOK_ERROR
@@ -105,7 +76,7 @@ class DictMessages:
 
 
 def test_a_pre_prompt_hook_giving_messages_of_the_wrong_type_stops_with_hook_error(drive: Any) -> None:
-    tools, _ = sequential_greeter()
+    tools, _ = greeting_tools()
     _, result = drive(MockLLMBackend([done()]), tools=tools, hooks=[DictMessages()])
     assert result.stop_reason == StopReason.HOOK_ERROR
     assert "messages" in (result.detail or "")
@@ -149,7 +120,7 @@ def test_a_compaction_by_replacing_the_log_on_overflow_reaches_the_retried_call(
 
 
 def test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn(drive: Any) -> None:
-    tools, greeted = sequential_greeter()
+    tools, greeted = greeting_tools()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     steps, result = drive.take(llm, 1, tools=tools)
     assert len(steps) == 1 and greeted == ["a"]
@@ -159,7 +130,7 @@ def test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn
 
 
 def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_that_ran(drive: Any) -> None:
-    tools, greeted = concurrent_greeter()
+    tools, greeted = greeting_tools(concurrent_safe=True)
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     steps, result = drive.take(llm, 1, tools=tools)
     assert sorted(greeted) == ["a", "b"]
@@ -168,7 +139,7 @@ def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_t
 
 
 def test_a_step_recorded_after_an_interruption_also_passes_through_after_step(drive: Any) -> None:
-    tools, greeted = concurrent_greeter()
+    tools, greeted = greeting_tools(concurrent_safe=True)
     durable: list[str] = []
 
     class Journal:
@@ -185,7 +156,7 @@ def test_a_step_recorded_after_an_interruption_also_passes_through_after_step(dr
 
 
 def test_calls_cut_by_the_step_budget_are_answered_after_the_calls_that_ran(drive: Any) -> None:
-    tools, greeted = sequential_greeter()
+    tools, greeted = greeting_tools()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"}))])
     _, result = drive(llm, tools=tools, max_steps=1)
     assert greeted == ["a"] and [c.args["name"] for c in result.dropped_calls] == ["b"]
@@ -226,7 +197,7 @@ def test_a_tool_setting_a_contextvar_leaves_the_callers_context_unchanged(
 
 
 def test_a_loop_closed_before_it_ran_does_not_stay_linked_to_the_callers_token() -> None:
-    tools, _ = sequential_greeter()
+    tools, _ = greeting_tools()
     mine = CancelToken()
     loop = composable_loop(MockLLMBackend([done()]), task="t", tools=tools, cancel_token=mine)
     run_token = loop.engine.cancel_token
@@ -303,7 +274,7 @@ def test_a_done_call_answered_by_a_hook_keeps_the_validated_arguments_as_the_fin
 def test_a_hook_result_with_an_absurd_duration_is_a_hook_error(drive: Any) -> None:
     from looplet import ToolResult
 
-    tools, _ = sequential_greeter()
+    tools, _ = greeting_tools()
 
     class Slow:
         def post_dispatch(self, state: Any, log: Any, call: ToolCall, result: Any, step: int) -> Any:
