@@ -149,7 +149,7 @@ class Engine:
         self.cancel_token = CancelToken()
         self._your_token = cancel_token
         if not len(self.history):
-            self._append(Message("user", render_task(task)))
+            self.history.append(Message("user", render_task(task)))
         state.task = task
         state.config = config
         self.result: RunResult | None = None
@@ -322,7 +322,7 @@ class Engine:
                 return None
             except Exception as exc:
                 cause = _original(exc)
-                wrapped = LLMError(f"{type(cause).__name__}: {_text(cause)}", kind="unknown")
+                wrapped = LLMError(f"{type(cause).__name__}: {_as_str(cause)}", kind="unknown")
                 wrapped.__cause__ = cause
                 self._llm_failed(wrapped)
                 return None
@@ -374,9 +374,6 @@ class Engine:
             deadline=self._deadline,
         )
 
-    def _append(self, message: Message) -> None:
-        self.history.append(message)  # History masks secret env values as it records
-
     # -- replies without a usable call --------------------------------------------------
 
     def _unusable_reply(self, response: LLMResponse, exc: ParseError | None) -> Flow:
@@ -387,7 +384,7 @@ class Engine:
         replies in a row stop the run.
         """
         text = response.text
-        self._append(Message("assistant", text))
+        self.history.append(Message("assistant", text))
         attempted = exc is not None and bool(getattr(exc, "attempted", False))
         if not attempted and self.tools.done_tool is None and text.strip():
             self.state.final_answer = {"answer": text}
@@ -410,7 +407,7 @@ class Engine:
             message = f"Your reply had no tool call. Call one of the tools.{finish} {how}"
         call = ToolCall(tool="", reasoning=text[:2000], call_id="", parse_error=message)
         result = error_result(call, kind, message)
-        self._append(Message("user", f"Error ({kind}): {message}"))
+        self.history.append(Message("user", f"Error ({kind}): {message}"))
         step = self._record(call, result, None, [], history_done=True, free=True)
         yield from self._after_step(step)
         yield step
@@ -425,7 +422,7 @@ class Engine:
         answered then, and `finish` answers what an interruption left open.
         """
         calls = self._ordered(calls)
-        self._append(Message("assistant", response.text, tuple(calls)))
+        self.history.append(Message("assistant", response.text, tuple(calls)))
         self._open = {call.call_id: call for call in calls}
         runnable = self._within_budget(calls)
         i = 0
@@ -518,7 +515,7 @@ class Engine:
             if self._open.pop(call.call_id, None) is None:
                 continue  # already answered
             self.state.dropped_calls.append(call)
-            self._append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
+            self.history.append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
 
     def _group_at(self, calls: list[ToolCall], i: int) -> list[ToolCall]:
         """A run of consecutive concurrent-safe calls, or the single call at `i`."""
@@ -583,7 +580,7 @@ class Engine:
                 raise TypeError(f"the driver returned {type(results).__name__} for {len(runnable)} calls")
         except Exception as exc:
             cause = _original(exc)
-            text = f"the call could not be completed ({type(cause).__name__}: {_text(cause)})"
+            text = f"the call could not be completed ({type(cause).__name__}: {_as_str(cause)})"
             results = [error_result(p.call, ErrorKind.EXECUTION, text) for p in runnable]
         for p, result in zip(runnable, results, strict=True):
             if result.metadata.get("orphaned"):
@@ -807,7 +804,7 @@ class Engine:
             state.steps_charged += 1
         if not history_done:
             content = render_result(result, notes, self.config.max_result_chars)
-            self._append(
+            self.history.append(
                 Message("tool", content, call_id=call.call_id, name=call.tool, error=bool(result.error))
             )
         return step
@@ -874,22 +871,14 @@ def _check_fresh(state: DefaultState) -> None:
         )
 
 
-def _text(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return "<unprintable message>"
-
-
 def _as_str(value: object) -> str:
-    return value if isinstance(value, str) else _text_of_value(value)
-
-
-def _text_of_value(value: object) -> str:
+    """`value` as text for a message, whatever its ``__str__`` does."""
+    if isinstance(value, str):
+        return value
     try:
         return str(value)
     except Exception:
-        return f"<{type(value).__name__}>"
+        return f"<{type(value).__name__} with an unprintable message>"
 
 
 def _checked_args(value: object) -> dict[str, Any]:
