@@ -234,7 +234,7 @@ def test_a_canary_never_shows_at_any_output_boundary(
             assert form not in text, f"{place}/{how}: the canary leaked into {sink}: {text[:300]!r}"
 
 
-def test_the_property_reaches_every_place_and_encoding() -> None:
+def test_every_place_of_the_property_carries_the_canary_into_the_run() -> None:
     # the strategy above samples from these; make sure each place really carries the canary
     # into the run (a place that never reached a sink would make the property vacuous)
     seen: dict[str, bool] = {}
