@@ -27,6 +27,9 @@ __all__ = [
     "DeadlineReached",
     "HookError",
     "ToolDefinitionError",
+    "DecisionError",
+    "CheckpointError",
+    "CheckpointLocked",
     "propagates",
 ]
 
@@ -67,6 +70,29 @@ class ParseError(LoopError, ValueError):
         super().__init__(message)
         self.raw = raw
         self.attempted = attempted
+
+
+class DecisionError(LoopError, ValueError):
+    """An approval decision that cannot be applied: an unknown call id, changed
+    arguments, or edited arguments that do not validate."""
+
+
+class CheckpointError(LoopError):
+    """A saved run cannot be read or written: corrupt, truncated, foreign, or from a newer looplet.
+
+    Attributes:
+        path: the file (or the store's name for the run) that was refused.
+        reason: what was wrong with it, in words.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CheckpointLocked(CheckpointError):
+    """Another process is continuing this run (it holds the run's lock)."""
 
 
 class ToolDefinitionError(LoopError, TypeError):

@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, DecisionError
 from .history import History
-from .types import Step, ToolCall, Usage
+from .types import Intent, PendingCall, Step, ToolCall, Usage, args_hash
 
 if TYPE_CHECKING:
     from .config import LoopConfig
 
-__all__ = ["DefaultState", "SCHEMA_VERSION"]
+__all__ = ["DefaultState", "SCHEMA_VERSION", "apply_journal"]
 
 #: The version of `DefaultState.to_dict`'s format; `from_dict` refuses a newer one.
 SCHEMA_VERSION = 1
@@ -51,6 +51,12 @@ class DefaultState:
         detail: a sentence saying why the run stopped.
         dropped_calls: calls the model asked for that were never run.
         elapsed_s: wall time the run has already spent (in earlier sessions too).
+        pending: calls paused by a hook's ``Ask``, waiting for `approve` / `reject`.
+        in_flight: calls whose tool started and that have no step yet, by call id
+            (the intent journal; see `looplet.types.Intent`).
+        parent_run_id: for a fork, the run it was forked from.
+        forked_at: for a fork, the step of the parent it was forked before.
+        fingerprint: hashes of the tools and settings the run last ran with.
     """
 
     task: Any = None
@@ -71,6 +77,11 @@ class DefaultState:
     detail: str = ""
     dropped_calls: list[ToolCall] = field(default_factory=list)
     elapsed_s: float = 0.0
+    pending: list[PendingCall] = field(default_factory=list)
+    in_flight: dict[str, Intent] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    forked_at: int | None = None
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
     @property
     def last_error(self) -> str | None:
@@ -96,6 +107,130 @@ class DefaultState:
     @property
     def step_count(self) -> int:
         return len(self.steps)
+
+    @property
+    def open_calls(self) -> list[ToolCall]:
+        """Calls of the last model turn with no answer in the history yet.
+
+        A continued run settles these (runs, resumes or answers them) before it
+        calls the model again; calls paused for approval are among them.
+        """
+        for i in range(len(self.history) - 1, -1, -1):
+            message = self.history[i]
+            if message.role == "assistant":
+                if not message.tool_calls:
+                    return []
+                answered = {m.call_id for m in list(self.history)[i + 1 :] if m.role == "tool"}
+                return [c for c in message.tool_calls if c.call_id not in answered]
+        return []
+
+    # -- approval --------------------------------------------------------------------
+
+    def approve(
+        self, call_id: str, args: dict[str, Any] | None = None, *, args_hash: str | None = None
+    ) -> None:
+        """Approve the paused call `call_id`; passing the state back to the loop runs it, once.
+
+        Args:
+            call_id: the `PendingCall.call_id`.
+            args: edited arguments to run with instead (validated again when the
+                run continues; the edit is recorded on the step).
+            args_hash: the hash the person approving saw; if the call's arguments
+                no longer match it, the decision is refused.
+
+        Raises:
+            DecisionError: no paused call has this id, or its arguments changed.
+        """
+        pending = self._pending_call(call_id, args_hash)
+        if args is not None and not isinstance(args, dict):
+            raise DecisionError(
+                f"approve({call_id!r}, args=...) needs a dict of arguments, got {type(args).__name__}"
+            )
+        pending.decision = "approved"
+        pending.approved_args = None if args is None else dict(args)
+        pending.note = ""
+
+    def reject(
+        self, call_id: str, reason: str = "rejected by a human", *, args_hash: str | None = None
+    ) -> None:
+        """Reject the paused call `call_id`: it never runs; the model is told it was denied, and why.
+
+        Raises:
+            DecisionError: no paused call has this id, or its arguments changed.
+        """
+        pending = self._pending_call(call_id, args_hash)
+        pending.decision = "rejected"
+        pending.approved_args = None
+        pending.note = str(reason)
+
+    def _pending_call(self, call_id: str, expected_hash: str | None) -> PendingCall:
+        for pending in self.pending:
+            if pending.call_id == call_id:
+                break
+        else:
+            waiting = ", ".join(p.call_id for p in self.pending) or "none"
+            raise DecisionError(f"no call {call_id!r} is waiting for a decision (waiting: {waiting})")
+        if pending.args_hash != args_hash(pending.args):
+            raise DecisionError(f"the arguments of call {call_id!r} were changed after it was paused")
+        if expected_hash is not None and expected_hash != pending.args_hash:
+            raise DecisionError(
+                f"call {call_id!r} now has arguments {pending.args_hash}, "
+                f"not the {expected_hash} you decided on"
+            )
+        return pending
+
+    # -- fork ------------------------------------------------------------------------
+
+    def fork(self, at_step: int) -> Any:
+        """A new run that starts just before the model turn that produced step `at_step`.
+
+        The fork keeps the history and the steps before that turn (and the
+        counters and usage that go with them), gets a new run id, and records
+        `parent_run_id` and `forked_at`. Continue it with a changed prompt,
+        hook or model and compare its steps with this run's.
+
+        Raises:
+            ConfigError: there is no step `at_step`, or the history no longer
+                holds the turn that produced it (compaction removed it).
+        """
+        if not isinstance(at_step, int) or not 1 <= at_step <= len(self.steps):
+            raise ConfigError(f"fork(at_step={at_step!r}): this run has steps 1..{len(self.steps)}")
+        step = self.steps[at_step - 1]
+        turn = step.turn
+        kept = [s for s in self.steps if s.turn < turn and s.number < at_step]
+        cut = _turn_start(self.history, self.steps, step)
+        if cut is None:
+            raise ConfigError(
+                f"fork(at_step={at_step}): the history no longer holds the model turn of step {at_step} "
+                "(was it compacted?)"
+            )
+        usage = Usage()
+        seen: set[int] = set()
+        for s in kept:
+            if s.turn not in seen:
+                seen.add(s.turn)
+                usage.add(s.usage)
+        extra = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in _RECORD_FIELDS
+        }
+        extra.pop("scratch", None)
+        extra.pop("config", None)
+        import copy
+
+        fork = type(self)(
+            task=copy.deepcopy(self.task),
+            steps=copy.deepcopy(kept),
+            metadata=copy.deepcopy(self.metadata),
+            usage=usage,
+            steps_charged=sum(1 for s in kept if not s.free),
+            llm_calls=len(seen),
+            history=History(list(self.history)[:cut]),
+            turns=turn - 1,
+            parent_run_id=self.run_id,
+            forked_at=at_step,
+            **copy.deepcopy(extra),
+        )
+        return fork
 
     # -- the record as data ------------------------------------------------------------
 
@@ -127,6 +262,11 @@ class DefaultState:
             "usage": self.usage.to_dict(),
             "started_at": self.started_at,
             "elapsed_s": self.elapsed_s,
+            "pending": [p.to_dict() for p in self.pending],
+            "in_flight": [i.to_dict() for i in self.in_flight.values()],
+            "parent_run_id": self.parent_run_id,
+            "forked_at": self.forked_at,
+            "fingerprint": dict(self.fingerprint),
         }
         if extra:
             out["extra"] = extra
@@ -159,6 +299,11 @@ class DefaultState:
                 detail=str(data.get("detail", "")),
                 dropped_calls=[ToolCall.from_dict(c) for c in data.get("dropped_calls", [])],
                 elapsed_s=float(data.get("elapsed_s", 0.0)),
+                pending=[PendingCall.from_dict(p) for p in data.get("pending") or []],
+                in_flight={i["call_id"]: Intent.from_dict(i) for i in data.get("in_flight") or []},
+                parent_run_id=data.get("parent_run_id"),
+                forked_at=data.get("forked_at"),
+                fingerprint={str(k): str(v) for k, v in (data.get("fingerprint") or {}).items()},
                 **_extra_fields(cls, data.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -168,12 +313,73 @@ class DefaultState:
 
 _RECORD_FIELDS = frozenset(
     {
-        "task", "steps", "metadata", "stop_reason", "llm_calls", "usage", "steps_charged",
-        "started_at", "run_id", "history", "turns", "no_call_streak", "final_answer", "detail",
-        "dropped_calls", "elapsed_s",
+        "task",
+        "steps",
+        "metadata",
+        "stop_reason",
+        "llm_calls",
+        "usage",
+        "steps_charged",
+        "started_at",
+        "run_id",
+        "history",
+        "turns",
+        "no_call_streak",
+        "final_answer",
+        "detail",
+        "dropped_calls",
+        "elapsed_s",
+        "pending",
+        "in_flight",
+        "parent_run_id",
+        "forked_at",
+        "fingerprint",
     }
 )
 _KEYS = _RECORD_FIELDS | {"schema_version", "extra"}
+
+
+def _turn_start(history: History, steps: list[Step], step: Step) -> int | None:
+    """The history index of the assistant message of `step`'s model turn, or None."""
+    call_ids = {s.tool_call.call_id for s in steps if s.turn == step.turn and s.tool_call.call_id}
+    replies = [i for i, m in enumerate(history) if m.role == "assistant"]
+    if call_ids:
+        for i in replies:
+            if any(c.call_id in call_ids for c in history[i].tool_calls):
+                return i
+        return None
+    # a reply without a call: the turn-th model reply, if nothing removed replies before it
+    return replies[step.turn - 1] if 0 < step.turn <= len(replies) else None
+
+
+def apply_journal(state: DefaultState, entries: list[dict[str, Any]]) -> None:
+    """Replay journal entries (``intent`` / ``result``) written after the state was saved.
+
+    Replaying is idempotent: an entry for a call that already has a step is
+    skipped, and a result entry completes the intent of the same call.
+
+    Raises:
+        ConfigError: an entry is not a journal entry.
+    """
+    from .types import ToolResult
+
+    concluded = {s.tool_call.call_id for s in state.steps}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") not in ("intent", "result"):
+            raise ConfigError(f"not a journal entry: {entry!r:.80}")
+        call_id = entry.get("call_id")
+        if not isinstance(call_id, str) or call_id in concluded:
+            continue
+        try:
+            if entry["type"] == "intent":
+                if call_id not in state.in_flight:
+                    state.in_flight[call_id] = Intent.from_dict(entry)
+            elif call_id in state.in_flight:
+                state.in_flight[call_id].result = ToolResult.from_dict(entry["result"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"a damaged journal entry for {call_id!r}: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _check_record(data: Any) -> None:

@@ -21,6 +21,8 @@ Secrets in records (INV-6) follow one rule:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import reprlib
 from dataclasses import dataclass, field, fields
@@ -38,6 +40,9 @@ __all__ = [
     "Usage",
     "Step",
     "RunResult",
+    "PendingCall",
+    "Intent",
+    "args_hash",
 ]
 
 
@@ -242,6 +247,118 @@ class ToolResult:
             warnings=list(data.get("warnings") or []),
             metadata=dict(data.get("metadata") or {}),
             call_id=data.get("call_id", ""),
+        )
+
+
+def args_hash(args: dict[str, Any]) -> str:
+    """A stable fingerprint of a call's arguments (sha256 of canonical JSON).
+
+    An approval or an intent names the arguments by this hash, so a decision
+    taken for one set of arguments is never applied to another.
+    """
+    text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(slots=True)
+class PendingCall:
+    """A call a ``pre_dispatch`` hook paused with ``Ask(reason)``: it waits for a human.
+
+    `state.approve` / `state.reject` record the decision here (`decision` is
+    ``"approved"`` or ``"rejected"``); passing the state back to the loop
+    carries it out.
+
+    Attributes:
+        call_id: the call's id, unique in the run.
+        tool: the tool it calls.
+        args: the arguments it would run with (validated).
+        args_hash: `args_hash(args)`; a decision is bound to it.
+        reason: why the hook asked.
+        decision: None until decided, then ``"approved"`` or ``"rejected"``.
+        approved_args: the arguments approved (edited ones, if the human edited).
+        note: the reason given with a rejection.
+    """
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+    args_hash: str
+    reason: str = ""
+    decision: str | None = None
+    approved_args: dict[str, Any] | None = None
+    note: str = ""
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "call_id": self.call_id,
+            "tool": self.tool,
+            "args": self.args,
+            "args_hash": self.args_hash,
+            "reason": self.reason,
+        }
+        if self.decision is not None:
+            out["decision"] = self.decision
+            out["approved_args"] = self.approved_args
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingCall:
+        approved = data.get("approved_args")
+        return cls(
+            call_id=str(data["call_id"]),
+            tool=str(data["tool"]),
+            args=dict(data["args"]),
+            args_hash=str(data["args_hash"]),
+            reason=str(data.get("reason", "")),
+            decision=data.get("decision"),
+            approved_args=None if approved is None else dict(approved),
+            note=str(data.get("note", "")),
+        )
+
+
+@dataclass(slots=True)
+class Intent:
+    """A call whose tool started running and that has no step yet.
+
+    The engine writes it into the run record before the tool body starts and
+    adds the `result` when it returns; the step that concludes the call
+    removes it. A run continued with an intent and no result cannot know
+    whether the tool finished: see `docs/durability.md`.
+    """
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+    args_hash: str
+    result: ToolResult | None = None
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "call_id": self.call_id,
+            "tool": self.tool,
+            "args": self.args,
+            "args_hash": self.args_hash,
+        }
+        if self.result is not None:
+            out["result"] = self.result.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Intent:
+        result = data.get("result")
+        return cls(
+            call_id=str(data["call_id"]),
+            tool=str(data["tool"]),
+            args=dict(data["args"]),
+            args_hash=str(data["args_hash"]),
+            result=None if result is None else ToolResult.from_dict(result),
         )
 
 
@@ -576,10 +693,7 @@ def _clipped(value: Any, depth: int = 0) -> Any:
     if depth >= _CLIP_DEPTH:
         return _Shown("…")
     if isinstance(value, dict):
-        return {
-            _clipped(k, depth + 1): _clipped(v, depth + 1)
-            for k, v in islice(value.items(), _CLIP_ITEMS)
-        }
+        return {_clipped(k, depth + 1): _clipped(v, depth + 1) for k, v in islice(value.items(), _CLIP_ITEMS)}
     if isinstance(value, (list, tuple)):
         items = [_clipped(v, depth + 1) for v in islice(value, _CLIP_ITEMS)]
         return items if isinstance(value, list) else tuple(items)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Allow", "Deny", "Block", "Stop", "InjectContext", "Continue"]
+__all__ = ["Allow", "Deny", "Ask", "Block", "Stop", "InjectContext", "Continue"]
 
 
 class _Decision:
@@ -57,6 +57,23 @@ class Deny(_Decision):
     def __init__(self, reason: str, retry: bool = False) -> None:
         object.__setattr__(self, "reason", reason)
         object.__setattr__(self, "retry", retry)
+
+
+class Ask(_Decision):
+    """``pre_dispatch``: pause before this call runs, until a human decides.
+
+    The call does not run and nothing is written into the history for it; the
+    turn's other allowed calls run; the run stops with ``approval_pending``
+    and ``state.pending`` lists the call. Decide with ``state.approve(call_id)``
+    or ``state.reject(call_id, reason)`` (in any process, on a saved state)
+    and pass the state back to the loop to continue.
+    """
+
+    __slots__ = ("reason",)
+    reason: str
+
+    def __init__(self, reason: str) -> None:
+        object.__setattr__(self, "reason", reason)
 
 
 class Block(_Decision):
