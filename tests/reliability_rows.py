@@ -237,7 +237,7 @@ ROWS: tuple[Row, ...] = (
         "many calls per turn: order, ids, budget cut",
         _in(
             BUDGET,
-            "test_batch_past_the_budget_runs_only_what_fits_and_records_the_rest",
+            "test_batch_past_the_budget_runs_only_what_fits_and_keeps_the_rest_open",
             "test_free_tools_do_not_spend_the_budget",
             "test_the_cut_is_a_prefix_everything_after_the_first_call_that_does_not_fit_is_dropped",
             "test_done_in_a_batch_runs_after_the_other_calls",
@@ -254,8 +254,8 @@ ROWS: tuple[Row, ...] = (
         + _in(PARSER, "test_every_call_of_a_long_reply_is_read_in_order")
         + _in(
             "tests/test_turn_integrity.py",
-            "test_calls_cut_by_the_step_budget_are_answered_after_the_calls_that_ran",
-            "test_a_should_stop_failure_mid_sequential_batch_answers_and_lists_the_calls_not_run",
+            "test_calls_cut_by_the_step_budget_run_when_the_run_continues_with_a_larger_one",
+            "test_a_should_stop_failure_mid_sequential_batch_leaves_the_rest_open_for_a_continued_run",
         )
         + (BUDGET_PROPS,),
     ),
@@ -602,7 +602,7 @@ ROWS: tuple[Row, ...] = (
         )
         + _in(
             "tests/test_turn_integrity.py",
-            "test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn",
+            "test_breaking_after_the_first_step_of_a_batch_continues_with_the_call_not_run",
             "test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_that_ran",
         )
         + _in(DISPATCH, "test_breaking_out_of_the_sync_loop_fires_the_token_a_tool_thread_holds"),

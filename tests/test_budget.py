@@ -19,19 +19,21 @@ from looplet import (
 )
 
 
-def test_batch_past_the_budget_runs_only_what_fits_and_records_the_rest(drive: Any) -> None:
-    # A10: calls past the remaining budget are not run, recorded in dropped_calls, answered in history
+def test_batch_past_the_budget_runs_only_what_fits_and_keeps_the_rest_open(drive: Any) -> None:
+    # A10: calls past the remaining budget are not run and are listed in dropped_calls; they stay
+    # open in the history, so a run continued with a larger budget runs them before the model.
     tools, greeted = greeting_tools()
     reply = batch(*[("greet", {"name": n}) for n in "ABCDE"])
-    steps, result = drive(
-        MockLLMBackend([as_text("greet", name="0"), reply]), tools=tools, max_steps=3
-    )
+    llm = MockLLMBackend([as_text("greet", name="0"), reply, as_text("greet", name="F")])
+    steps, result = drive(llm, tools=tools, max_steps=3)
     assert greeted == ["0", "A", "B"]
     assert len(steps) == 3 and result.stop_reason == StopReason.MAX_STEPS
     assert [c.args["name"] for c in result.dropped_calls] == ["C", "D", "E"]
-    answered = {m.call_id: m for m in drive.loop.history if m.role == "tool"}
-    for call in result.dropped_calls:
-        assert "step budget" in answered[call.call_id].content and answered[call.call_id].error
+    answered = {m.call_id for m in drive.loop.history if m.role == "tool"}
+    assert not answered & {c.call_id for c in result.dropped_calls}
+    steps, result = drive(llm, tools=tools, max_steps=7, state=drive.loop.state)
+    assert greeted == ["0", "A", "B", "C", "D", "E", "F"] and result.stop_reason == StopReason.MAX_STEPS
+    assert result.llm_calls == 3 and drive.loop.state.steps_charged == 7
 
 
 def test_free_tools_do_not_spend_the_budget(drive: Any) -> None:

@@ -163,14 +163,24 @@ def test_async_with_block_ends_the_run_on_break() -> None:
     assert hook.count("on_loop_end") == 1
 
 
-def test_a_state_that_holds_a_run_is_refused_rather_than_mixed_into_a_new_one(drive: Any) -> None:
+def test_a_finished_run_is_refused_with_a_pointer_to_fork(drive: Any) -> None:
     tools, _ = greeting_tools()
     state = DefaultState()
     drive(MockLLMBackend([done("first")]), tools=tools, task="t", state=state)
     assert state.stop_reason == "done"
-    with pytest.raises(ConfigError, match="already holds a run .1 steps.*ended with 'done'"):
-        drive(MockLLMBackend([done("second")]), tools=tools, task="t", state=state)
+    with pytest.raises(ConfigError, match="ended done: it is finished.*state.fork"):
+        drive(MockLLMBackend([done("second")]), tools=tools, state=state)
     assert len(state.steps) == 1 and state.stop_reason == "done"  # untouched
+
+
+def test_a_continued_run_keeps_its_own_task(drive: Any) -> None:
+    tools, _ = greeting_tools()
+    state = DefaultState()
+    drive(MockLLMBackend([as_text("greet", name="a")]), tools=tools, task="t", state=state, max_steps=1)
+    with pytest.raises(ConfigError, match="continued with its own task"):
+        drive(MockLLMBackend([done()]), tools=tools, task="another", state=state, max_steps=3)
+    _, result = drive(MockLLMBackend([done()]), tools=tools, task="t", state=state, max_steps=3)
+    assert result.stop_reason == "done" and [s.number for s in result.steps] == [1, 2]
 
 
 def test_breaking_on_the_accepted_done_step_still_reports_done(drive: Any) -> None:

@@ -1,6 +1,8 @@
-"""A turn's integrity: every call of a turn is answered once and in call order, whatever ends
-it (a failing hook, the budget, a break mid-batch); a tool that ran is always recorded; what
-a hook hands the prompt is checked; a run's token, ContextVars and orphans stay its own."""
+"""A turn's integrity: every call of a turn is answered exactly once, whatever ends it (a
+failing hook, the budget, a break mid-batch): a call the stop left out stays open in the record
+and a continued run settles it before calling the model again; a tool that ran is never lost
+nor run twice; what a hook hands the prompt is checked; a run's token, ContextVars and orphans
+stay its own."""
 
 from __future__ import annotations
 
@@ -54,13 +56,20 @@ def test_a_should_stop_failure_mid_concurrent_batch_still_records_the_calls_that
     assert unanswered_calls(drive) == []
 
 
-def test_a_should_stop_failure_mid_sequential_batch_answers_and_lists_the_calls_not_run(drive: Any) -> None:
+def test_a_should_stop_failure_mid_sequential_batch_leaves_the_rest_open_for_a_continued_run(
+    drive: Any,
+) -> None:
     tools, greeted = greeting_tools()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     _, result = drive(llm, tools=tools, hooks=[FailingShouldStop()])
     assert result.stop_reason == StopReason.HOOK_ERROR
     assert greeted == ["a"]
-    assert [c.args["name"] for c in result.dropped_calls] == ["b"]
+    assert [c.args["name"] for c in result.dropped_calls] == ["b"], "a call not run is listed"
+    assert unanswered_calls(drive) == ["call_1_2"], "and stays open in the record"
+    state = drive.loop.state
+    _, again = drive(llm, tools=tools, state=state)
+    assert greeted == ["a", "b"] and again.stop_reason == StopReason.DONE
+    assert len(llm.calls) == 2, "the open call ran before the model was asked again"
     assert unanswered_calls(drive) == []
 
 
@@ -119,14 +128,18 @@ def test_a_compaction_by_replacing_the_log_on_overflow_reaches_the_retried_call(
 # -- 4. break in the middle of a batch ------------------------------------------------------------
 
 
-def test_breaking_after_the_first_step_of_a_batch_answers_every_call_of_the_turn(drive: Any) -> None:
+def test_breaking_after_the_first_step_of_a_batch_continues_with_the_call_not_run(drive: Any) -> None:
     tools, greeted = greeting_tools()
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     steps, result = drive.take(llm, 1, tools=tools)
     assert len(steps) == 1 and greeted == ["a"]
     assert result.stop_reason == StopReason.CANCELLED
     assert [c.args["name"] for c in result.dropped_calls] == ["b"], "a call not run is listed"
-    assert unanswered_calls(drive) == [], "every call of the turn is answered in the history"
+    assert unanswered_calls(drive) == ["call_1_2"]
+    more, again = drive(llm, tools=tools, state=drive.loop.state)
+    assert [s.tool_call.args.get("name") for s in more] == ["b", None]
+    assert greeted == ["a", "b"] and again.stop_reason == StopReason.DONE and len(llm.calls) == 2
+    assert [s.number for s in again.steps] == [1, 2, 3] and again.llm_calls == 2
 
 
 def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_that_ran(drive: Any) -> None:
@@ -134,36 +147,45 @@ def test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_t
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     steps, result = drive.take(llm, 1, tools=tools)
     assert sorted(greeted) == ["a", "b"]
-    assert len(result.steps) + len(result.dropped_calls) == 2, "a call that ran is not lost"
-    assert unanswered_calls(drive) == []
+    state = drive.loop.state
+    assert state.in_flight["call_1_2"].result is not None, "the sibling's result is in the record"
+    more, again = drive(llm, tools=tools, state=state)
+    assert sorted(greeted) == ["a", "b"], "a call that ran is concluded, not run again"
+    assert [s.tool_call.args.get("name") for s in more] == ["b", None]
+    assert state.in_flight == {} and unanswered_calls(drive) == []
 
 
-def test_a_step_recorded_after_an_interruption_also_passes_through_after_step(drive: Any) -> None:
+def test_a_ran_sibling_is_concluded_through_after_step_when_the_run_continues(drive: Any) -> None:
     tools, greeted = greeting_tools(concurrent_safe=True)
     durable: list[str] = []
 
     class Journal:
         def after_step(self, state: Any, log: Any, step: Any) -> None:
-            durable.append(step.tool_call.args["name"])
+            durable.append(step.tool_call.args.get("name", "done"))
 
     llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     steps, result = drive.take(llm, 1, tools=tools, hooks=[Journal()])
-    assert [s.tool_call.args["name"] for s in steps] == ["a"]
-    assert durable == ["a", "b"] and "unconcluded" in result.steps[1].metadata
+    assert [s.tool_call.args["name"] for s in steps] == ["a"] and durable == ["a"]
+    drive(llm, tools=tools, hooks=[Journal()], state=drive.loop.state)
+    assert durable == ["a", "b", "done"] and sorted(greeted) == ["a", "b"]
 
 
 # -- 5. budget cut: answers in call order ----------------------------------------------------------
 
 
-def test_calls_cut_by_the_step_budget_are_answered_after_the_calls_that_ran(drive: Any) -> None:
+def test_calls_cut_by_the_step_budget_run_when_the_run_continues_with_a_larger_one(drive: Any) -> None:
     tools, greeted = greeting_tools()
-    llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"}))])
+    llm = MockLLMBackend([batch(("greet", {"name": "a"}), ("greet", {"name": "b"})), done()])
     _, result = drive(llm, tools=tools, max_steps=1)
     assert greeted == ["a"] and [c.args["name"] for c in result.dropped_calls] == ["b"]
-    assert drive.loop is not None
-    tool_messages = [m for m in drive.loop.history if m.role == "tool"]
+    state = drive.loop.state
+    _, same = drive(llm, tools=tools, max_steps=1, state=state)
+    assert same.stop_reason == StopReason.MAX_STEPS and greeted == ["a"] and len(llm.calls) == 1
+    _, more = drive(llm, tools=tools, max_steps=5, state=state)
+    assert greeted == ["a", "b"] and more.stop_reason == StopReason.DONE
+    tool_messages = [m.call_id for m in drive.loop.history if m.role == "tool"]
     call_order = [c.call_id for m in drive.loop.history if m.role == "assistant" for c in m.tool_calls]
-    assert [m.call_id for m in tool_messages] == call_order, "answers come in call order"
+    assert tool_messages == call_order, "answers come in call order"
 
 
 # -- 6. a tool's ContextVar changes do not leak into the caller --------------------------------------

@@ -23,9 +23,9 @@ from typing import Any
 from .backends.protocol import LLMRequest, LLMResponse
 from .backends.text import FORMAT_HELP, parse_tool_calls
 from .config import LoopConfig
-from .errors import ConfigError, DeadlineReached, HookError, LLMError, LoopError, ParseError
+from .errors import ConfigError, DeadlineReached, DecisionError, HookError, LLMError, LoopError, ParseError
 from .history import History, Message, render_task, screened
-from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
 from .hooks.slots import HookSlots
 from .prompt import PromptContext
 from .redaction import redact_env_values, redact_text
@@ -34,7 +34,18 @@ from .tools.context import CancelToken, ToolContext
 from .tools.dispatch import busy_result
 from .tools.registry import BaseToolRegistry, PreparedCall, ToolSpec, error_result
 from .tools.results import normalize_result, to_jsonable
-from .types import ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
+from .types import (
+    ErrorKind,
+    Intent,
+    PendingCall,
+    RunResult,
+    Step,
+    StopReason,
+    ToolCall,
+    ToolResult,
+    Usage,
+    args_hash,
+)
 
 __all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect", "Contained"]
 
@@ -143,7 +154,7 @@ class Engine:
             raise ConfigError(
                 "no task: pass task=... to the loop (or a DefaultState(task=...), or a history to continue)"
             )
-        _check_fresh(state)
+        continuing = _check_continuable(state, task)
         # The run's own token: yours (if given) cancels it once the run starts; the run
         # ending fires it (for orphaned tool threads) and unlinks it, without touching yours.
         self.cancel_token = CancelToken()
@@ -152,6 +163,10 @@ class Engine:
             self.history.append(Message("user", render_task(task)))
         state.task = task
         state.config = config
+        self._fingerprint(continuing)
+        if continuing:
+            state.stop_reason, state.detail = None, ""
+            self._check_decisions()
         self.result: RunResult | None = None
         self.error: BaseException | None = None  # the exception behind the stop (not saved)
         self.last_ctx: PromptContext | None = None
@@ -165,11 +180,53 @@ class Engine:
         self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
         # (tool, its thread's finished event) for each call of this run that timed out
         self._orphans: list[tuple[str, Any]] = []
-        self._open: dict[str, ToolCall] = {}  # calls of the current turn not answered yet
-        self._cut: dict[str, str] = {}  # call id -> why the budget left it out
-        self._ran: dict[str, tuple[ToolResult, ToolSpec]] = {}  # ran, not yet recorded
         self._validated: dict[str, dict[str, Any]] = {}  # args of calls a hook answered
         self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
+
+    def _fingerprint(self, continuing: bool) -> None:
+        """Note what the run runs with; a continued run with other tools or settings gets a warning."""
+        cfg = self.config
+        now = {
+            "tools": _digest(self.tools.schemas()),
+            "config": _digest([cfg.effective_system_prompt, cfg.max_tokens, cfg.temperature]),
+        }
+        before = self.state.fingerprint
+        if continuing and before and before != now:
+            changed = " and ".join(k for k in now if before.get(k) != now[k])
+            import warnings
+
+            warnings.warn(
+                f"run {self.state.run_id} is continued with other {changed} than it ran with",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self.state.fingerprint = now
+
+    def _check_decisions(self) -> None:
+        """Refuse, before anything runs, a decision that cannot be carried out.
+
+        Raises:
+            DecisionError: a paused call is no longer open, names an unknown tool,
+                had its arguments changed, or was approved with arguments that do
+                not validate.
+        """
+        open_ids = {c.call_id for c in self.state.open_calls}
+        for p in self.state.pending:
+            if p.call_id not in open_ids:
+                raise DecisionError(f"paused call {p.call_id!r} is not an open call of this run's history")
+            if p.args_hash != args_hash(p.args):
+                raise DecisionError(f"the arguments of paused call {p.call_id!r} changed after it paused")
+            if p.decision not in (None, "approved", "rejected"):
+                raise DecisionError(f"paused call {p.call_id!r} has an unknown decision {p.decision!r}")
+            if p.decision != "approved":
+                continue
+            args = p.args if p.approved_args is None else p.approved_args
+            checked = self._prepare(ToolCall(p.tool, args, call_id=p.call_id))
+            if isinstance(checked, ToolResult):
+                raise DecisionError(
+                    f"call {p.call_id!r} was approved with arguments that do not validate: {checked.error}; "
+                    "approve it again with corrected args="
+                )
 
     # -- stopping --------------------------------------------------------------------
 
@@ -225,10 +282,23 @@ class Engine:
                 self.last_ctx = ctx
                 for hook, fn in self.hooks.pre_loop:
                     yield from self._call(hook, "pre_loop", fn, self.state, self.history, ctx)
+            open_calls = self.state.open_calls
+            if open_calls and not self._limit_reached():
+                yield from self._resume_turn(open_calls)
             while not self._limit_reached():
                 yield from self._turn()
         except HookError as exc:
             self.stop(StopReason.HOOK_ERROR, str(exc), exc)
+
+    def _resume_turn(self, calls: list[ToolCall]) -> Flow:
+        """Settle the calls a stopped run left open, before any new model call.
+
+        The steps share the turn that proposed them (and its usage, already counted).
+        """
+        turn = self.state.turns
+        usage = next((s.usage for s in reversed(self.state.steps) if s.turn == turn), Usage())
+        self._turn_info = _Turn(turn, usage, 0.0)
+        yield from self._settle(calls)
 
     def _turn(self) -> Flow:
         ctx = yield from self._build_prompt(overflow=False)
@@ -415,37 +485,32 @@ class Engine:
     # -- dispatching a turn's calls ----------------------------------------------------
 
     def _dispatch_turn(self, response: LLMResponse, calls: list[ToolCall]) -> Flow:
-        """Run the turn's calls group by group; every call is answered, in call order.
-
-        Each call stays open (`_open`) until it is recorded or dropped; whatever
-        is still open when the turn ends (the budget cut it, the run stopped) is
-        answered then, and `finish` answers what an interruption left open.
-        """
+        """Record the model's calls in the history, then settle them."""
         calls = self._ordered(calls)
         self.history.append(Message("assistant", response.text, tuple(calls)))
-        self._open = {call.call_id: call for call in calls}
+        yield from self._settle(calls)
+
+    def _settle(self, calls: list[ToolCall]) -> Flow:
+        """Run a turn's open calls group by group, in call order.
+
+        A call stays open (unanswered in the history) until its step is
+        recorded: one the budget or a stop left out, one paused for approval,
+        or one whose tool was running when the run was interrupted is settled
+        when the run is continued, before the model is called again.
+        """
         runnable = self._within_budget(calls)
         i = 0
         while i < len(runnable) and not (self.stopped or self._cancelled_or_late()):
             group = self._group_at(runnable, i)
             i += len(group)
             yield from self._run_group(group)
-        yield from self._close_turn()
-
-    def _close_turn(self) -> Flow:
-        """Answer the turn's open calls in call order: a call that ran is recorded
-        (after an interruption its Step is kept though it was never yielded); the
-        others are dropped with the reason they did not run."""
-        stopped = f"not run: the run stopped ({self.state.stop_reason or 'cancelled'})"
-        for call in list(self._open.values()):
-            ran = self._ran.pop(call.call_id, None)
-            if ran is not None:
-                step = self._record(call, ran[0], ran[1], [], history_done=False)
-                step.metadata["unconcluded"] = "the run ended before its hooks ran and it was yielded"
-                yield from self._after_step(step)  # recorded, so made durable like any step
-            else:
-                self._drop([call], self._cut.get(call.call_id, stopped))
-        self._cut.clear()
+        waiting = [p.call_id for p in self.state.pending if p.decision is None]
+        if waiting:
+            self.stop(
+                StopReason.APPROVAL_PENDING,
+                f"{len(waiting)} call(s) wait for a decision ({', '.join(waiting)}): "
+                "state.approve(call_id) or state.reject(call_id, reason), then pass the state back",
+            )
 
     def _cancelled_or_late(self) -> bool:
         cfg = self.config
@@ -487,35 +552,35 @@ class Engine:
         return spec is not None and spec.done
 
     def _within_budget(self, calls: list[ToolCall]) -> list[ToolCall]:
-        """The calls that fit in the remaining budget; the rest are cut (answered when the turn ends)."""
+        """The calls that fit in the remaining budget, in order.
+
+        The rest stay open: the run stops on its budget, and a continued run
+        with a larger one runs them. A second done call of a turn never runs:
+        it is answered now.
+        """
         remaining = self.config.max_steps - self.state.steps_charged
         keep: list[ToolCall] = []
         done_seen = False
-        for n, call in enumerate(calls):
+        for call in calls:
             spec = self.tools.get(call.tool)
             if spec is not None and spec.done:
                 if done_seen:
-                    self._cut[call.call_id] = "not run: only the first done call of a turn counts"
+                    self._drop(call, "not run: only the first done call of a turn counts")
                     continue
                 done_seen = True
             if spec is not None and spec.free:
                 keep.append(call)
                 continue
             if remaining <= 0:
-                why = f"not run: the step budget (max_steps={self.config.max_steps}) is spent"
-                self._cut.update((c.call_id, why) for c in calls[n:])
                 break
             remaining -= 1
             keep.append(call)
         return keep
 
-    def _drop(self, calls: list[ToolCall], why: str) -> None:
-        """Answer calls that will not run, so the conversation stays well formed."""
-        for call in calls:
-            if self._open.pop(call.call_id, None) is None:
-                continue  # already answered
-            self.state.dropped_calls.append(call)
-            self.history.append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
+    def _drop(self, call: ToolCall, why: str) -> None:
+        """Answer a call that will never run, so the conversation stays well formed."""
+        self.state.dropped_calls.append(call)
+        self.history.append(Message("tool", why, call_id=call.call_id, name=call.tool, error=True))
 
     def _group_at(self, calls: list[ToolCall], i: int) -> list[ToolCall]:
         """A run of consecutive concurrent-safe calls, or the single call at `i`."""
@@ -533,29 +598,34 @@ class Engine:
     def _run_group(self, group: list[ToolCall]) -> Flow:
         """Gate each call, run the ones let through (at once), then conclude them in call order.
 
-        If a gate stops the run, nothing of the group runs: the calls are
-        dropped (uncharged, listed, answered in call order), except the one
-        whose gate produced a result.
+        If a gate stops the run, nothing of the group runs (the calls stay
+        open), except the one whose gate produced a result. A done call waits
+        while a call of its turn waits for approval.
         """
-        gated: list[tuple[ToolCall, PreparedCall | ToolResult]] = []
+        gated: list[tuple[ToolCall, PreparedCall | ToolResult | PendingCall]] = []
         for call in group:
+            if self.state.pending and self._is_done(call) and self._undecided():
+                continue  # the model meant done after the paused calls: it stays open
             gated.append((yield from self._gate(call, len(self.state.steps) + 1 + len(gated))))
             if self.stopped:
                 break
         halted = self.stopped
         prepared = [] if halted else [p for _, p in gated if isinstance(p, PreparedCall)]
         results = yield from self._run_prepared(prepared)
-        why = f"not run: the run stopped ({self.state.stop_reason})"
         for call, outcome in gated:
+            if isinstance(outcome, PendingCall):
+                continue
             if isinstance(outcome, PreparedCall):
                 if halted:
                     self._scratch.pop(call.call_id, None)
-                    self._drop([call], why)
                     continue
                 yield from self._conclude(call, results[id(outcome)], outcome.spec, outcome.args)
             else:
                 args = self._validated.pop(call.call_id, None)
                 yield from self._conclude(call, outcome, self.tools.get(call.tool), args)
+
+    def _undecided(self) -> bool:
+        return any(p.decision is None for p in self.state.pending)
 
     def _run_prepared(self, prepared: list[PreparedCall]) -> Flow:
         """Run the calls through the driver; results keyed by ``id(prepared call)``.
@@ -574,6 +644,9 @@ class Engine:
                 runnable.append(p)
         if not runnable:
             return out
+        in_flight = self.state.in_flight
+        for p in runnable:  # the intent is in the record before the tool body starts
+            in_flight[p.call.call_id] = Intent(p.call.call_id, p.spec.name, p.args, "")
         try:
             results = yield RunTools(runnable, [self._time_limit(p.spec) for p in runnable])
             if not isinstance(results, list) or len(results) != len(runnable):
@@ -590,7 +663,9 @@ class Engine:
                     f"an earlier call of {p.spec.name} (in another run) timed out and may still be running"
                 )
             out[id(p)] = result
-            self._ran[p.call.call_id] = (result, p.spec)
+            intent = in_flight.get(p.call.call_id)
+            if intent is not None:
+                intent.result = result
         return out
 
     def _live_orphans(self, tool: str) -> int:
@@ -606,8 +681,18 @@ class Engine:
         return limit
 
     def _gate(self, call: ToolCall, step: int) -> Flow:
-        """Validate and ask the pre_dispatch hooks: returns (final call, PreparedCall or ToolResult)."""
+        """Validate and ask the pre_dispatch hooks.
+
+        Returns (final call, outcome): a `PreparedCall` to run, a `ToolResult`
+        that answers the call without running it, or the `PendingCall` of a
+        call paused for approval.
+        """
         self.state.scratch = self._scratch.setdefault(call.call_id, {})
+        state = self.state
+        if state.pending or state.in_flight:
+            settled = self._settled(call, step)
+            if settled is not None:
+                return settled
         prepared = self._prepare(call)
         if isinstance(prepared, ToolResult):
             return call, prepared
@@ -623,17 +708,23 @@ class Engine:
                         return call, prepared
                 elif isinstance(out, Deny):
                     return call, _denied(call, out, hook)
+                elif isinstance(out, Ask):
+                    return call, self._pause(call, prepared.args, out, hook)
                 elif isinstance(out, ToolResult):
                     self._validated[call.call_id] = prepared.args
                     return call, _adopt(out, call, hook)
                 elif out is not None and not isinstance(out, Continue | Allow):
-                    raise _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny or a ToolResult")
+                    raise _bad_return(hook, "pre_dispatch", out, "None, Allow, Deny, Ask or a ToolResult")
             except (HookError, TypeError) as exc:
                 error = exc if isinstance(exc, HookError) else HookError(hook, "pre_dispatch", exc)
                 self.stop(StopReason.HOOK_ERROR, str(error), error)
                 return call, error_result(call, ErrorKind.HOOK_ERROR, f"not run: {error}")
         if call is not original:
             self._rewrites[call.call_id] = original.args
+        return call, self._ready(prepared, call, step)
+
+    def _ready(self, prepared: PreparedCall, call: ToolCall, step: int) -> PreparedCall:
+        """The prepared call, tied to `call` and given its ToolContext."""
         prepared.call = call
         if prepared.spec.ctx_param is not None:
             prepared.ctx = ToolContext(
@@ -645,7 +736,61 @@ class Engine:
                 metadata=self.state.metadata,
                 approver=self.approver,
             )
-        return call, prepared
+        return prepared
+
+    def _pause(self, call: ToolCall, args: dict[str, Any], ask: Ask, hook: object) -> PendingCall:
+        """Record `call` as waiting for a human; nothing of it enters the history."""
+        reason = _as_str(ask.reason)
+        pending = PendingCall(call.call_id, call.tool, dict(args), args_hash(args), reason)
+        self.state.pending.append(pending)
+        self._scratch.pop(call.call_id, None)
+        return pending
+
+    def _settled(self, call: ToolCall, step: int) -> tuple[ToolCall, Any] | None:
+        """What an earlier session already settled for `call`, or None to gate it as new.
+
+        - its tool ran and the result is in the record: that result (never run twice);
+        - its tool started and no result was recorded: run again if the tool is
+          idempotent, else an ``interrupted`` error (it may or may not have completed);
+        - a human decided it: approved runs (without the gates again: the decision
+          answers the gate that asked), rejected is denied; undecided stays paused.
+        """
+        state = self.state
+        intent = state.in_flight.get(call.call_id)
+        if intent is not None:
+            if intent.result is not None:
+                self._validated[call.call_id] = intent.args
+                return call, intent.result
+            spec = self.tools.get(intent.tool)
+            if spec is not None and spec.idempotent:
+                return self._prepared_with(call, intent.args, step)
+            self._validated[call.call_id] = intent.args
+            return call, error_result(
+                call,
+                ErrorKind.INTERRUPTED,
+                "this call may or may not have completed: the run stopped while it was running, and "
+                f"{call.tool} is not marked idempotent, so it was not run again",
+            )
+        pending = next((p for p in state.pending if p.call_id == call.call_id), None)
+        if pending is None:
+            return None
+        if pending.decision is None:
+            return call, pending
+        if pending.decision == "rejected":
+            note = pending.note or "rejected"
+            text = f"denied: {note}. Do not retry this call; take another approach."
+            return call, error_result(call, ErrorKind.DENIED, text, denied_by="human")
+        args = pending.args if pending.approved_args is None else pending.approved_args
+        if args != pending.args:
+            self._rewrites[call.call_id] = pending.args
+        return self._prepared_with(call, args, step)
+
+    def _prepared_with(self, call: ToolCall, args: dict[str, Any], step: int) -> tuple[ToolCall, Any]:
+        final = call if args == call.args else replace(call, args=args)
+        prepared = self._prepare(final)
+        if isinstance(prepared, PreparedCall):
+            return final, self._ready(prepared, final, step)
+        return final, prepared
 
     def _prepare(self, call: ToolCall) -> PreparedCall | ToolResult:
         cfg = self.config
@@ -798,8 +943,10 @@ class Engine:
         if any(llm.values()):
             step.metadata["llm"] = llm
         state.steps.append(step)
-        self._open.pop(call.call_id, None)
-        self._ran.pop(call.call_id, None)
+        if state.in_flight:
+            state.in_flight.pop(call.call_id, None)
+        if state.pending:
+            self._decided(call.call_id, step)
         if not free:
             state.steps_charged += 1
         if not history_done:
@@ -808,6 +955,17 @@ class Engine:
                 Message("tool", content, call_id=call.call_id, name=call.tool, error=bool(result.error))
             )
         return step
+
+    def _decided(self, call_id: str, step: Step) -> None:
+        """A paused call is concluded: its decision leaves `state.pending` and goes on the step."""
+        for i, pending in enumerate(self.state.pending):
+            if pending.call_id == call_id:
+                del self.state.pending[i]
+                approval = {"decision": pending.decision, "reason": pending.reason}
+                if pending.note:
+                    approval["note"] = pending.note
+                step.metadata["approval"] = approval
+                return
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -820,25 +978,22 @@ class Engine:
 
     def finish(self) -> Flow:
         """End of run: settle the stop reason, run on_loop_end hooks once, build the result."""
+        """End of run: settle the stop reason, run on_loop_end hooks once, build the result.
+
+        Calls left open stay open in the record (a continued run settles them);
+        the result lists the ones that did not run as dropped. The hooks see
+        the result as ``ctx.result``.
+        """
         if self.state.stop_reason is None:
             self.stop(StopReason.CANCELLED, "the loop ended before a stop reason was set")
-        yield from self._close_turn()  # an interruption mid-turn leaves no call unanswered
-        ctx = self.last_ctx or self._prompt_context()
-        failures: list[str] = []
-        for hook, fn in self.hooks.on_loop_end:
-            try:
-                yield from self._call(hook, "on_loop_end", fn, self.state, self.history, ctx, self.llm)
-            except HookError as exc:
-                failures.append(str(exc))
         state = self.state
-        reason = state.stop_reason or StopReason.CANCELLED
-        if failures:
-            state.detail = f"{state.detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
         state.elapsed_s += time.monotonic() - self._started
         self.cancel_token.cancel("the run ended")  # tells orphaned tool threads to give up
         self.cancel_token.detach()  # your token does not keep ended runs' tokens alive
-        self.result = RunResult(
-            stop_reason=reason,
+        waiting = {p.call_id for p in state.pending} | set(state.in_flight)
+        unrun = [c for c in state.open_calls if c.call_id not in waiting]
+        self.result = result = RunResult(
+            stop_reason=state.stop_reason or StopReason.CANCELLED,
             steps=state.steps,
             final_answer=state.final_answer,
             usage=state.usage,
@@ -846,9 +1001,21 @@ class Engine:
             elapsed_s=state.elapsed_s,
             error=self.error,
             detail=state.detail,
-            dropped_calls=state.dropped_calls,
+            dropped_calls=state.dropped_calls + unrun,
+            pending=state.pending,
         )
-        return self.result
+        ctx = self.last_ctx or self._prompt_context()
+        ctx.result = result
+        failures: list[str] = []
+        for hook, fn in self.hooks.on_loop_end:
+            try:
+                yield from self._call(hook, "on_loop_end", fn, self.state, self.history, ctx, self.llm)
+            except HookError as exc:
+                failures.append(str(exc))
+        if failures:
+            state.detail = f"{state.detail}; on_loop_end failed: {'; '.join(failures)}".lstrip("; ")
+            result.detail = redact_text(state.detail)
+        return result
 
 
 _LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
@@ -861,14 +1028,33 @@ def _same_prompt(a: LLMRequest, b: LLMRequest) -> bool:
     return all(x is y or x == y for x, y in zip(a.messages, b.messages, strict=True))
 
 
-def _check_fresh(state: DefaultState) -> None:
-    """Refuse a state that already holds a run, rather than mix two runs in one record."""
-    if state.steps or state.stop_reason is not None or state.llm_calls:
-        ended = f", ended with {state.stop_reason!r}" if state.stop_reason else ""
+def _check_continuable(state: DefaultState, task: Any) -> bool:
+    """Whether `state` holds a run to continue (False: a new run). A finished run is refused.
+
+    Every stop but ``done`` may be continued by passing the state back:
+    ``approval_pending`` after the decisions, a budget or the deadline with a
+    larger one, ``cancelled``, ``llm_error`` and the others as they are.
+    """
+    if not (state.steps or state.stop_reason is not None or state.llm_calls or state.pending):
+        return False
+    if state.stop_reason == StopReason.DONE:
         raise ConfigError(
-            f"this state already holds a run ({len(state.steps)} steps, {state.llm_calls} model calls"
-            f"{ended}); pass a new DefaultState() for a new run"
+            f"run {state.run_id} ended done: it is finished and cannot be continued; "
+            "to run it again from an earlier step, continue state.fork(at_step=k) instead"
         )
+    if task is not None and state.task is not None and task != state.task:
+        raise ConfigError(
+            f"run {state.run_id} is continued with its own task; do not pass another task= "
+            "(fork it for a changed prompt)"
+        )
+    return True
+
+
+def _digest(data: object) -> str:
+    text = json.dumps(data, sort_keys=True, default=repr, separators=(",", ":"))
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _as_str(value: object) -> str:

@@ -29,6 +29,7 @@ class PromptContext:
         step: the number the next step will get.
         overflow: the last attempt was refused as too long for the model's
             context; compaction hooks should shrink the messages now.
+        result: in ``on_loop_end`` only, the run's `RunResult`.
     """
 
     system: str
@@ -38,3 +39,4 @@ class PromptContext:
     injected: list[str] = field(default_factory=list)
     step: int = 1
     overflow: bool = False
+    result: Any = None

@@ -58,6 +58,7 @@ class ErrorKind:
     NO_TOOL_CALL = "no_tool_call"  #: the model answered without calling a tool
     HOOK_ERROR = "hook_error"  #: a hook raised while handling this call
     BUSY = "busy"  #: the tool is still running from an earlier timed-out call
+    INTERRUPTED = "interrupted"  #: the run stopped while the tool ran; it may or may not have completed
     CANCELLED = "cancelled"  #: the run was cancelled before the call ran
 
 
@@ -515,8 +516,10 @@ class RunResult:
         final_answer: the done tool's arguments, when the run finished with done.
         error: the exception behind ``llm_error`` / ``hook_error`` stops.
         detail: a sentence saying why the run stopped.
-        dropped_calls: calls the model asked for that were not run because the
-            budget was spent or the run had finished.
+        dropped_calls: calls the model asked for that did not run: answered as
+            never to run (a second done call), or left open by the stop (a
+            continued run runs those first).
+        pending: calls paused for approval (``approval_pending``), with their decisions.
     """
 
     stop_reason: str
@@ -528,6 +531,7 @@ class RunResult:
     error: BaseException | None = None
     detail: str = ""
     dropped_calls: list[ToolCall] = field(default_factory=list)
+    pending: list[PendingCall] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # `detail` is a sentence for people, often quoting an exception: masked once, here.
@@ -582,6 +586,7 @@ class RunResult:
             "error": self.error_text,
             "detail": redact_text(self.detail) if self.detail else self.detail,
             "dropped_calls": [c.to_dict() for c in self.dropped_calls],
+            "pending": [p.to_dict() for p in self.pending],
         }
 
 

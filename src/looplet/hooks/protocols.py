@@ -21,9 +21,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..backends.protocol import LLMRequest
     from ..history import History
     from ..prompt import PromptContext
     from ..state import DefaultState
+    from ..tools.registry import PreparedCall
     from ..types import Step, ToolCall, ToolResult
 
 __all__ = [
@@ -36,7 +40,10 @@ __all__ = [
     "ShouldStop",
     "OnLoopEnd",
     "LoopHook",
+    "AroundLLM",
+    "AroundTool",
     "HOOK_METHODS",
+    "INTERCEPTOR_METHODS",
 ]
 
 
@@ -124,6 +131,36 @@ class LoopHook(
     against); this one describes a hook that implements them all.
     """
 
+
+class AroundLLM(Protocol):
+    """An interceptor around every model call: ``return proceed(request)`` runs the call.
+
+    It sees the request, the response or the exception, and the time between;
+    interceptors nest in list order (the first is outermost). It may pass on a
+    changed request or return another response; what it raises is the model
+    call's failure. In `async_composable_loop` an ``async def around_llm``
+    gets a `proceed` to await; a plain one runs in a worker thread.
+    """
+
+    def around_llm(self, request: LLMRequest, proceed: Callable[[LLMRequest], Any]) -> Any: ...
+
+
+class AroundTool(Protocol):
+    """An interceptor around every tool run: ``return proceed()`` runs the tool.
+
+    `call` is the validated call that passed every gate (``call.call`` the
+    `ToolCall`, ``call.spec`` the tool, ``call.args`` the final arguments);
+    its intent is already in ``state.in_flight``. It returns the `ToolResult`;
+    what it raises becomes that call's ``execution`` error. Nesting and async
+    as for `AroundLLM`. Calls of a concurrent batch are intercepted from
+    several threads (sync loop) or tasks (async loop) at once.
+    """
+
+    def around_tool(self, call: PreparedCall, proceed: Callable[[], Any]) -> Any: ...
+
+
+#: The interceptor methods the loop looks for on hooks.
+INTERCEPTOR_METHODS = ("around_llm", "around_tool")
 
 #: The method names the loop looks for, in the order a turn reaches them.
 HOOK_METHODS = (

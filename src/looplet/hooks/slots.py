@@ -8,7 +8,9 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .protocols import HOOK_METHODS
+from .protocols import HOOK_METHODS, INTERCEPTOR_METHODS
+
+_SLOTS = HOOK_METHODS + INTERCEPTOR_METHODS
 
 __all__ = ["HookSlots"]
 
@@ -18,7 +20,7 @@ Bound = tuple[object, Callable[..., Any]]
 class HookSlots:
     """The hooks of a run, as one list of bound methods per slot, in the user's order."""
 
-    __slots__ = HOOK_METHODS
+    __slots__ = _SLOTS
 
     pre_loop: list[Bound]
     pre_prompt: list[Bound]
@@ -28,13 +30,15 @@ class HookSlots:
     after_step: list[Bound]
     should_stop: list[Bound]
     on_loop_end: list[Bound]
+    around_llm: list[Bound]
+    around_tool: list[Bound]
 
     def __init__(self, hooks: Iterable[object] = ()) -> None:
-        for name in HOOK_METHODS:
+        for name in _SLOTS:
             setattr(self, name, [])
         for hook in hooks:
             found = False
-            for name in HOOK_METHODS:
+            for name in _SLOTS:
                 method = getattr(hook, name, None)
                 if callable(method):
                     getattr(self, name).append((hook, method))
@@ -61,7 +65,7 @@ def _warn_misspelled(hook: object, found: bool) -> None:
     level = _caller_level()
     public = [n for n in dir(hook) if not n.startswith("_") and callable(getattr(hook, n, None))]
     for name in public:
-        if name in HOOK_METHODS:
+        if name in _SLOTS:
             continue
         if name in RETIRED_METHODS:
             warnings.warn(
@@ -70,7 +74,7 @@ def _warn_misspelled(hook: object, found: bool) -> None:
                 stacklevel=level,
             )
             continue
-        close = difflib.get_close_matches(name, HOOK_METHODS, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name, _SLOTS, n=1, cutoff=0.8)
         if close:
             warnings.warn(
                 f"hook {type(hook).__name__} has a method {name!r}, which is not a hook method; "
@@ -80,7 +84,7 @@ def _warn_misspelled(hook: object, found: bool) -> None:
     if not found:
         warnings.warn(
             f"hook {type(hook).__name__} has none of the hook methods "
-            f"({', '.join(HOOK_METHODS)}), so the loop will never call it",
+            f"({', '.join(_SLOTS)}), so the loop will never call it",
             stacklevel=level,
         )
 

@@ -35,6 +35,9 @@ class ToolSpec:
         concurrent_safe: may run at the same time as other such calls in one turn.
         timeout_s: time limit per call (None: the run's default, or no limit).
         done: this is the done tool; an accepted call ends the run.
+        idempotent: running it twice with the same arguments does no harm, so a
+            call that a crash interrupted runs again on resume (otherwise the
+            model is told it was ``interrupted``). ``ctx.call_id`` stays the same.
     """
 
     name: str
@@ -45,6 +48,7 @@ class ToolSpec:
     concurrent_safe: bool = False
     timeout_s: float | None = None
     done: bool = False
+    idempotent: bool = False
     is_async: bool = False
     ctx_param: str | None = None
     converters: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
@@ -126,6 +130,7 @@ def _options(
     free: bool,
     concurrent_safe: bool,
     timeout_s: float | None,
+    idempotent: bool = False,
 ) -> dict[str, Any]:
     check_timeout("timeout_s", timeout_s)
     if name is not None:
@@ -136,6 +141,7 @@ def _options(
         "free": free,
         "concurrent_safe": concurrent_safe,
         "timeout_s": timeout_s,
+        "idempotent": idempotent,
     }
 
 
@@ -149,6 +155,7 @@ def tool(
     free: bool = False,
     concurrent_safe: bool = False,
     timeout_s: float | None = None,
+    idempotent: bool = False,
 ) -> Callable[[F], F]: ...
 def tool(
     fn: Any = None,
@@ -159,13 +166,14 @@ def tool(
     free: bool = False,
     concurrent_safe: bool = False,
     timeout_s: float | None = None,
+    idempotent: bool = False,
 ) -> Any:
     """Mark a function as a tool, bare (``@tool``) or with options (``@tool(free=True)``).
 
     The function stays an ordinary function; pass it to `BaseToolRegistry`
     (``BaseToolRegistry([fn])`` or ``tools.register(fn)``) to offer it to a model.
     """
-    opts = _options(name, description, free, concurrent_safe, timeout_s)
+    opts = _options(name, description, free, concurrent_safe, timeout_s, idempotent)
 
     def mark(f: F) -> F:
         setattr(f, _OPTIONS_ATTR, opts)
@@ -198,6 +206,7 @@ class BaseToolRegistry:
         free: bool = False,
         concurrent_safe: bool = False,
         timeout_s: float | None = None,
+        idempotent: bool = False,
     ) -> Callable[[F], F]: ...
     def tool(
         self,
@@ -209,6 +218,7 @@ class BaseToolRegistry:
         free: bool = False,
         concurrent_safe: bool = False,
         timeout_s: float | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Register a function as a tool: ``@tools.tool`` or ``@tools.tool(name=..., free=True)``.
 
@@ -216,7 +226,7 @@ class BaseToolRegistry:
         docstring (its Args section describes the parameters). Returns the
         function unchanged.
         """
-        opts = _options(name, description, free, concurrent_safe, timeout_s)
+        opts = _options(name, description, free, concurrent_safe, timeout_s, idempotent)
 
         def add(f: F) -> F:
             self._add(f, **opts)
@@ -235,6 +245,7 @@ class BaseToolRegistry:
         concurrent_safe: bool | None = None,
         timeout_s: float | None = None,
         done: bool = False,
+        idempotent: bool | None = None,
     ) -> ToolSpec:
         """Register a function (or a ready `ToolSpec`); options override ``@tool``'s.
 
@@ -249,6 +260,7 @@ class BaseToolRegistry:
             "free": free,
             "concurrent_safe": concurrent_safe,
             "timeout_s": timeout_s,
+            "idempotent": idempotent,
         }
         marked.update({k: v for k, v in given.items() if v is not None})
         opts = _options(
@@ -257,6 +269,7 @@ class BaseToolRegistry:
             bool(marked.get("free", False)),
             bool(marked.get("concurrent_safe", False)),
             marked.get("timeout_s"),
+            bool(marked.get("idempotent", False)),
         )
         return self._add(fn, parameters=parameters, done=done, **opts)
 
@@ -269,6 +282,7 @@ class BaseToolRegistry:
         free: bool,
         concurrent_safe: bool,
         timeout_s: float | None,
+        idempotent: bool = False,
         parameters: dict[str, Any] | None = None,
         done: bool = False,
     ) -> ToolSpec:
@@ -296,6 +310,7 @@ class BaseToolRegistry:
             concurrent_safe=concurrent_safe,
             timeout_s=timeout_s,
             done=done,
+            idempotent=idempotent,
             is_async=inspect.iscoroutinefunction(fn),
             ctx_param=info.ctx_param,
             converters=info.converters,
