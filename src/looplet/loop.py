@@ -14,6 +14,7 @@ from .engine import CallHook, CallLLM, Contained, Engine, Flow
 from .errors import ConfigError, propagates
 from .history import History
 from .hooks.slots import HookSlots
+from .interceptors import allm_chain, atool_chain, llm_chain, refuse_async, tool_chain
 from .state import DefaultState
 from .tools.context import CancelToken, is_async_callable
 from .tools.dispatch import run_async, run_sync
@@ -165,8 +166,15 @@ class Loop(_RunView, Iterator[Step]):
 
 
 def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
-    """Carry out the engine's effects with plain calls."""
+    """Carry out the engine's effects with plain calls (through the interceptors)."""
     pool: Any = None
+    complete = llm_chain(engine.hooks.around_llm, backend.complete)
+    arounds = engine.hooks.around_tool
+
+    def run_one(call: Any, timeout: float | None) -> Any:
+        if not arounds:
+            return run_sync(call, timeout)
+        return tool_chain(arounds, call, lambda: run_sync(call, timeout))
 
     def execute(effect: Any) -> Any:
         nonlocal pool
@@ -179,16 +187,16 @@ def _drive(engine: Engine, backend: Any) -> Generator[Step, None, None]:
                 )
             return out
         if isinstance(effect, CallLLM):
-            return backend.complete(effect.request)
+            return complete(effect.request)
         if len(effect.calls) == 1:
-            return [run_sync(effect.calls[0], effect.timeouts[0])]
+            return [run_one(effect.calls[0], effect.timeouts[0])]
         if pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(engine.config.max_concurrency, thread_name_prefix="looplet-tools")
         # Each call runs in a copy of the caller's context, so tools see its ContextVars.
         pairs = zip(effect.calls, effect.timeouts, strict=True)
-        futures = [pool.submit(contextvars.copy_context().run, run_sync, c, t) for c, t in pairs]
+        futures = [pool.submit(contextvars.copy_context().run, run_one, c, t) for c, t in pairs]
         return [f.result() for f in futures]
 
     flow = engine.run()
@@ -328,6 +336,7 @@ def composable_loop(
         approver=approver,
         backend=backend,
     )
+    refuse_async(engine.hooks.around_llm + engine.hooks.around_tool)
     return Loop(engine, backend)
 
 
@@ -383,10 +392,22 @@ class AsyncLoop(_RunView, AsyncIterator[Step]):
         return self.engine.result
 
 
-async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator[Step]:
-    """Carry out the engine's effects with awaits (sync hooks, tools and backends work too)."""
-
+def _async_executor(engine: Engine, backend: Any, is_async: bool) -> Callable[[Any], Any]:
+    """How the async loop carries out one effect (through the interceptors)."""
     import asyncio
+
+    async def complete_once(request: Any) -> Any:
+        if is_async:
+            return await backend.complete(request)
+        return await asyncio.to_thread(_threadsafe_call, backend.complete, request)
+
+    complete = allm_chain(engine.hooks.around_llm, complete_once)
+    arounds = engine.hooks.around_tool
+
+    async def run_one(call: Any, timeout: float | None) -> Any:
+        if not arounds:
+            return await run_async(call, timeout)
+        return await atool_chain(arounds, call, lambda: run_async(call, timeout))
 
     async def execute(effect: Any) -> Any:
         if isinstance(effect, CallHook):
@@ -396,24 +417,28 @@ async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator
                 raise Contained(exc) from exc
             return (await out) if inspect.isawaitable(out) else out
         if isinstance(effect, CallLLM):
-            if is_async:
-                return await backend.complete(effect.request)
-            return await asyncio.to_thread(_threadsafe_call, backend.complete, effect.request)
+            return await complete(effect.request)
         loop = asyncio.get_running_loop()
         for call in effect.calls:
             if call.ctx is not None:
                 call.ctx.event_loop = loop  # an async approver is answered here
         if len(effect.calls) == 1:
-            return [await run_async(effect.calls[0], effect.timeouts[0])]
+            return [await run_one(effect.calls[0], effect.timeouts[0])]
         limit = asyncio.Semaphore(engine.config.max_concurrency)
 
         async def bounded(call: Any, timeout: float | None) -> Any:
             async with limit:
-                return await run_async(call, timeout)
+                return await run_one(call, timeout)
 
         pairs = zip(effect.calls, effect.timeouts, strict=True)
         return list(await asyncio.gather(*(bounded(c, t) for c, t in pairs)))
 
+    return execute
+
+
+async def _adrive(engine: Engine, backend: Any, is_async: bool) -> AsyncIterator[Step]:
+    """Carry out the engine's effects with awaits (sync hooks, tools and backends work too)."""
+    execute = _async_executor(engine, backend, is_async)
     flow = engine.run()
     try:
         async for step in _apump(flow, execute):
