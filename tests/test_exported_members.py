@@ -32,11 +32,20 @@ EXPECTED = {
     "ErrorKind",
     "ErrorCategory",
     "StopReason",
+    "PendingCall",
     "register_secret",
+    # durable runs (issue 7's public contract: Ask, PendingCall, state.approve/reject/pending,
+    # state.to_dict, DefaultState.from_dict; and the stores)
+    "RunStore",
+    "MemoryRunStore",
+    "FileCheckpointStore",
+    "CheckpointHook",
+    "load_run",
     # hooks
     "LoopHook",
     "Allow",
     "Deny",
+    "Ask",
     "Block",
     "Stop",
     "InjectContext",
@@ -69,7 +78,18 @@ EXPECTED = {
     "ScriptExhaustedError",
     "HookError",
     "ToolDefinitionError",
+    "DecisionError",
+    "CheckpointError",
+    "CheckpointLocked",
 }
+
+
+def test_the_durable_run_contract_is_reachable_from_looplet() -> None:
+    state = looplet.DefaultState(task="t")
+    for method in ("approve", "reject", "to_dict", "fork"):
+        assert callable(getattr(state, method))
+    assert state.pending == [] and callable(looplet.DefaultState.from_dict)
+    assert looplet.Ask("why").reason == "why"
 
 #: SDK backends, loaded lazily from these modules (which another change adds).
 SDK_BACKENDS = {

@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
     from .backends.mock import AsyncFunctionBackend, FunctionBackend, MockLLMBackend
     from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
+    from .checkpoints import CheckpointHook, FileCheckpointStore, MemoryRunStore, RunStore, load_run
     from .config import LoopConfig
     from .errors import (
+        CheckpointError,
+        CheckpointLocked,
         ConfigError,
+        DecisionError,
         HookError,
         LLMError,
         LoopError,
@@ -26,7 +30,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
         ToolDefinitionError,
     )
     from .history import History, Message
-    from .hooks.decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+    from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
     from .hooks.protocols import LoopHook
     from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
     from .prompt import PromptContext
@@ -35,7 +39,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .tools.builtins import register_done_tool, register_think_tool
     from .tools.context import CancelToken, ToolContext
     from .tools.registry import BaseToolRegistry, ToolSpec, tool
-    from .types import ErrorCategory, ErrorKind, RunResult, Step, StopReason, ToolCall, ToolResult, Usage
+    from .types import (
+        ErrorCategory,
+        ErrorKind,
+        PendingCall,
+        RunResult,
+        Step,
+        StopReason,
+        ToolCall,
+        ToolResult,
+        Usage,
+    )
 
 __version__ = "0.1.0"
 
@@ -63,11 +77,19 @@ __all__ = [
     "ErrorKind",
     "ErrorCategory",
     "StopReason",
+    "PendingCall",
     "register_secret",
+    # durable runs
+    "RunStore",
+    "MemoryRunStore",
+    "FileCheckpointStore",
+    "CheckpointHook",
+    "load_run",
     # hooks
     "LoopHook",
     "Allow",
     "Deny",
+    "Ask",
     "Block",
     "Stop",
     "InjectContext",
@@ -100,6 +122,9 @@ __all__ = [
     "ScriptExhaustedError",
     "HookError",
     "ToolDefinitionError",
+    "DecisionError",
+    "CheckpointError",
+    "CheckpointLocked",
 ]
 
 #: where each public name lives; ``import looplet`` loads none of them until named.
@@ -113,6 +138,14 @@ _WHERE = {
     "LLMResponse": ".backends.protocol",
     "TextLLM": ".backends.protocol",
     "LoopConfig": ".config",
+    "CheckpointHook": ".checkpoints",
+    "FileCheckpointStore": ".checkpoints",
+    "MemoryRunStore": ".checkpoints",
+    "RunStore": ".checkpoints",
+    "load_run": ".checkpoints",
+    "CheckpointError": ".errors",
+    "CheckpointLocked": ".errors",
+    "DecisionError": ".errors",
     "ConfigError": ".errors",
     "HookError": ".errors",
     "LLMError": ".errors",
@@ -123,6 +156,7 @@ _WHERE = {
     "History": ".history",
     "Message": ".history",
     "Allow": ".hooks.decisions",
+    "Ask": ".hooks.decisions",
     "Block": ".hooks.decisions",
     "Continue": ".hooks.decisions",
     "Deny": ".hooks.decisions",
@@ -147,6 +181,7 @@ _WHERE = {
     "tool": ".tools.registry",
     "ErrorCategory": ".types",
     "ErrorKind": ".types",
+    "PendingCall": ".types",
     "RunResult": ".types",
     "Step": ".types",
     "StopReason": ".types",

@@ -39,7 +39,10 @@ def _engine(
     history: History | None,
     approver: Callable[[str], Any] | None,
     backend: Any,
+    store: Any = None,
+    resume: str | None = None,
 ) -> Engine:
+    state, hooks = _durability(state, hooks, store, resume)
     overrides: dict[str, Any] = {}
     if max_steps is not None:
         overrides["max_steps"] = max_steps
@@ -70,6 +73,30 @@ def _engine(
         # The JSON-in-text format is shown unless the backend calls tools natively.
         text_format=not getattr(backend, "native_tool_calls", False),
     )
+
+
+def _durability(
+    state: DefaultState | None, hooks: Iterable[object] | None, store: Any, resume: str | None
+) -> tuple[DefaultState | None, list[object]]:
+    """`store=` checkpoints the run (a `CheckpointHook` last in the hooks); `resume=` loads it."""
+    hooks = list(hooks or ())
+    if store is None:
+        if resume is not None:
+            raise ConfigError(f"resume={resume!r} needs the store that holds the run: pass store=")
+        return state, hooks
+    from .checkpoints import CheckpointHook, RunStore, load_run
+
+    if not isinstance(store, RunStore):
+        kind = type(store).__name__
+        raise ConfigError(f"store must be a RunStore (e.g. FileCheckpointStore(dir)), got {kind}")
+    if any(isinstance(h, CheckpointHook) for h in hooks):
+        raise ConfigError("pass store= or a CheckpointHook in hooks, not both")
+    if resume is not None:
+        if state is not None:
+            raise ConfigError("pass state= or resume=, not both (resume= loads the state from the store)")
+        state = load_run(store, resume)
+    hooks.append(CheckpointHook(store))
+    return state, hooks
 
 
 class _RunView:
@@ -291,6 +318,8 @@ def composable_loop(
     cancel_token: CancelToken | None = None,
     history: History | None = None,
     approver: Callable[[str], Any] | None = None,
+    store: Any = None,
+    resume: str | None = None,
 ) -> Loop:
     """Run an agent as an iterator of `Step`s.
 
@@ -308,6 +337,16 @@ def composable_loop(
         approver: answers tools' ``ctx.approve(question)`` (e.g. by asking a
             human): only ``True`` or ``Allow()`` approves; without one, every
             approval is refused. An async approver needs `async_composable_loop`.
+        store: a `RunStore` (e.g. ``FileCheckpointStore(dir)``) to make the run
+            durable in: every step is saved before it is yielded, every tool's
+            intent before it runs (a `CheckpointHook`, added last).
+        resume: the id of a run saved in `store` to continue (instead of
+            ``state=``). Nothing resumes implicitly.
+
+    Raises:
+        ConfigError: a setting is wrong, or the state holds a run that ended done.
+        CheckpointError: `resume` names a run the store does not hold or cannot read.
+        DecisionError: an approval decision in the state cannot be carried out.
 
     Returns:
         A `Loop`: iterate it for Steps, then read ``loop.result``.
@@ -335,6 +374,8 @@ def composable_loop(
         history=history,
         approver=approver,
         backend=backend,
+        store=store,
+        resume=resume,
     )
     refuse_async(engine.hooks.around_llm + engine.hooks.around_tool)
     return Loop(engine, backend)
@@ -490,6 +531,8 @@ def async_composable_loop(
     cancel_token: CancelToken | None = None,
     history: History | None = None,
     approver: Callable[[str], Any] | None = None,
+    store: Any = None,
+    resume: str | None = None,
 ) -> AsyncLoop:
     """The async twin of `composable_loop`: same parameters, same Steps.
 
@@ -511,6 +554,8 @@ def async_composable_loop(
         history=history,
         approver=approver,
         backend=backend,
+        store=store,
+        resume=resume,
     )
     return AsyncLoop(engine, backend, is_async)
 

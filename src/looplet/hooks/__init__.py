@@ -1,6 +1,6 @@
 """Hook protocols, decision values, and the hooks that ship with looplet."""
 
-from .decisions import Allow, Block, Continue, Deny, InjectContext, Stop
+from .decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
 from .protocols import (
     HOOK_METHODS,
     AfterStep,
@@ -17,6 +17,7 @@ from .slots import HookSlots
 
 __all__ = [
     "Allow",
+    "Ask",
     "Block",
     "Continue",
     "Deny",
