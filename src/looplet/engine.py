@@ -165,8 +165,8 @@ class Engine:
         state.config = config
         self._fingerprint(continuing)
         if continuing:
+            self._check_decisions()  # before anything in the record changes
             state.stop_reason, state.detail = None, ""
-            self._check_decisions()
         self.result: RunResult | None = None
         self.error: BaseException | None = None  # the exception behind the stop (not saved)
         self.last_ctx: PromptContext | None = None
@@ -606,7 +606,8 @@ class Engine:
         for call in group:
             if self.state.pending and self._is_done(call) and self._undecided():
                 continue  # the model meant done after the paused calls: it stays open
-            gated.append((yield from self._gate(call, len(self.state.steps) + 1 + len(gated))))
+            ahead = sum(1 for _, outcome in gated if not isinstance(outcome, PendingCall))
+            gated.append((yield from self._gate(call, len(self.state.steps) + 1 + ahead)))
             if self.stopped:
                 break
         halted = self.stopped
@@ -709,7 +710,8 @@ class Engine:
                 elif isinstance(out, Deny):
                     return call, _denied(call, out, hook)
                 elif isinstance(out, Ask):
-                    return call, self._pause(call, prepared.args, out, hook)
+                    rewritten = None if call is original else original.args
+                    return call, self._pause(call, prepared.args, out, rewritten)
                 elif isinstance(out, ToolResult):
                     self._validated[call.call_id] = prepared.args
                     return call, _adopt(out, call, hook)
@@ -738,10 +740,13 @@ class Engine:
             )
         return prepared
 
-    def _pause(self, call: ToolCall, args: dict[str, Any], ask: Ask, hook: object) -> PendingCall:
+    def _pause(
+        self, call: ToolCall, args: dict[str, Any], ask: Ask, original: dict[str, Any] | None
+    ) -> PendingCall:
         """Record `call` as waiting for a human; nothing of it enters the history."""
         reason = _as_str(ask.reason)
         pending = PendingCall(call.call_id, call.tool, dict(args), args_hash(args), reason)
+        pending.original_args = original
         self.state.pending.append(pending)
         self._scratch.pop(call.call_id, None)
         return pending
@@ -781,7 +786,9 @@ class Engine:
             text = f"denied: {note}. Do not retry this call; take another approach."
             return call, error_result(call, ErrorKind.DENIED, text, denied_by="human")
         args = pending.args if pending.approved_args is None else pending.approved_args
-        if args != pending.args:
+        if pending.original_args is not None:
+            self._rewrites[call.call_id] = pending.original_args
+        elif args != pending.args:
             self._rewrites[call.call_id] = pending.args
         return self._prepared_with(call, args, step)
 

@@ -142,6 +142,8 @@ class DefaultState:
             DecisionError: no paused call has this id, or its arguments changed.
         """
         pending = self._pending_call(call_id, args_hash)
+        if args is not None:
+            _check_saveable(call_id, args)
         if args is not None and not isinstance(args, dict):
             raise DecisionError(
                 f"approve({call_id!r}, args=...) needs a dict of arguments, got {type(args).__name__}"
@@ -337,6 +339,22 @@ _RECORD_FIELDS = frozenset(
     }
 )
 _KEYS = _RECORD_FIELDS | {"schema_version", "extra"}
+
+
+def _check_saveable(call_id: str, args: Any) -> None:
+    """Edited arguments must be JSON data, or the record holding them could not be saved."""
+    import json
+
+    if not isinstance(args, dict):
+        return  # refused by the caller with its own message
+    for key, value in args.items():
+        try:
+            json.dumps({key: value}, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise DecisionError(
+                f"approve({call_id!r}, args=...): argument {key!r} is not JSON data ({exc}); use str, "
+                "int, finite float, bool, None, list or dict with str keys"
+            ) from None
 
 
 def _turn_start(history: History, steps: list[Step], step: Step) -> int | None:

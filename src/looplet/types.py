@@ -278,6 +278,7 @@ class PendingCall:
         decision: None until decided, then ``"approved"`` or ``"rejected"``.
         approved_args: the arguments approved (edited ones, if the human edited).
         note: the reason given with a rejection.
+        original_args: the model's arguments, when a hook rewrote them before the pause.
     """
 
     call_id: str
@@ -288,6 +289,7 @@ class PendingCall:
     decision: str | None = None
     approved_args: dict[str, Any] | None = None
     note: str = ""
+    original_args: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return masked_repr(self)
@@ -300,6 +302,8 @@ class PendingCall:
             "args_hash": self.args_hash,
             "reason": self.reason,
         }
+        if self.original_args is not None:
+            out["original_args"] = self.original_args
         if self.decision is not None:
             out["decision"] = self.decision
             out["approved_args"] = self.approved_args
@@ -309,6 +313,7 @@ class PendingCall:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PendingCall:
         approved = data.get("approved_args")
+        original = data.get("original_args")
         return cls(
             call_id=str(data["call_id"]),
             tool=str(data["tool"]),
@@ -318,6 +323,7 @@ class PendingCall:
             decision=data.get("decision"),
             approved_args=None if approved is None else dict(approved),
             note=str(data.get("note", "")),
+            original_args=None if original is None else dict(original),
         )
 
 
