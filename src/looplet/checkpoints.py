@@ -340,7 +340,7 @@ class FileCheckpointStore:
             return []  # nothing was appended
         lines = found[0].split(b"\n")
         if lines[-1]:
-            logger.warning("%s: ignored a torn last line (a crash while it was appended)", path)
+            logger.info("%s: ignored a torn last line (a crash while it was appended)", path)
         entries = []
         for number, line in enumerate(lines[:-1], 1):
             line_seq, entry = _parse_journal_line(path, number, run_id, line)
@@ -424,6 +424,8 @@ def _parse_checkpoint(path: str, raw: bytes) -> tuple[dict[str, Any], dict[str, 
     """Check a checkpoint file's bytes; its header and record, or a CheckpointError saying what is wrong."""
     data = _parse_json(path, raw)
     header = _check_header(path, data)
+    if not raw.endswith(b"\n"):
+        raise CheckpointError(path, "truncated: it lacks the newline looplet writes last")
     start = raw.find(_RECORD_MARK)
     body = raw[start + len(_RECORD_MARK) : -2] if start > 0 and raw.endswith(b"}\n") else None
     if body is None or header["sha256"] != _digest(header, body):
@@ -586,8 +588,10 @@ def _read_file(path: str) -> tuple[bytes, tuple[int, ...]] | None:
         )
     if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(path, "is a directory, not a checkpoint file")
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _BINARY)
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(path, "is not a regular file (a pipe or a device?)")
+    try:  # O_NONBLOCK: should a pipe be swapped in after the check, opening it must not hang
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(handle.fileno())
             if not stat.S_ISREG(st.st_mode):
