@@ -229,6 +229,36 @@ def test_checkpoint_files_are_private_whatever_the_umask(tmp_path: Path) -> None
     assert modes == {f"{RUN}.json": 0o600, f"{RUN}.journal": 0o600, f"{RUN}.lock": 0o600}
 
 
+#: Files written by checkpoint format 1, frozen: every later looplet must read them (E3's corpus).
+V1_CHECKPOINT = (
+    b'{"format":"looplet-checkpoint","format_version":1,"run_id":"run_v1","seq":1,"status":"paused",'
+    b'"sha256":"19b09d208d71d82ed07de391c996d2564ff3397ae0d3f61385c9eca5907d4715","record":{"run_id":"run_v1",'
+    b'"stop_reason":"approval_pending","task":"refund \\u00e9","n":[1,2.5,null,true,{"k":"\\u65e5"}]}}\n'
+)
+V1_JOURNAL = (
+    b'{"seq":1,"sha256":"d1ebc6eece52d05e46a57ace1dd39acbba805a39316572f21ce8cb8c80e67114","entry":'
+    b'{"type":"result","call_id":"c1","result":{"tool":"refund","data":"ok"}}}\n'
+)
+V1_RECORD = {
+    "run_id": "run_v1",
+    "stop_reason": "approval_pending",
+    "task": "refund é",
+    "n": [1, 2.5, None, True, {"k": "日"}],
+}
+V1_ENTRY = {"type": "result", "call_id": "c1", "result": {"tool": "refund", "data": "ok"}}
+
+
+def test_a_format_1_checkpoint_still_loads_and_saves_again_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "run_v1.json").write_bytes(V1_CHECKPOINT)
+    (tmp_path / "run_v1.journal").write_bytes(V1_JOURNAL)
+    store = FileCheckpointStore(tmp_path)
+    assert store.load("run_v1") == (V1_RECORD, [V1_ENTRY])
+    store.save("run_v1", V1_RECORD)
+    assert FileCheckpointStore(tmp_path).load("run_v1") == (V1_RECORD, [])
+    header = json.loads((tmp_path / "run_v1.json").read_bytes())
+    assert (header["format_version"], header["seq"], header["status"]) == (1, 2, "paused")
+
+
 # -- two processes ------------------------------------------------------------------------------------
 
 
@@ -492,6 +522,18 @@ def test_a_symlinked_journal_is_refused_and_never_written_through(tmp_path: Path
         store.append(RUN, {"type": "intent", "call_id": "c1"})
     store.save(RUN, _state(turns=2).to_dict())
     assert target.read_bytes() == b""
+
+
+@POSIX
+def test_a_pipe_planted_as_the_journal_is_refused_without_hanging(tmp_path: Path) -> None:
+    store, _, _ = _saved(tmp_path)
+    os.mkfifo(store.path(RUN, ".journal"))
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        store.load(RUN)
+    with pytest.raises(CheckpointError, match="could not append"):
+        store.append(RUN, {"type": "intent", "call_id": "c1"})
+    store.save(RUN, _state(turns=2).to_dict())  # emptying the old journal does not block either
+    assert _seq(store) == 2
 
 
 def test_a_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:

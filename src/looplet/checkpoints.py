@@ -59,6 +59,7 @@ S = TypeVar("S", bound=DefaultState)
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows would otherwise translate newlines
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a pipe planted under a run's name must not hang us
 
 _FORMAT = "looplet-checkpoint"
 _FORMAT_VERSION = 1
@@ -591,7 +592,7 @@ def _read_file(path: str) -> tuple[bytes, tuple[int, ...]] | None:
     if not stat.S_ISREG(st.st_mode):
         raise CheckpointError(path, "is not a regular file (a pipe or a device?)")
     try:  # O_NONBLOCK: should a pipe be swapped in after the check, opening it must not hang
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _BINARY | _NONBLOCK)
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(handle.fileno())
             if not stat.S_ISREG(st.st_mode):
@@ -643,8 +644,10 @@ def _append_line(directory: str, path: str, line: bytes) -> None:
     """Append one journal line and sync it, first cutting off a torn line a crash left at the end."""
     existed = os.path.lexists(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _BINARY, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _BINARY | _NONBLOCK, 0o600)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "the journal is not a regular file")
             _drop_torn_tail(fd)
             _write_all(fd, line)
             os.fsync(fd)
@@ -678,7 +681,7 @@ def _read_at(fd: int, offset: int, size: int) -> bytes:
 def _empty_quietly(path: str) -> None:
     """Empty a journal a save has subsumed (its lines are ignored by seq anyway, so failure is harmless)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW | _BINARY)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW | _BINARY | _NONBLOCK)
     except OSError:
         return
     os.close(fd)
