@@ -33,6 +33,7 @@ from looplet import (
     BaseToolRegistry,
     DecisionError,
     DefaultState,
+    Deny,
     FunctionBackend,
     LLMRequest,
     LoopConfig,
@@ -196,10 +197,6 @@ def test_paused_calls_each_get_their_own_id_even_when_the_model_repeats_or_omits
     assert result.stop_reason == "done"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine._run_group numbers calls by len(gated), which counts paused calls that get no step",
-)
 def test_calls_after_a_paused_call_in_a_concurrent_batch_see_the_step_number_they_are_recorded_as(
     drive: Driver,
 ) -> None:
@@ -264,6 +261,36 @@ def test_an_approved_call_runs_once_with_its_args_without_the_gates_and_nothing_
     assert "Hello, B!" in _tool_message(llm.calls[1], "b")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine._settled runs an approved call with no pre_dispatch hook at all, so a gate listed "
+    "after the one that asked is never consulted and its Deny is bypassed (INV-4)",
+)
+def test_a_gate_listed_after_the_one_that_asked_still_decides_an_approved_call(drive: Driver) -> None:
+    class NeverB:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> Any:
+            self.seen.append(call.call_id)
+            return Deny("B is on the do-not-greet list") if call.args.get("name") == "B" else None
+
+    tools, greeted = greeting_tools()
+    asker, never_b = AskFor("B"), NeverB()
+    llm = MockLLMBackend([_turn("B"), _finish()])
+    state = DefaultState(task=TASK)
+    drive(llm, tools=tools, hooks=[asker, never_b], state=state)
+    assert never_b.seen == []  # the pause came first
+    state.approve("b")
+
+    steps, _ = drive(llm, tools=tools, hooks=[asker, never_b], state=state)
+
+    assert asker.asked["b"] == 1  # the gate that asked is answered by the human
+    assert never_b.seen.count("b") == 1  # the gates after it still have their say
+    assert greeted == []
+    assert steps[0].tool_result.error_kind == "denied"
+
+
 def test_approved_edited_args_are_validated_again_and_the_edit_is_recorded_on_the_step(drive: Driver) -> None:
     tools, greeted, gate, llm, state = _paused_at_b(drive)
 
@@ -294,10 +321,6 @@ def test_approve_with_args_that_are_not_a_dict_is_refused_at_once(drive: Driver)
     assert state.pending[0].decision is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DefaultState.approve keeps edited args that are not JSON data: the record can no longer be saved",
-)
 @pytest.mark.parametrize("bad", [Path("Bea"), float("nan")], ids=["path", "nan"])
 def test_approve_refuses_edited_args_the_record_could_not_save(drive: Driver, bad: Any) -> None:
     _, _, _, _, state = _paused_at_b(drive)
@@ -306,10 +329,6 @@ def test_approve_refuses_edited_args_the_record_could_not_save(drive: Driver, ba
     json.dumps(state.to_dict(), allow_nan=False)  # the run can still be saved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine.__init__ clears stop_reason/detail before _check_decisions refuses the decision",
-)
 def test_a_refused_decision_leaves_the_run_record_as_it_was(drive: Driver) -> None:
     tools, _, gate, llm, state = _paused_at_b(drive)
     state.approve("b", args={"nme": "Bea"})
@@ -323,11 +342,6 @@ def test_a_refused_decision_leaves_the_run_record_as_it_was(drive: Driver) -> No
     assert after == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine._pause keeps no note of a hook's Allow(updated_args) rewrite, so the approved step "
-    "lacks metadata['original_args'] (an unpaused rewritten call has it)",
-)
 def test_a_hook_rewrite_before_the_pause_is_recorded_on_the_approved_step(drive: Driver) -> None:
     class Capitalise:
         def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> Any:
