@@ -97,7 +97,7 @@ def _request_bytes(request: Any) -> int:
     return size
 
 
-def run_looplet(n: int, mode: str) -> tuple[float, int]:
+def run_looplet(n: int, mode: str, store: Any = None) -> tuple[float, int]:
     """Seconds for one run of `n` steps, and the bytes the backend got at the last step."""
     from looplet import composable_loop
 
@@ -106,7 +106,7 @@ def run_looplet(n: int, mode: str) -> tuple[float, int]:
     gc.collect()
     started = time.perf_counter()
     count = 0
-    for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n):
+    for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n, store=store):
         count += 1
     elapsed = time.perf_counter() - started
     assert count == n, (count, n)
@@ -131,6 +131,45 @@ def run_minimal(n: int) -> float:
     return time.perf_counter() - started
 
 
+def run_agent_loop(n: int) -> float:
+    """A minimal hand-written *agent* loop doing what any agent loop must per step.
+
+    It calls the same instant backend looplet calls, with a request holding
+    the messages; looks the tool up; checks the arguments are a dict; times
+    the call; encodes the result as JSON; appends the two messages; keeps a
+    step record; and checks the budget and the done tool. This is the loop
+    the issue's "at most 4x a minimal hand-written agent loop" compares with.
+    """
+    from looplet import LLMRequest
+
+    llm = InstantNative()
+
+    def echo(text: str, n: int = 0) -> dict[str, Any]:
+        return {"text": text, "n": n}
+
+    table = {"echo": echo}
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "echo things"}]
+    steps: list[tuple[str, dict[str, Any], Any, float]] = []
+    gc.collect()
+    started = time.perf_counter()
+    while len(steps) < n:
+        response = llm.complete(LLMRequest(messages=messages, system="", tools=()))
+        for call in response.tool_calls:
+            fn = table.get(call.tool)
+            if fn is None or not isinstance(call.args, dict):
+                messages.append({"role": "tool", "content": "error: unknown tool or bad args"})
+                continue
+            t0 = time.perf_counter()
+            result = fn(**call.args)
+            took = time.perf_counter() - t0
+            messages.append({"role": "assistant", "tool_calls": [(call.tool, call.args)]})
+            messages.append({"role": "tool", "content": json.dumps(result)})
+            steps.append((call.tool, call.args, result, took))
+            if call.tool == "done" or len(steps) >= n:
+                break
+    return time.perf_counter() - started
+
+
 # -- measuring -------------------------------------------------------------------------
 
 
@@ -138,14 +177,39 @@ def _median_time(fn: Any, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
-def per_step_table(repeats: int) -> list[tuple[str, int, float, float]]:
+def per_step_table(repeats: int) -> list[tuple[str, int, float, float, float]]:
     rows = []
     for n in STEP_COUNTS:
         reps = repeats if n < 1000 else max(3, repeats // 2)
         base = _median_time(lambda n=n: run_minimal(n), reps) / n * 1e6
+        agent = _median_time(lambda n=n: run_agent_loop(n), reps) / n * 1e6
         for mode in ("native", "text"):
             looplet = _median_time(lambda n=n, mode=mode: run_looplet(n, mode)[0], reps) / n * 1e6
-            rows.append((mode, n, looplet, base))
+            rows.append((mode, n, looplet, base, agent))
+    return rows
+
+
+def checkpoint_table(repeats: int) -> list[tuple[str, int, float]]:
+    """Per-step cost, native mode, without a store, with a MemoryRunStore and a FileCheckpointStore."""
+    import shutil
+    import tempfile
+
+    from looplet import FileCheckpointStore, MemoryRunStore
+
+    rows = []
+    for n in (10, 100):
+        rows.append(("no store", n, _median_time(lambda n=n: run_looplet(n, "native")[0], repeats) / n * 1e6))
+        memory = _median_time(lambda n=n: run_looplet(n, "native", MemoryRunStore())[0], repeats)
+        rows.append(("MemoryRunStore", n, memory / n * 1e6))
+
+        def on_disk(n: int = n) -> float:
+            where = tempfile.mkdtemp(prefix="looplet-bench-")
+            try:
+                return run_looplet(n, "native", FileCheckpointStore(where))[0]
+            finally:
+                shutil.rmtree(where, ignore_errors=True)
+
+        rows.append(("FileCheckpointStore", n, _median_time(on_disk, max(3, repeats // 2)) / n * 1e6))
     return rows
 
 
@@ -267,13 +331,18 @@ def main() -> None:
     print(f"| a first agent's imports add, with typing and dataclasses loaded | {times[4] - times[3]:.1f} |")
     print()
     rows = per_step_table(repeats)
-    print("| per-step overhead | N | looplet µs/step | minimal loop µs/step |")
-    print("|---|---:|---:|---:|")
-    for mode, n, value, base in rows:
-        print(f"| {mode} | {n} | {value:.1f} | {base:.1f} |")
-    native = {n: v for m, n, v, _ in rows if m == "native"}
+    print("| per-step overhead | N | looplet µs/step | floor loop | agent loop | × agent loop |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode, n, value, base, agent in rows:
+        print(f"| {mode} | {n} | {value:.1f} | {base:.1f} | {agent:.1f} | {value / agent:.1f} |")
+    native = {n: v for m, n, v, _, _ in rows if m == "native"}
     print()
     print(f"native N=1000 / N=10: {native[1000] / native[10]:.2f}x")
+    print()
+    print("| checkpointing, native | N | µs/step |")
+    print("|---|---:|---:|")
+    for label, n, value in checkpoint_table(repeats):
+        print(f"| {label} | {n} | {value:.1f} |")
     print()
     rss_base = peak_rss_mb("native", False, 3)
     print("| peak RSS (fresh process) | MB |")

@@ -261,11 +261,6 @@ def test_an_approved_call_runs_once_with_its_args_without_the_gates_and_nothing_
     assert "Hello, B!" in _tool_message(llm.calls[1], "b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine._settled runs an approved call with no pre_dispatch hook at all, so a gate listed "
-    "after the one that asked is never consulted and its Deny is bypassed (INV-4)",
-)
 def test_a_gate_listed_after_the_one_that_asked_still_decides_an_approved_call(drive: Driver) -> None:
     class NeverB:
         def __init__(self) -> None:

@@ -210,7 +210,7 @@ def _execute(path: Path, fence: Fence, namespace: dict[str, Any]) -> str:
     for real, scripted in SUBSTITUTIONS.items():
         code = code.replace(real, scripted)
     shown_as = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
-    compiled = compile("\n" * fence.first_line + code, shown_as, "exec")
+    compiled = compile("\n" * fence.first_line + code, shown_as, "exec", dont_inherit=True)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compiled, namespace)

@@ -730,7 +730,8 @@ def test_after_step_sees_each_step_recorded_before_the_caller_does(drive: Any) -
     assert result.stop_reason == "done"
 
 
-def test_a_failing_after_step_stops_the_run_but_the_step_is_still_yielded(drive: Any) -> None:
+def test_a_failing_after_step_stops_the_run_and_its_step_is_recorded_but_not_yielded(drive: Any) -> None:
+    # INV-2: a yielded step is one every after_step hook (a checkpoint among them) took in.
     tools, greeted = greeting_tools()
 
     class DiskFull:
@@ -739,5 +740,6 @@ def test_a_failing_after_step_stops_the_run_but_the_step_is_still_yielded(drive:
 
     llm = MockLLMBackend([as_text("greet", name="A"), as_text("greet", name="B")])
     steps, result = drive(llm, tools=tools, task="t", hooks=[DiskFull()])
-    assert [s.tool_call.args for s in steps] == [{"name": "A"}] and greeted == ["A"]
+    assert steps == [] and greeted == ["A"]
+    assert [s.tool_call.args for s in result.steps] == [{"name": "A"}]
     assert result.stop_reason == "hook_error" and "DiskFull.after_step raised OSError" in str(result.error)

@@ -242,11 +242,6 @@ def test_an_interceptor_that_raises_around_the_model_call_stops_the_run_with_llm
     assert "the tracer lost its connection" in result.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_llm_layer marks the exception with the interceptor (_blame) but nothing reads the mark on "
-    "the model-call path, so the stop detail cannot tell a failing tracer from a failing provider",
-)
 def test_the_stop_detail_names_the_interceptor_that_failed_around_the_model_call(drive: Driver) -> None:
     tools, _ = greeting_tools()
 
@@ -380,11 +375,6 @@ class CachedCarelessly:
         return proceed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an around_tool replacement is recorded as returned: its call_id stays '' and its data is not "
-    "made JSON-safe, so state.to_dict() cannot be serialised (hooks' replacements go through _adopt)",
-)
 def test_a_replacement_from_an_interceptor_is_tied_to_its_call_and_made_json_safe(drive: Driver) -> None:
     tools, _ = greeting_tools()
 
@@ -661,12 +651,6 @@ class RaisesStopIteration:
         return proceed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="interceptors._in_thread runs a plain interceptor with asyncio.to_thread unguarded: a "
-    "StopIteration cannot be set on an asyncio future, so the await never ends (loop.py guards backends "
-    "with _threadsafe_call for this)",
-)
 @pytest.mark.parametrize("where", ["llm", "tool"])
 def test_a_plain_interceptor_raising_stop_iteration_fails_its_call_in_the_async_loop(where: str) -> None:
     tools, greeted = greeting_tools()

@@ -118,6 +118,18 @@ class _Turn:
         self.request_id = response.request_id if response else ""
         self.finish_reason = response.stop_reason if response else ""
 
+    @classmethod
+    def resumed(cls, number: int, saved: dict[str, Any] | None) -> _Turn:
+        """The turn a continued run settles calls of, from `state.last_turn`."""
+        if not saved:
+            return cls(number, Usage(), 0.0)
+        usage = saved.get("usage")
+        turn = cls(number, usage if isinstance(usage, Usage) else Usage(), float(saved.get("llm_ms", 0.0)))
+        turn.model = str(saved.get("model", ""))
+        turn.request_id = str(saved.get("request_id", ""))
+        turn.finish_reason = str(saved.get("finish_reason", ""))
+        return turn
+
 
 class Engine:
     """One run's turn logic and its bookkeeping; see the module docstring."""
@@ -181,6 +193,7 @@ class Engine:
         # (tool, its thread's finished event) for each call of this run that timed out
         self._orphans: list[tuple[str, Any]] = []
         self._validated: dict[str, dict[str, Any]] = {}  # args of calls a hook answered
+        self._rejected_in_turn = False  # a human rejected a call of the turn being settled
         self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
 
     def _fingerprint(self, continuing: bool) -> None:
@@ -195,10 +208,12 @@ class Engine:
             changed = " and ".join(k for k in now if before.get(k) != now[k])
             import warnings
 
+            from .hooks.slots import caller_level
+
             warnings.warn(
                 f"run {self.state.run_id} is continued with other {changed} than it ran with",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=caller_level(),
             )
         self.state.fingerprint = now
 
@@ -295,9 +310,7 @@ class Engine:
 
         The steps share the turn that proposed them (and its usage, already counted).
         """
-        turn = self.state.turns
-        usage = next((s.usage for s in reversed(self.state.steps) if s.turn == turn), Usage())
-        self._turn_info = _Turn(turn, usage, 0.0)
+        self._turn_info = _Turn.resumed(self.state.turns, self.state.last_turn)
         yield from self._settle(calls)
 
     def _turn(self) -> Flow:
@@ -392,7 +405,9 @@ class Engine:
                 return None
             except Exception as exc:
                 cause = _original(exc)
-                wrapped = LLMError(f"{type(cause).__name__}: {_as_str(cause)}", kind="unknown")
+                where = getattr(cause, "_looplet_interceptor", None)
+                text = f"{type(cause).__name__}: {_as_str(cause)}"
+                wrapped = LLMError(f"{where} failed: {text}" if where else text, kind="unknown")
                 wrapped.__cause__ = cause
                 self._llm_failed(wrapped)
                 return None
@@ -405,6 +420,13 @@ class Engine:
             self.state.usage.add(response.usage)
             ms = (time.perf_counter() - started) * 1000
             self._turn_info = _Turn(self.state.turns, response.usage, ms, response)
+            self.state.last_turn = {
+                "usage": response.usage,
+                "llm_ms": ms,
+                "model": response.model,
+                "request_id": response.request_id,
+                "finish_reason": response.stop_reason,
+            }
             return response
 
     def _may_call_again(self) -> bool:
@@ -479,8 +501,8 @@ class Engine:
         result = error_result(call, kind, message)
         self.history.append(Message("user", f"Error ({kind}): {message}"))
         step = self._record(call, result, None, [], history_done=True, free=True)
-        yield from self._after_step(step)
-        yield step
+        if (yield from self._after_step(step)):
+            yield step
 
     # -- dispatching a turn's calls ----------------------------------------------------
 
@@ -498,6 +520,7 @@ class Engine:
         or one whose tool was running when the run was interrupted is settled
         when the run is continued, before the model is called again.
         """
+        self._rejected_in_turn = False
         runnable = self._within_budget(calls)
         i = 0
         while i < len(runnable) and not (self.stopped or self._cancelled_or_late()):
@@ -604,6 +627,9 @@ class Engine:
         """
         gated: list[tuple[ToolCall, PreparedCall | ToolResult | PendingCall]] = []
         for call in group:
+            if self._rejected_in_turn and self._is_done(call):
+                self._drop(call, "not run: a human rejected a call of this turn; reconsider, then call done")
+                continue
             if self.state.pending and self._is_done(call) and self._undecided():
                 continue  # the model meant done after the paused calls: it stays open
             ahead = sum(1 for _, outcome in gated if not isinstance(outcome, PendingCall))
@@ -657,6 +683,7 @@ class Engine:
             text = f"the call could not be completed ({type(cause).__name__}: {_as_str(cause)})"
             results = [error_result(p.call, ErrorKind.EXECUTION, text) for p in runnable]
         for p, result in zip(runnable, results, strict=True):
+            result = _tied(result, p.call)
             if result.metadata.get("orphaned"):
                 self._orphans.append((p.spec.name, p.finished))
             elif p.spec.orphans > self._live_orphans(p.spec.name):
@@ -690,15 +717,19 @@ class Engine:
         """
         self.state.scratch = self._scratch.setdefault(call.call_id, {})
         state = self.state
+        original, first = call, 0  # the model's call; the first hook to ask
         if state.pending or state.in_flight:
             settled = self._settled(call, step)
-            if settled is not None:
+            if isinstance(settled, _Approved):
+                call, original, first = settled.call, settled.original, settled.after
+            elif settled is not None:
                 return settled
         prepared = self._prepare(call)
         if isinstance(prepared, ToolResult):
             return call, prepared
-        original = call
-        for hook, fn in self.hooks.pre_dispatch:
+        hooks = self.hooks.pre_dispatch
+        for i in range(first, len(hooks)):
+            hook, fn = hooks[i]
             try:
                 out = yield from self._call(hook, "pre_dispatch", fn, self.state, self.history, call, step)
                 if isinstance(out, Allow) and out.updated_args is not None:
@@ -711,7 +742,7 @@ class Engine:
                     return call, _denied(call, out, hook)
                 elif isinstance(out, Ask):
                     rewritten = None if call is original else original.args
-                    return call, self._pause(call, prepared.args, out, rewritten)
+                    return call, self._pause(call, prepared.args, out, rewritten, i)
                 elif isinstance(out, ToolResult):
                     self._validated[call.call_id] = prepared.args
                     return call, _adopt(out, call, hook)
@@ -741,24 +772,30 @@ class Engine:
         return prepared
 
     def _pause(
-        self, call: ToolCall, args: dict[str, Any], ask: Ask, original: dict[str, Any] | None
+        self, call: ToolCall, args: dict[str, Any], ask: Ask, original: dict[str, Any] | None, gate: int
     ) -> PendingCall:
-        """Record `call` as waiting for a human; nothing of it enters the history."""
+        """Record `call` as waiting for a human; nothing of it enters the history.
+
+        An approved call that a later gate asks about again waits again, with
+        the new question (its earlier decision is replaced).
+        """
         reason = _as_str(ask.reason)
         pending = PendingCall(call.call_id, call.tool, dict(args), args_hash(args), reason)
-        pending.original_args = original
+        pending.original_args, pending.gate = original, gate
+        self.state.pending[:] = [p for p in self.state.pending if p.call_id != call.call_id]
         self.state.pending.append(pending)
         self._scratch.pop(call.call_id, None)
         return pending
 
-    def _settled(self, call: ToolCall, step: int) -> tuple[ToolCall, Any] | None:
+    def _settled(self, call: ToolCall, step: int) -> tuple[ToolCall, Any] | _Approved | None:
         """What an earlier session already settled for `call`, or None to gate it as new.
 
         - its tool ran and the result is in the record: that result (never run twice);
         - its tool started and no result was recorded: run again if the tool is
           idempotent, else an ``interrupted`` error (it may or may not have completed);
-        - a human decided it: approved runs (without the gates again: the decision
-          answers the gate that asked), rejected is denied; undecided stays paused.
+        - a human decided it: rejected is denied; undecided stays paused; approved
+          goes on to the gates after the one that asked (`_Approved`): the decision
+          answers that gate and the ones before it, and a later Deny still wins.
         """
         state = self.state
         intent = state.in_flight.get(call.call_id)
@@ -783,16 +820,20 @@ class Engine:
             return call, pending
         if pending.decision == "rejected":
             note = pending.note or "rejected"
+            self._rejected_in_turn = True
             text = f"denied: {note}. Do not retry this call; take another approach."
             return call, error_result(call, ErrorKind.DENIED, text, denied_by="human")
         args = pending.args if pending.approved_args is None else pending.approved_args
-        if pending.original_args is not None:
-            self._rewrites[call.call_id] = pending.original_args
-        elif args != pending.args:
-            self._rewrites[call.call_id] = pending.args
-        return self._prepared_with(call, args, step)
+        final = call if args == call.args else replace(call, args=args)
+        before = pending.original_args
+        if before is None and args != pending.args:
+            before = pending.args  # the human edited what they were shown
+        original = final if before is None else replace(call, args=before)
+        after = pending.gate + 1 if pending.gate >= 0 else len(self.hooks.pre_dispatch)
+        return _Approved(final, original, after)
 
     def _prepared_with(self, call: ToolCall, args: dict[str, Any], step: int) -> tuple[ToolCall, Any]:
+        """`call` with `args`, validated and ready (or the validation error)."""
         final = call if args == call.args else replace(call, args=args)
         prepared = self._prepare(final)
         if isinstance(prepared, PreparedCall):
@@ -833,8 +874,8 @@ class Engine:
         # The stop is settled before the step is yielded, so a caller who breaks
         # on this step still reads the true reason.
         step_record = self._record(call, result, spec, notes, history_done=False)
-        yield from self._after_step(step_record)
-        yield step_record
+        if (yield from self._after_step(step_record)):
+            yield step_record
         if not self.stopped:
             try:
                 yield from self._should_stop()
@@ -888,7 +929,12 @@ class Engine:
         return None
 
     def _after_step(self, step: Step) -> Flow:
-        """The after_step hooks: the step is recorded; one that raises stops the run."""
+        """The after_step hooks; returns whether the step may be yielded.
+
+        One that raises stops the run, and the step (recorded in the state) is
+        not yielded: a yielded step is one every after_step hook, a checkpoint
+        among them, has taken in (INV-2).
+        """
         for hook, fn in self.hooks.after_step:
             try:
                 out = yield from self._call(hook, "after_step", fn, self.state, self.history, step)
@@ -896,7 +942,8 @@ class Engine:
                     raise _bad_return(hook, "after_step", out, "None")
             except HookError as exc:
                 self.stop(StopReason.HOOK_ERROR, str(exc), exc)
-                return
+                return False
+        return True
 
     def _should_stop(self) -> Flow:
         step = len(self.state.steps)
@@ -984,7 +1031,6 @@ class Engine:
             raise HookError(hook, method, cause) from cause
 
     def finish(self) -> Flow:
-        """End of run: settle the stop reason, run on_loop_end hooks once, build the result."""
         """End of run: settle the stop reason, run on_loop_end hooks once, build the result.
 
         Calls left open stay open in the record (a continued run settles them);
@@ -1052,7 +1098,7 @@ def _check_continuable(state: DefaultState, task: Any) -> bool:
     if task is not None and state.task is not None and task != state.task:
         raise ConfigError(
             f"run {state.run_id} is continued with its own task; do not pass another task= "
-            "(fork it for a changed prompt)"
+            "(for another task, start a new run)"
         )
     return True
 
@@ -1141,8 +1187,37 @@ def _adopt(result: ToolResult, call: ToolCall, hook: object) -> ToolResult:
     result.warnings = [_as_str(w) for w in result.warnings]
     result.call_id = call.call_id
     result.data = normalize_result(result.data) if result.ok else to_jsonable(result.data)
-    result.metadata.setdefault("replaced_by", type(hook).__name__)
+    result.metadata.setdefault("replaced_by", hook if isinstance(hook, str) else type(hook).__name__)
     return result
+
+
+class _Approved:
+    """An approved paused call: run it through the gates after the one that asked."""
+
+    __slots__ = ("call", "original", "after")
+
+    def __init__(self, call: ToolCall, original: ToolCall, after: int) -> None:
+        self.call = call
+        self.original = original
+        self.after = after
+
+
+def _tied(result: Any, call: ToolCall) -> ToolResult:
+    """A driver's result for `call`, as the engine records it.
+
+    Results the loop's own dispatch makes are already tied to their call; one
+    an interceptor (or a third driver) made is checked and made JSON-safe like
+    a hook's, and anything that is not a ToolResult becomes an error.
+    """
+    if type(result) is ToolResult and result.call_id == call.call_id:
+        return result
+    if not isinstance(result, ToolResult):
+        text = f"the driver returned {type(result).__name__} for this call, not a ToolResult"
+        return error_result(call, ErrorKind.EXECUTION, text)
+    try:
+        return _adopt(result, call, "interceptor")
+    except TypeError as exc:
+        return error_result(call, ErrorKind.EXECUTION, f"a result made for this call is unusable: {exc}")
 
 
 def _bad_return(hook: object, method: str, value: Any, expected: str) -> HookError:

@@ -176,7 +176,15 @@ async def _in_thread(around: Callable[..., Any], subject: Any, inner: Callable[.
     def proceed(*args: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(_awaited(inner, *args), loop).result()
 
-    return await asyncio.to_thread(around, subject, proceed)
+    return await asyncio.to_thread(_no_stop_iteration, around, subject, proceed)
+
+
+def _no_stop_iteration(fn: Callable[..., Any], *args: Any) -> Any:
+    """A StopIteration cannot cross into an asyncio future (the await would never end)."""
+    try:
+        return fn(*args)
+    except StopIteration as exc:
+        raise RuntimeError(f"{getattr(fn, '__qualname__', fn)} raised StopIteration") from exc
 
 
 async def _awaited(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

@@ -78,7 +78,7 @@ def _engine(
 def _durability(
     state: DefaultState | None, hooks: Iterable[object] | None, store: Any, resume: str | None
 ) -> tuple[DefaultState | None, list[object]]:
-    """`store=` checkpoints the run (a `CheckpointHook` last in the hooks); `resume=` loads it."""
+    """`store=` checkpoints the run (a `CheckpointHook`, first in the hooks); `resume=` loads it."""
     hooks = list(hooks or ())
     if store is None:
         if resume is not None:
@@ -95,7 +95,8 @@ def _durability(
         if state is not None:
             raise ConfigError("pass state= or resume=, not both (resume= loads the state from the store)")
         state = load_run(store, resume)
-    hooks.append(CheckpointHook(store))
+    # First: it takes the run's lock before any other hook acts for the run.
+    hooks.insert(0, CheckpointHook(store))
     return state, hooks
 
 
@@ -339,7 +340,7 @@ def composable_loop(
             approval is refused. An async approver needs `async_composable_loop`.
         store: a `RunStore` (e.g. ``FileCheckpointStore(dir)``) to make the run
             durable in: every step is saved before it is yielded, every tool's
-            intent before it runs (a `CheckpointHook`, added last).
+            intent before it runs (a `CheckpointHook`, added first).
         resume: the id of a run saved in `store` to continue (instead of
             ``state=``). Nothing resumes implicitly.
 

@@ -57,6 +57,8 @@ class DefaultState:
         parent_run_id: for a fork, the run it was forked from.
         forked_at: for a fork, the step of the parent it was forked before.
         fingerprint: hashes of the tools and settings the run last ran with.
+        last_turn: the last model reply's usage, time, model, request id and finish
+            reason, so steps a continued run settles from that turn still carry them.
     """
 
     task: Any = None
@@ -82,6 +84,7 @@ class DefaultState:
     parent_run_id: str | None = None
     forked_at: int | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
+    last_turn: dict[str, Any] | None = None
 
     @property
     def last_error(self) -> str | None:
@@ -269,6 +272,7 @@ class DefaultState:
             "parent_run_id": self.parent_run_id,
             "forked_at": self.forked_at,
             "fingerprint": dict(self.fingerprint),
+            "last_turn": _turn_data(self.last_turn),
         }
         if extra:
             out["extra"] = extra
@@ -306,6 +310,7 @@ class DefaultState:
                 parent_run_id=data.get("parent_run_id"),
                 forked_at=data.get("forked_at"),
                 fingerprint={str(k): str(v) for k, v in (data.get("fingerprint") or {}).items()},
+                last_turn=_turn_from(data.get("last_turn")),
                 **_extra_fields(cls, data.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -336,9 +341,23 @@ _RECORD_FIELDS = frozenset(
         "parent_run_id",
         "forked_at",
         "fingerprint",
+        "last_turn",
     }
 )
 _KEYS = _RECORD_FIELDS | {"schema_version", "extra"}
+
+
+def _turn_data(turn: dict[str, Any] | None) -> dict[str, Any] | None:
+    if turn is None:
+        return None
+    usage = turn.get("usage")
+    return {**turn, "usage": usage.to_dict() if isinstance(usage, Usage) else usage}
+
+
+def _turn_from(data: Any) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        return None
+    return {**data, "usage": Usage.from_dict(data.get("usage") or {})}
 
 
 def _check_saveable(call_id: str, args: Any) -> None:

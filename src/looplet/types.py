@@ -192,6 +192,11 @@ class ToolResult:
     """What one call produced: JSON-safe `data`, or an `error` (a non-empty string)."""
 
     tool: str
+    # `args_summary` is built on first read (see `summary_of`): masking and cutting the
+    # arguments is a fifth of a step's cost, and most results are never shown. These two
+    # come first so that __init__ sets them before it sets `args_summary`.
+    _summary: str = field(default="", init=False, repr=False, compare=False)
+    _summary_args: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
     args_summary: str = ""
     data: Any = None
     error: str | None = None
@@ -201,6 +206,11 @@ class ToolResult:
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     call_id: str = ""
+
+    def summary_of(self, args: dict[str, Any]) -> ToolResult:
+        """Let `args_summary` be ``format_args(args)`` (cut to 200), built when first read."""
+        self._summary_args = args
+        return self
 
     @property
     def ok(self) -> bool:
@@ -279,6 +289,8 @@ class PendingCall:
         approved_args: the arguments approved (edited ones, if the human edited).
         note: the reason given with a rejection.
         original_args: the model's arguments, when a hook rewrote them before the pause.
+        gate: the position of the ``pre_dispatch`` hook that asked; once approved,
+            the hooks after it still decide the call (a later ``Deny`` wins).
     """
 
     call_id: str
@@ -290,6 +302,7 @@ class PendingCall:
     approved_args: dict[str, Any] | None = None
     note: str = ""
     original_args: dict[str, Any] | None = None
+    gate: int = field(default=-1, compare=False)
 
     def __repr__(self) -> str:
         return masked_repr(self)
@@ -301,6 +314,7 @@ class PendingCall:
             "args": self.args,
             "args_hash": self.args_hash,
             "reason": self.reason,
+            "gate": self.gate,
         }
         if self.original_args is not None:
             out["original_args"] = self.original_args
@@ -324,6 +338,7 @@ class PendingCall:
             approved_args=None if approved is None else dict(approved),
             note=str(data.get("note", "")),
             original_args=None if original is None else dict(original),
+            gate=int(data.get("gate", -1)),
         )
 
 
@@ -340,18 +355,25 @@ class Intent:
     call_id: str
     tool: str
     args: dict[str, Any]
-    args_hash: str
+    #: `args_hash(args)`; "" until first read (`hashed()`), so a step pays for it only if saved.
+    args_hash: str = ""
     result: ToolResult | None = None
 
     def __repr__(self) -> str:
         return masked_repr(self)
+
+    def hashed(self) -> str:
+        """`args_hash`, computed on first use."""
+        if not self.args_hash:
+            self.args_hash = args_hash(self.args)
+        return self.args_hash
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "call_id": self.call_id,
             "tool": self.tool,
             "args": self.args,
-            "args_hash": self.args_hash,
+            "args_hash": self.hashed(),
         }
         if self.result is not None:
             out["result"] = self.result.to_dict()
@@ -367,6 +389,24 @@ class Intent:
             args_hash=str(data["args_hash"]),
             result=None if result is None else ToolResult.from_dict(result),
         )
+
+
+def _read_summary(self: ToolResult) -> str:
+    args = self._summary_args
+    if args is not None:
+        self._summary = format_args(args)[:200]
+        self._summary_args = None
+    return self._summary
+
+
+def _write_summary(self: ToolResult, value: str) -> None:
+    self._summary = value
+    self._summary_args = None
+
+
+# Set after the class is made: the dataclass keeps `args_summary` as a field (constructor,
+# equality, repr, fields()), and reading or writing it goes through the lazy property.
+setattr(ToolResult, "args_summary", property(_read_summary, _write_summary))  # noqa: B010
 
 
 @dataclass(slots=True)
@@ -601,7 +641,7 @@ class RunResult:
 
 def masked_repr(record: Any) -> str:
     """A dataclass-style repr of `record` with every field's secrets masked (INV-6)."""
-    parts = ", ".join(f"{f.name}={_masked_field(getattr(record, f.name))}" for f in fields(record))
+    parts = ", ".join(f"{f.name}={_masked_field(getattr(record, f.name))}" for f in fields(record) if f.repr)
     return f"{type(record).__name__}({parts})"
 
 

@@ -62,7 +62,7 @@ def _warn_misspelled(hook: object, found: bool) -> None:
     """Warn about methods that look like a misspelled or retired hook method (or a hook with none)."""
     import difflib
 
-    level = _caller_level()
+    level = caller_level()
     public = [n for n in dir(hook) if not n.startswith("_") and callable(getattr(hook, n, None))]
     for name in public:
         if name in _SLOTS:
@@ -92,7 +92,7 @@ def _warn_misspelled(hook: object, found: bool) -> None:
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _caller_level() -> int:
+def caller_level() -> int:
     """The `stacklevel` that points a warning at the first frame outside looplet (the user's call)."""
     frame = sys._getframe(1)  # the function that will call warnings.warn (level 1)
     level = 1

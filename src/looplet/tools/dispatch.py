@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import propagates
 from ..redaction import redact_text
-from ..types import ErrorKind, ToolResult, format_args
+from ..types import ErrorKind, ToolResult
 from .registry import PreparedCall, error_result
 from .results import normalize_result
 
@@ -57,12 +57,8 @@ def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
         result.duration_ms = duration
     else:
         result = ToolResult(
-            tool=call.tool,
-            args_summary=format_args(prepared.args)[:200],
-            data=data,
-            duration_ms=duration,
-            call_id=call.call_id,
-        )
+            tool=call.tool, data=data, duration_ms=duration, call_id=call.call_id
+        ).summary_of(prepared.args)
     _keep_context(prepared, result)
     return result
 

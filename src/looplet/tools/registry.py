@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from ..errors import ToolDefinitionError
-from ..types import ErrorKind, ToolCall, ToolResult, format_args
+from ..types import ErrorKind, ToolCall, ToolResult
 from .context import ToolContext
 from .validation import check_timeout, measure, suggest, validate_args
 
@@ -446,10 +446,9 @@ def error_result(
     """An error result for `call` (the tool did not produce data)."""
     return ToolResult(
         tool=call.tool,
-        args_summary=format_args(call.args)[:200],
         error=message,
         error_kind=kind,
         retriable=retriable,
         call_id=call.call_id,
         metadata=dict(metadata),
-    )
+    ).summary_of(call.args)

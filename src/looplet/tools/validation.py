@@ -81,7 +81,13 @@ def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, An
     return out, problems
 
 
+_PLAIN_STRING = frozenset({"type", "description", "title"})
+
+
 def _check_argument(value: Any, schema: JSON, name: str) -> tuple[Any, str | None]:
+    if type(value) is str and type(schema) is dict and schema.get("type") == "string":
+        if schema.keys() <= _PLAIN_STRING:
+            return value, None  # the usual case: a plain string for a plain string parameter
     problem = _non_finite_problem(value, name)
     return (value, problem) if problem else check_value(value, schema, name)
 
@@ -89,22 +95,28 @@ def _check_argument(value: Any, schema: JSON, name: str) -> tuple[Any, str | Non
 def _count_problems(args: dict[str, Any], schema: JSON, props: JSON) -> list[str]:
     """Missing required arguments, and too few or too many of them."""
     problems: list[str] = []
-    given = ", ".join(sorted(args)) or "nothing"
     missing = [name for name in schema.get("required", ()) if name not in args]
     if missing:
-        problems.append(f"missing required argument(s): {', '.join(missing)} (given: {given})")
+        problems.append(f"missing required argument(s): {', '.join(missing)} (given: {_given(args)})")
     least, most = schema.get("minProperties"), schema.get("maxProperties")
     if isinstance(least, int) and len(args) < least:
         which = "one" if least == 1 else str(least)
         known = f" of: {', '.join(props)}" if props else " argument(s)"
-        problems.append(f"give at least {which}{known} (given: {given})")
+        problems.append(f"give at least {which}{known} (given: {_given(args)})")
     if isinstance(most, int) and len(args) > most:
-        problems.append(f"give at most {most} argument(s) (given: {given})")
+        problems.append(f"give at most {most} argument(s) (given: {_given(args)})")
     return problems
+
+
+def _given(args: dict[str, Any]) -> str:
+    return ", ".join(sorted(args)) or "nothing"
 
 
 def _non_finite_problem(value: Any, path: str) -> str | None:
     """Where `value` holds a NaN or an infinity (JSON has neither), as a problem; else None."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return None
     stack: list[tuple[Any, str]] = [(value, path)]
     visited: set[int] = set()  # each container once, so a value holding itself ends
     while stack:
