@@ -92,6 +92,11 @@ class MessagesView(Sequence[Message]):
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def source(self) -> object:
+        """The list this view is over: the same object while the history is only appended to."""
+        return self._items
+
     @overload
     def __getitem__(self, index: int) -> Message: ...
     @overload

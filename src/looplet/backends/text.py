@@ -752,17 +752,32 @@ class _RenderCache:
     def __init__(self) -> None:
         self._messages: list[Message] = []
         self._texts: list[str] = []
+        self._source: object = None  # the history list the last view was over
 
     def render(self, messages: Sequence[Message]) -> list[str]:
-        keep = 0
-        limit = min(len(self._messages), len(messages))
-        while keep < limit and self._messages[keep] is messages[keep]:
-            keep += 1
+        keep = self._grown_from(messages)
+        if keep is None:  # another list (compaction, a hook's copy): compare message by message
+            keep = 0
+            limit = min(len(self._messages), len(messages))
+            while keep < limit and self._messages[keep] is messages[keep]:
+                keep += 1
         del self._messages[keep:], self._texts[keep:]
         for message in messages[keep:]:
             self._messages.append(message)
             self._texts.append(render_message(message))
+        self._source = getattr(messages, "source", None)
         return self._texts
+
+    def _grown_from(self, messages: Sequence[Message]) -> int | None:
+        """How many cached messages a view of the same, only appended-to history still
+        starts with (O(1), so the cost per call does not grow with the history); else None."""
+        done = len(self._messages)
+        source = getattr(messages, "source", None)
+        if source is None or source is not self._source or len(messages) < done:
+            return None
+        if done and messages[done - 1] is not self._messages[done - 1]:
+            return None
+        return done
 
 
 class TextBackend:
