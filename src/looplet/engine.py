@@ -332,7 +332,9 @@ class Engine:
             yield from self._unusable_reply(response, None)
             return
         self.state.no_call_streak = 0
-        yield from self._dispatch_turn(response, calls)
+        calls = self._ordered(calls)  # the model's calls enter the history, then are settled
+        self.history.append(Message("assistant", response.text, tuple(calls)))
+        yield from self._settle(calls)
 
     def _prompt_context(self) -> PromptContext:
         self._view = self.history.messages
@@ -505,12 +507,6 @@ class Engine:
             yield step
 
     # -- dispatching a turn's calls ----------------------------------------------------
-
-    def _dispatch_turn(self, response: LLMResponse, calls: list[ToolCall]) -> Flow:
-        """Record the model's calls in the history, then settle them."""
-        calls = self._ordered(calls)
-        self.history.append(Message("assistant", response.text, tuple(calls)))
-        yield from self._settle(calls)
 
     def _settle(self, calls: list[ToolCall]) -> Flow:
         """Run a turn's open calls group by group, in call order.
