@@ -200,11 +200,12 @@ def test_load_run_refuses_another_runs_record_from_a_buggy_store() -> None:
 
 
 class _CountingStore(MemoryRunStore):
-    """A memory store that counts its writes."""
+    """A memory store that counts its writes: whole saves, deltas and other entries."""
 
     def __init__(self) -> None:
         super().__init__()
         self.saves = 0
+        self.deltas = 0
         self.appends = 0
 
     def save(self, run_id: str, record: dict[str, Any]) -> None:
@@ -213,7 +214,10 @@ class _CountingStore(MemoryRunStore):
 
     def append(self, run_id: str, entry: dict[str, Any]) -> None:
         super().append(run_id, entry)
-        self.appends += 1
+        if entry.get("type") == "delta":
+            self.deltas += 1
+        else:
+            self.appends += 1
 
 
 def _prepared(call_id: str, order: int = 17) -> PreparedCall:
@@ -228,16 +232,22 @@ def _prepared(call_id: str, order: int = 17) -> PreparedCall:
     return prepared
 
 
-def _started(store: RunStore, state: DefaultState | None = None) -> tuple[CheckpointHook, DefaultState]:
+def _started(
+    store: RunStore, state: DefaultState | None = None, hook: CheckpointHook | None = None
+) -> tuple[CheckpointHook, DefaultState]:
     state = state or _state()
-    hook = CheckpointHook(store)
+    hook = hook or CheckpointHook(store)
     hook.pre_loop(state, state.history, None)
     return hook, state
 
 
 def _saved_intents(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
-    record, _ = store.load(run_id)
-    return {i["call_id"]: i for i in record["in_flight"]}
+    """The intents a process loading the run now would find (the record with its journal replayed)."""
+    return {c: i.to_dict() for c, i in load_run(store, run_id).in_flight.items()}
+
+
+def _journaled_results(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    return [e for e in store.load(run_id)[1] if e["type"] == "result"]
 
 
 def test_pre_loop_locks_the_run_and_saves_it_so_it_is_listed(store: RunStore) -> None:
@@ -255,14 +265,14 @@ def test_the_intent_is_durable_before_the_tool_runs_and_the_result_after(store: 
 
     def proceed() -> ToolResult:
         seen.append(_saved_intents(store, state.run_id).get("c1"))
-        seen.append(store.load(state.run_id)[1])
+        seen.append(_journaled_results(store, state.run_id))
         return ToolResult(tool="refund", data="refunded 17", call_id="c1")
 
     result = hook.around_tool(_prepared("c1"), proceed)
-    assert seen == [_intent("c1").to_dict(), []]  # the intent was saved, and nothing else yet
+    assert seen == [_intent("c1").to_dict(), []]  # the intent was durable, and no result yet
     assert result.data == "refunded 17"
     _, entries = store.load(state.run_id)
-    assert entries == [{"type": "result", "call_id": "c1", "result": result.to_dict()}]
+    assert entries[-1] == {"type": "result", "call_id": "c1", "result": result.to_dict()}
     assert load_run(store, state.run_id).in_flight["c1"].result == result
 
 
@@ -282,7 +292,7 @@ def test_a_tool_that_raises_is_re_raised_and_no_result_is_journaled(store: RunSt
 
     with pytest.raises(TimeoutError):
         hook.around_tool(_prepared("c1"), proceed)
-    assert store.load(state.run_id)[1] == []
+    assert _journaled_results(store, state.run_id) == []
     assert "c1" in _saved_intents(store, state.run_id)
 
 
@@ -293,6 +303,7 @@ def test_a_concurrent_group_is_saved_once_and_every_call_waits_for_it() -> None:
     for i, call_id in enumerate(ids):
         state.in_flight[call_id] = _intent(call_id, order=i)
     saves_before = store.saves
+    assert store.deltas == 0
     start = threading.Barrier(len(ids))
     seen: dict[str, bool] = {}
 
@@ -311,18 +322,33 @@ def test_a_concurrent_group_is_saved_once_and_every_call_waits_for_it() -> None:
     for thread in threads:
         thread.join()
     assert seen == dict.fromkeys(ids, True)
-    assert store.saves - saves_before == 1
+    assert (store.saves - saves_before, store.deltas) == (0, 1)  # one delta holds the group's intents
     assert store.appends == len(ids)
     back = load_run(store, state.run_id)
     assert {c: back.in_flight[c].result.data for c in ids} == {c: c for c in ids}  # type: ignore[union-attr]
 
 
-def test_a_later_save_keeps_results_journaled_before_it() -> None:
+def test_a_later_write_keeps_results_journaled_before_it() -> None:
     store = _CountingStore()
     hook, state = _started(store)
     state.in_flight["c1"] = _intent("c1")
     hook.around_tool(_prepared("c1"), lambda: ToolResult(tool="refund", data="first", call_id="c1"))
-    state.in_flight["c2"] = _intent("c2", 18)  # a later group: its intent needs a new save
+    state.in_flight["c2"] = _intent("c2", 18)  # a later group: its intent needs a new write (a delta)
+    hook.around_tool(_prepared("c2"), lambda: ToolResult(tool="refund", data="second", call_id="c2"))
+    assert store.deltas == 2
+    back = load_run(store, state.run_id)
+    assert back.in_flight["c1"].result.data == "first"  # type: ignore[union-attr]
+    assert back.in_flight["c2"].result.data == "second"  # type: ignore[union-attr]
+
+
+def test_a_later_whole_save_keeps_results_journaled_before_it() -> None:
+    store = _CountingStore()
+    hook, state = _started(store, hook=CheckpointHook(store, deltas_per_save=0))
+    state.in_flight["c1"] = _intent("c1")
+    hook.around_tool(_prepared("c1"), lambda: ToolResult(tool="refund", data="first", call_id="c1"))
+    state.in_flight["c2"] = _intent(
+        "c2", 18
+    )  # a later group: with deltas_per_save=0, every write is a whole save
     hook.around_tool(_prepared("c2"), lambda: ToolResult(tool="refund", data="second", call_id="c2"))
     record, entries = store.load(state.run_id)
     in_flight = {i["call_id"]: i for i in record["in_flight"]}
@@ -454,7 +480,7 @@ def test_a_failed_save_stops_the_run_with_a_checkpoint_error() -> None:
     hook, state = _started(store)
     store.broken = True
     state.steps.append(_step(1, "c1"))
-    with pytest.raises(CheckpointError, match="could not save it.*No space left"):
+    with pytest.raises(CheckpointError, match="could not append to it.*No space left"):
         hook.after_step(state, state.history, state.steps[-1])
     state.in_flight["c2"] = _intent("c2")
     ran: list[str] = []

@@ -1,8 +1,9 @@
 """Where a run's record is kept between sessions: the `RunStore` protocol, two stores, `CheckpointHook`.
 
 A store holds, per run, the last saved record (``state.to_dict()``) and a
-journal of the entries appended since (tool results, sometimes intents).
-`load_run` rebuilds the state from both. Stores deal only in JSON data, so a
+journal of the entries appended since: deltas (what each step added, see
+`looplet.state.record_delta`), tool results, sometimes intents. `load_run`
+rebuilds the state from both. Stores deal only in JSON data, so a
 Redis or S3 store needs no looplet types; ``tests/store_conformance.py`` is the
 suite such a store should pass.
 
@@ -23,11 +24,12 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
 
 from .errors import CheckpointError, CheckpointLocked, ConfigError
-from .state import DefaultState, apply_journal
+from .state import DefaultState, apply_journal, record_delta, record_fields
 from .tools.results import to_jsonable
 from .types import ToolResult
 
@@ -806,24 +808,66 @@ def load_run(store: RunStore, run_id: str, state_type: type[DefaultState] = Defa
 
 # -- the hook -----------------------------------------------------------------------------------
 
+#: deltas since the last whole save may hold this much message text before the saved history's
+#: own length becomes the limit (a whole save is due once they hold more than both)
+_JOURNAL_CHARS_FLOOR = 256 * 1024
+
+
+@dataclass
+class _Durable:
+    """What the store holds of the run: the last whole save and the deltas appended after it."""
+
+    history: History  # the object saved: one put in its place is a new history
+    revision: int
+    messages: int
+    steps: int
+    fields: dict[str, Any]  # the record's other fields as the store now has them
+    intents: frozenset[str]
+    saved_messages: int  # messages in the whole save
+    saved_chars: int  # message text in the whole save
+    deltas: int = 0
+    delta_chars: int = 0  # message text the deltas added
+
 
 class CheckpointHook:
     """Makes a run durable in `store`: every step before it is yielded, every intent before its tool runs.
 
+    The first write of a session saves the whole record; later ones append a
+    ``delta`` (what the step added and the fields that changed, see
+    `looplet.state.record_delta`), so a checkpoint costs the same at step 10
+    and at step 10,000. The whole record is saved again when compaction
+    replaced the history (or anything shrank it), when the session ends, and
+    when the journal has grown as large as the record: after
+    `deltas_per_save` deltas or as many as the last whole save held messages,
+    whichever is more, or once the deltas hold more message text than that
+    save (and over 256K characters). Whole saves thus grow rarer as the run
+    grows, so their cost per step stays flat too, and loading replays a
+    journal no longer than the record. ``deltas_per_save=0`` saves the whole
+    record every time.
+
+    Messages and steps are written once, as they appear: a hook that changes
+    a recorded step in place reaches the store at the next whole save.
+
     It locks the run for the whole session, so two processes never continue
-    the same run. A save that fails stops the run (``hook_error``): going on
-    without durability would lose steps the caller already saw. One hook
-    serves one run at a time.
+    the same run. A write that fails stops the run (``hook_error``): going on
+    without durability would lose steps the caller already saw. When it fails
+    before a tool runs, that call is not run (it is answered with an error)
+    and the step that follows stops the run. One hook serves one run at a time.
     """
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, *, deltas_per_save: int = 100) -> None:
+        if type(deltas_per_save) is not int or deltas_per_save < 0:
+            raise ConfigError(f"deltas_per_save must be an int >= 0, got {deltas_per_save!r:.40}")
         self.store = store
+        self.deltas_per_save = deltas_per_save
         self._mutex = threading.Lock()
         self._state: DefaultState | None = None
         self._lock: RunLock | None = None
-        #: calls whose intent is in the last saved record
-        self._saved_intents: set[str] = set()
-        #: results appended since the last save (merged into the next one, which empties the journal)
+        self._durable: _Durable | None = None
+        #: the write that failed this session; the run must not go on after it
+        self._failure: CheckpointError | None = None
+        #: results this session saw since the last whole save: that save empties the journal holding
+        #: them, and the state's intents get their results only once the whole group has run
         self._unsaved_results: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
@@ -840,6 +884,7 @@ class CheckpointHook:
             lock = self.store.lock(state.run_id)
             try:
                 self._refuse_going_back(state)
+                self._failure = None
                 self._save(state)
             except BaseException:
                 lock.release()
@@ -850,14 +895,20 @@ class CheckpointHook:
         call_id = call.call.call_id
         with self._mutex:
             state = self._active("around_tool")
-            if call_id not in self._saved_intents:
+            if self._failure is not None:
+                raise CheckpointError(
+                    f"run {state.run_id}",
+                    f"call {call_id!r} ({call.spec.name}) was not run: an earlier checkpoint failed "
+                    f"({self._failure.reason}), so its intent cannot be made durable",
+                )
+            if self._durable is None or call_id not in self._durable.intents:
                 if call_id not in state.in_flight:
                     raise CheckpointError(
                         f"run {state.run_id}",
                         f"call {call_id!r} ({call.spec.name}) has no intent in the run record; "
                         "refusing to run it without one",
                     )
-                self._save(state)
+                self._write(state)
         result = proceed()
         if isinstance(result, ToolResult):
             self._record_result(state, call_id, result)
@@ -865,8 +916,15 @@ class CheckpointHook:
 
     def after_step(self, state: DefaultState, log: History, step: Step) -> None:
         with self._mutex:
-            if state is self._state:
-                self._save(state)
+            if state is not self._state:
+                return
+            if self._failure is not None:
+                raise CheckpointError(
+                    f"run {state.run_id}",
+                    f"an earlier checkpoint of this run failed ({self._failure.reason}); "
+                    "stopping rather than going on without durability",
+                )
+            self._write(state)
 
     def on_loop_end(self, state: DefaultState, log: History, ctx: Any, llm: Any) -> None:
         with self._mutex:
@@ -877,7 +935,7 @@ class CheckpointHook:
             try:
                 self._save(state)
             finally:
-                self._saved_intents = set()
+                self._durable = None
                 self._unsaved_results = {}
                 if lock is not None:
                     lock.release()
@@ -888,7 +946,7 @@ class CheckpointHook:
         return self._state
 
     def _record_result(self, state: DefaultState, call_id: str, result: ToolResult) -> None:
-        """Append the result; if that fails, the next save (after the step) carries it instead.
+        """Append the result; if that fails, the next write (after the step) carries it instead.
 
         Raising here would tell the model a tool that ran had failed, and it might run it again.
         """
@@ -907,11 +965,59 @@ class CheckpointHook:
                     exc,
                 )
 
+    def _write(self, state: DefaultState) -> None:
+        """Make the state durable, by a delta or a whole save; a failure is remembered and raised."""
+        try:
+            if self._whole_save_due(state):
+                self._save(state)
+            else:
+                self._append_delta(state)
+        except CheckpointError as exc:
+            self._failure = exc
+            raise
+
+    def _whole_save_due(self, state: DefaultState) -> bool:
+        durable = self._durable
+        if durable is None or not self.deltas_per_save:
+            return True
+        history = state.history
+        return (
+            history is not durable.history
+            or history.revision != durable.revision
+            or len(history) < durable.messages
+            or len(state.steps) < durable.steps
+            or durable.deltas >= max(self.deltas_per_save, durable.saved_messages)
+            or durable.delta_chars > max(durable.saved_chars, _JOURNAL_CHARS_FLOOR)
+        )
+
+    def _append_delta(self, state: DefaultState) -> None:
+        durable = self._durable
+        assert durable is not None
+        delta = record_delta(state, durable.messages, durable.steps, since=durable.fields)
+        if any(i.result is None and c in self._unsaved_results for c, i in state.in_flight.items()):
+            in_flight = record_fields(state)["in_flight"]  # the results of the journal failed to hold
+            self._add_results(in_flight)
+            delta["fields"]["in_flight"] = in_flight
+        try:
+            self.store.append(state.run_id, delta)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            raise CheckpointError(
+                f"run {state.run_id}", f"the store could not append to it ({type(exc).__name__}: {exc})"
+            ) from exc
+        changed = delta["fields"]
+        durable.messages += len(delta["messages"])
+        durable.steps += len(delta["steps"])
+        durable.fields.update(changed)
+        if "in_flight" in changed:
+            durable.intents = frozenset(str(i.get("call_id")) for i in changed["in_flight"])
+        durable.deltas += 1
+        durable.delta_chars += _text_length(delta["messages"])
+
     def _save(self, state: DefaultState) -> None:
         record = state.to_dict()
-        for intent in record.get("in_flight") or ():
-            if "result" not in intent and intent.get("call_id") in self._unsaved_results:
-                intent["result"] = self._unsaved_results[intent["call_id"]]
+        self._add_results(record.get("in_flight") or [])
         try:
             self.store.save(state.run_id, record)
         except CheckpointError:
@@ -920,17 +1026,31 @@ class CheckpointHook:
             raise CheckpointError(
                 f"run {state.run_id}", f"the store could not save it ({type(exc).__name__}: {exc})"
             ) from exc
-        self._saved_intents = {str(i.get("call_id")) for i in record.get("in_flight") or ()}
+        messages, steps = record.pop("history"), record.pop("steps")
+        self._durable = _Durable(
+            history=state.history,
+            revision=state.history.revision,
+            messages=len(messages),
+            steps=len(steps),
+            fields=record,
+            intents=frozenset(str(i.get("call_id")) for i in record.get("in_flight") or ()),
+            saved_messages=len(messages),
+            saved_chars=_text_length(messages),
+        )
         self._unsaved_results = {}
+
+    def _add_results(self, in_flight: list[dict[str, Any]]) -> None:
+        """Give encoded intents the results this session saw that the state's intents lack yet."""
+        for intent in in_flight:
+            if "result" not in intent and intent.get("call_id") in self._unsaved_results:
+                intent["result"] = self._unsaved_results[intent["call_id"]]
 
     def _refuse_going_back(self, state: DefaultState) -> None:
         """Refuse a state older than what the store holds: saving it would undo steps already taken."""
         if state.run_id not in self.store.list_runs():
             return
         record, entries = self.store.load(state.run_id)
-        saved_steps = len(record.get("steps") or ())
-        calls = record.get("llm_calls")
-        saved_calls = calls if isinstance(calls, int) else 0
+        saved_steps, saved_calls = _saved_progress(record, entries)
         known = {s.tool_call.call_id for s in state.steps}
         known |= {i.call_id for i in state.in_flight.values() if i.result is not None}
         journaled = [e.get("call_id") for e in entries if isinstance(e, dict) and e.get("type") == "result"]
@@ -941,3 +1061,23 @@ class CheckpointHook:
                 f"model calls) than this state ({len(state.steps)} steps, {state.llm_calls} model calls); "
                 f"continue from load_run(store, {state.run_id!r}) instead, or fork this state",
             )
+
+
+def _saved_progress(record: dict[str, Any], entries: list[dict[str, Any]]) -> tuple[int, int]:
+    """The steps and model calls a saved run holds, its deltas included (read leniently: only compared)."""
+    steps = len(record.get("steps") or ())
+    calls = record.get("llm_calls")
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") != "delta":
+            continue
+        start, added, changed = entry.get("steps_from"), entry.get("steps"), entry.get("fields")
+        if type(start) is int and isinstance(added, list):
+            steps = max(steps, start + len(added))
+        if isinstance(changed, dict) and "llm_calls" in changed:
+            calls = changed["llm_calls"]
+    return steps, calls if type(calls) is int else 0
+
+
+def _text_length(messages: list[dict[str, Any]]) -> int:
+    """Characters of message text: the measure of how much a save or a delta holds."""
+    return sum(len(m.get("content") or "") for m in messages)

@@ -390,19 +390,29 @@ def _turn_start(history: History, steps: list[Step], step: Step) -> int | None:
 
 
 def apply_journal(state: DefaultState, entries: list[dict[str, Any]]) -> None:
-    """Replay journal entries (``intent`` / ``result``) written after the state was saved.
+    """Replay journal entries (``delta`` / ``intent`` / ``result``) written after the state was saved.
 
-    Replaying is idempotent: an entry for a call that already has a step is
-    skipped, and a result entry completes the intent of the same call.
+    A ``delta`` (see `record_delta`) must continue exactly where the state
+    ends; one the state already holds (a duplicate, or one a later save
+    subsumed) is skipped. An intent or result entry for a call that already
+    has a step is skipped, and a result entry completes the intent of the same
+    call. So replaying a journal twice gives the same state.
 
     Raises:
-        ConfigError: an entry is not a journal entry.
+        ConfigError: an entry is not a journal entry, is damaged, or a delta
+            leaves a gap or overlaps what the state holds with other content.
     """
     from .types import ToolResult
 
     concluded = {s.tool_call.call_id for s in state.steps}
     for entry in entries:
-        if not isinstance(entry, dict) or entry.get("type") not in ("intent", "result"):
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind == "delta":
+            held = len(state.steps)
+            _apply_delta(state, entry)
+            concluded.update(s.tool_call.call_id for s in state.steps[held:])
+            continue
+        if kind not in ("intent", "result"):
             raise ConfigError(f"not a journal entry: {entry!r:.80}")
         call_id = entry.get("call_id")
         if not isinstance(call_id, str) or call_id in concluded:
@@ -417,6 +427,168 @@ def apply_journal(state: DefaultState, entries: list[dict[str, Any]]) -> None:
             raise ConfigError(
                 f"a damaged journal entry for {call_id!r}: {type(exc).__name__}: {exc}"
             ) from None
+
+
+# -- deltas: a checkpoint that costs what the step added ---------------------------------
+
+#: fields every delta carries, changed or not: they tie it to its run and its format
+_DELTA_ALWAYS = ("schema_version", "run_id")
+#: state fields a delta never replaces: the growing lists travel as appended items
+_DELTA_KEEPS = frozenset({"history", "steps", "run_id", "scratch", "config"})
+
+
+def record_delta(
+    state: DefaultState,
+    history_from: int,
+    steps_from: int,
+    since: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The journal entry saying what changed in the record since a save (or delta) that held
+    `history_from` messages and `steps_from` steps.
+
+    The messages and steps appended since travel as themselves; every other
+    field of the record travels whole, encoded exactly as `DefaultState.to_dict`
+    encodes it (``"fields"``). Given `since` (the fields the last save or delta
+    left in the store, see `record_fields`), fields whose value is unchanged are
+    left out, so a delta costs what the step added, however long the run or
+    large its task. `apply_journal` replays it.
+    """
+    history = state.history
+    now = record_fields(state)
+    if since is not None:
+        now = {
+            k: v
+            for k, v in now.items()
+            if k in _DELTA_ALWAYS or k not in since or not _same_data(v, since[k])
+        }
+    return {
+        "type": "delta",
+        "history_from": history_from,
+        "messages": [history[i].to_dict() for i in range(history_from, len(history))],
+        "steps_from": steps_from,
+        "steps": [s.to_dict() for s in state.steps[steps_from:]],
+        "fields": now,
+    }
+
+
+def record_fields(state: DefaultState) -> dict[str, Any]:
+    """`state.to_dict()` without the history and the steps, at a cost that does not grow with them.
+
+    `to_dict` runs on a shallow copy whose history and steps are empty, so the
+    encoding (including a subclass's own fields and overrides) has one source.
+    """
+    import copy
+
+    bare = copy.copy(state)
+    bare.history = History()
+    bare.steps = []
+    data = bare.to_dict()
+    del data["history"], data["steps"]
+    return data
+
+
+def _same_data(a: Any, b: Any) -> bool:
+    """Whether two JSON values would be written the same (``1``, ``1.0`` and ``True`` differ)."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict:
+        if len(a) != len(b):
+            return False
+        for key, value in a.items():
+            if key not in b or not _same_data(value, b[key]):
+                return False
+        return True
+    if kind is list:
+        return len(a) == len(b) and all(map(_same_data, a, b))
+    if kind is float:
+        return bool(a == b and (a != 0.0 or repr(a) == repr(b)))  # -0.0 is not 0.0 in JSON
+    return bool(a == b)
+
+
+def _apply_delta(state: DefaultState, entry: dict[str, Any]) -> None:
+    """Append a delta's messages and steps and take its fields; skip one the state already holds."""
+    history_from, messages, steps_from, steps, changed = _delta_parts(entry)
+    held_messages, held_steps = len(state.history), len(state.steps)
+    if (history_from, steps_from) != (held_messages, held_steps):
+        if _holds(state, history_from, messages, steps_from, steps):
+            return  # already applied: by an earlier copy of this entry, or by the save after it
+        ends = (history_from + len(messages), steps_from + len(steps))
+        gap = history_from > held_messages or steps_from > held_steps
+        problem = "entries are missing before it" if gap else "it overlaps what the record holds"
+        raise ConfigError(
+            f"a delta for messages {history_from}..{ends[0]} and steps {steps_from}..{ends[1]} does not "
+            f"continue the record ({held_messages} messages, {held_steps} steps): {problem}; "
+            "the journal is damaged"
+        )
+    from .history import Message
+
+    try:
+        new_messages = [Message.from_dict(m) for m in messages]
+        new_steps = [Step.from_dict(s) for s in steps]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"a damaged delta: {type(exc).__name__}: {exc}") from None
+    updated = _with_fields(state, changed)
+    for message in new_messages:
+        state.history.append(message)
+    state.steps.extend(new_steps)
+    _take_fields(state, updated)
+
+
+def _delta_parts(entry: dict[str, Any]) -> tuple[int, list[Any], int, list[Any], dict[str, Any]]:
+    parts = (entry.get("history_from"), entry.get("messages"), entry.get("steps_from"), entry.get("steps"))
+    history_from, messages, steps_from, steps = parts
+    changed = entry.get("fields")
+    counts_ok = all(type(n) is int and n >= 0 for n in (history_from, steps_from))
+    if not (
+        counts_ok and isinstance(messages, list) and isinstance(steps, list) and isinstance(changed, dict)
+    ):
+        raise ConfigError(
+            "a damaged delta: it needs history_from and steps_from (counts), messages and steps (lists) "
+            f"and fields (an object): {entry!r:.120}"
+        )
+    return history_from, messages, steps_from, steps, changed  # type: ignore[return-value]
+
+
+def _holds(
+    state: DefaultState, history_from: int, messages: list[Any], steps_from: int, steps: list[Any]
+) -> bool:
+    """Whether the state holds these messages and steps at these places, and nothing of it is new."""
+    history = state.history
+    if history_from + len(messages) > len(history) or steps_from + len(steps) > len(state.steps):
+        return False
+    same_messages = all(history[history_from + i].to_dict() == m for i, m in enumerate(messages))
+    return same_messages and all(state.steps[steps_from + i].to_dict() == s for i, s in enumerate(steps))
+
+
+def _with_fields(state: DefaultState, changed: dict[str, Any]) -> DefaultState:
+    """A state of the same type with `changed` fields over the state's own, decoded by `from_dict`."""
+    data = record_fields(state)
+    data.update(changed)
+    if data.get("run_id") != state.run_id:
+        raise ConfigError(
+            f"a delta of run {data.get('run_id')!r:.80} is in the journal of run {state.run_id!r}"
+        )
+    data["history"], data["steps"] = [], []
+    updated: DefaultState = type(state).from_dict(data)
+    return updated
+
+
+def _take_fields(state: DefaultState, updated: DefaultState) -> None:
+    """Copy the record's fields from `updated`, keeping results already known for calls still in flight.
+
+    A delta's snapshot of ``in_flight`` can predate a result journaled before
+    it; a result, once journaled, is never forgotten.
+    """
+    known = state.in_flight
+    for f in fields(state):
+        if f.name not in _DELTA_KEEPS:
+            setattr(state, f.name, getattr(updated, f.name))
+    for call_id, intent in state.in_flight.items():
+        before = known.get(call_id)
+        if intent.result is None and before is not None and before.result is not None:
+            if before.tool == intent.tool:
+                intent.result = before.result
 
 
 def _check_record(data: Any) -> None:
