@@ -404,7 +404,7 @@ def _step(state: DefaultState, number: int) -> Step:
 
 def _journaled_run() -> tuple[DefaultState, dict[str, Any], list[dict[str, Any]], DefaultState]:
     """A saved record, three deltas after it, and the state they lead to."""
-    state = DefaultState(task="t", run_id="run_d")
+    state = DefaultState(task="t", run_id="run_d", started_at=1_700_000_000.0)  # equal on every call
     state.history.append(Message("user", "t"))
     record = json.loads(json.dumps(state.to_dict()))
     since = record_fields(state)
@@ -541,6 +541,20 @@ def test_a_crash_at_any_byte_of_a_delta_leaves_the_run_before_it(tmp_path: Path)
     store.append("run_d", entries[2])
     store.append("run_d", entries[3])
     assert load_run(FileCheckpointStore(tmp_path), "run_d").to_dict() == live.to_dict()
+
+
+def test_a_state_behind_the_deltas_in_the_store_is_refused_and_the_loaded_one_continues(
+    store: RunStore,
+) -> None:
+    stale, record, entries, live = _journaled_run()  # as a crash left it: a record, then deltas
+    _saved_with(store, entries)
+    with pytest.raises(CheckpointError, match=r"later point of run 'run_d' \(2 steps, 3 model calls\)"):
+        CheckpointHook(store).pre_loop(stale, stale.history, None)
+    loaded = load_run(store, "run_d")
+    hook = CheckpointHook(store)
+    hook.pre_loop(loaded, loaded.history, None)  # its first write is a whole save
+    assert store.load("run_d") == (live.to_dict(), [])
+    hook.on_loop_end(loaded, loaded.history, None, None)
 
 
 def test_a_result_journaled_before_a_delta_is_kept_by_the_delta() -> None:
