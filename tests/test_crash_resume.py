@@ -33,8 +33,8 @@ The matrix, 76 cases (about 30 s on two cores, two or three child processes each
 - 20 seeds of a random point, n and combination (D7), the odd ones killed a
   second time in the continuing session before a third one finishes the run;
 - 4 uninterrupted runs (both loops × both tool kinds), equal to each other;
-- 2 async batches as wide as the thread pool, one a strict xfail (a deadlock the
-  batch cases found; its watchdog costs 5 s while it stands).
+- 2 async batches as wide as the thread pool (a deadlock the batch cases found,
+  fixed: plain interceptors in the async loop run in threads of their own).
 """
 
 from __future__ import annotations
@@ -497,23 +497,7 @@ def test_a_run_killed_at_random_points_resumes_from_its_last_durable_step(
 # -- a deadlock the batch cases found ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "workers",
-    [
-        5,
-        pytest.param(
-            4,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="interceptors._in_thread runs a plain around_tool (CheckpointHook's) in "
-                "asyncio.to_thread, the loop's default executor, where it blocks until the tool body, "
-                "which needs a thread of that same executor, has run: a batch of as many calls as the "
-                "executor has workers deadlocks (asyncio's default is min(32, cores + 4): 6 calls on "
-                "two cores, under the default max_concurrency of 8)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("workers", [5, 4])
 def test_an_async_checkpointed_batch_as_wide_as_the_thread_pool_finishes(
     tmp_path: Path, workers: int
 ) -> None:

@@ -167,16 +167,43 @@ def _atool_layer(
 
 
 async def _in_thread(around: Callable[..., Any], subject: Any, inner: Callable[..., Awaitable[Any]]) -> Any:
-    """Run a plain interceptor in a worker thread; its `proceed` runs the rest of the
-    chain back on the event loop and waits for it."""
+    """Run a plain interceptor in a thread of its own; its `proceed` runs the rest of the
+    chain back on the event loop and waits for it.
+
+    Not in the loop's shared pool: the interceptor's thread waits for the tool, and
+    a sync tool needs a thread from that pool, so a batch as wide as the pool would
+    wait for itself forever.
+    """
     import asyncio
+    import contextvars
+    import threading
 
     loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
 
     def proceed(*args: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(_awaited(inner, *args), loop).result()
 
-    return await asyncio.to_thread(_no_stop_iteration, around, subject, proceed)
+    def work() -> None:
+        try:
+            value = context.run(_no_stop_iteration, around, subject, proceed)
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            loop.call_soon_threadsafe(_settle, outcome, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, outcome, value, None)
+
+    threading.Thread(target=work, name="looplet-interceptor", daemon=True).start()
+    return await outcome
+
+
+def _settle(outcome: Any, value: Any, exc: BaseException | None) -> None:
+    if outcome.done():  # the awaiting task was cancelled meanwhile
+        return
+    if exc is not None:
+        outcome.set_exception(exc)
+    else:
+        outcome.set_result(value)
 
 
 def _no_stop_iteration(fn: Callable[..., Any], *args: Any) -> Any:
