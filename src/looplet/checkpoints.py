@@ -2,7 +2,7 @@
 
 A store holds, per run, the last saved record (``state.to_dict()``) and a
 journal of the entries appended since: deltas (what each step added, see
-`looplet.state.record_delta`), tool results, sometimes intents. `load_run`
+`looplet.state.record_delta`, which carry the intents) and tool results. `load_run`
 rebuilds the state from both. Stores deal only in JSON data, so a
 Redis or S3 store needs no looplet types; ``tests/store_conformance.py`` is the
 suite such a store should pass.

@@ -19,7 +19,7 @@ from .types import Intent, PendingCall, Step, ToolCall, Usage, args_hash
 if TYPE_CHECKING:
     from .config import LoopConfig
 
-__all__ = ["DefaultState", "SCHEMA_VERSION", "apply_journal"]
+__all__ = ["DefaultState", "SCHEMA_VERSION", "apply_journal", "record_delta", "record_fields"]
 
 #: The version of `DefaultState.to_dict`'s format; `from_dict` refuses a newer one.
 SCHEMA_VERSION = 1
