@@ -106,7 +106,8 @@ def run_looplet(n: int, mode: str, store: Any = None) -> tuple[float, int]:
     gc.collect()
     started = time.perf_counter()
     count = 0
-    for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n, store=store):
+    extra = {} if store is None else {"store": store}  # older looplets (baselines) have no store=
+    for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n, **extra):
         count += 1
     elapsed = time.perf_counter() - started
     assert count == n, (count, n)

@@ -117,3 +117,25 @@ def test_key_shaped_user_data_is_not_rewritten_on_its_way_to_the_provider(drive:
     llm = MockLLMBackend([done()])
     drive(llm, tools=tools, task="rotate the key sk-proj-abcdefghijklmnop1234 in the vault")
     assert "sk-proj-abcdefghijklmnop1234" in llm.calls[0].messages[0].content
+
+
+def test_a_secret_set_in_the_environment_mid_run_is_masked_in_the_next_system_prompt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The engine screens an unchanged system prompt once; a change of the environment
+    # (a secret appearing) must still reach the next request.
+    tools, _ = greeting_tools()
+    system = f"You are careful. The vault code is {SECRET}."
+
+    class SetsASecret:
+        def post_dispatch(self, state: Any, log: Any, call: Any, result: Any, step: int) -> None:
+            monkeypatch.setenv("VAULT_TOKEN", SECRET)
+
+    llm = MockLLMBackend([as_text("greet", name="a"), done()])
+    from looplet import composable_loop
+
+    for _ in composable_loop(llm, tools=tools, task="t", system_prompt=system, hooks=[SetsASecret()]):
+        pass
+    first, second = (request.system for request in llm.calls)
+    assert SECRET in first, "not a secret yet when the run began"
+    assert SECRET not in second and "[REDACTED]" in second

@@ -28,7 +28,7 @@ from .history import History, Message, render_task, screened
 from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
 from .hooks.slots import HookSlots
 from .prompt import PromptContext
-from .redaction import redact_env_values, redact_text
+from .redaction import redact_env_values, redact_text, redaction_version
 from .state import DefaultState
 from .tools.context import CancelToken, ToolContext
 from .tools.dispatch import busy_result
@@ -194,6 +194,8 @@ class Engine:
         self._orphans: list[tuple[str, Any]] = []
         self._validated: dict[str, dict[str, Any]] = {}  # args of calls a hook answered
         self._rejected_in_turn = False  # a human rejected a call of the turn being settled
+        self._system_key: tuple[str, object] | None = None  # the system prompt last screened
+        self._system = ""
         self._call_ids: set[str] = {m.call_id for m in self.history if m.call_id}
 
     def _fingerprint(self, continuing: bool) -> None:
@@ -457,9 +459,9 @@ class Engine:
             messages = [screened(m) for m in messages]
         return LLMRequest(
             messages=messages,
-            system=redact_env_values(ctx.system),
+            system=self._screened_system(ctx.system),
             tools=ctx.tools,
-            extra=tuple(redact_env_values(_as_str(t)) for t in ctx.injected),
+            extra=tuple(redact_env_values(_as_str(t)) for t in ctx.injected) if ctx.injected else (),
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             options=cfg.llm_options,
@@ -467,6 +469,14 @@ class Engine:
             cancel_token=self.cancel_token,
             deadline=self._deadline,
         )
+
+    def _screened_system(self, system: str) -> str:
+        """The system prompt with secret env values masked; the same prompt is screened once
+        (again only when the environment or the registered secrets changed)."""
+        key = (system, redaction_version())
+        if self._system_key != key:
+            self._system_key, self._system = key, redact_env_values(system)
+        return self._system
 
     # -- replies without a usable call --------------------------------------------------
 
@@ -661,7 +671,7 @@ class Engine:
         out: dict[int, ToolResult] = {}
         runnable: list[PreparedCall] = []
         for p in prepared:
-            if self._live_orphans(p.spec.name):
+            if self._orphans and self._live_orphans(p.spec.name):
                 out[id(p)] = busy_result(p)
             else:
                 runnable.append(p)

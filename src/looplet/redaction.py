@@ -47,6 +47,7 @@ __all__ = [
     "redact_text",
     "redact_value",
     "redact_env_values",
+    "redaction_version",
     "register_secret",
     "unregister_secret",
 ]
@@ -367,6 +368,12 @@ def redact_text(text: str, extra: list[str] | None = None) -> str:
     if extra:
         text = _LiteralScan(None, -1, [s for s in extra if s]).mask(text)
     return _mask_shapes(text)
+
+
+def redaction_version() -> object:
+    """A value that changes whenever the secrets masked by `redact_env_values` may have
+    (the environment or the registered secrets), for callers that cache a screened text."""
+    return _literal_scan()
 
 
 def redact_env_values(text: str) -> str:
