@@ -190,6 +190,31 @@ def per_step_table(repeats: int) -> list[tuple[str, int, float, float, float]]:
     return rows
 
 
+def journal_us(repeats: int) -> float:
+    """What the in-memory journal costs per tool call: the engine's own bookkeeping of an
+    intent (written before the tool runs, given its result after, removed by the step),
+    done exactly as the engine does it, timed alone."""
+    from looplet.types import Intent, ToolResult
+
+    in_flight: dict[str, Any] = {}
+    args = {"text": "hello world", "n": 1}
+    result = ToolResult("echo", data={"text": "hello world"})
+    ids = [f"call_{i}_1" for i in range(10_000)]
+
+    def once() -> float:
+        started = time.perf_counter()
+        for call_id in ids:
+            in_flight[call_id] = Intent(call_id, "echo", args, "")
+            intent = in_flight.get(call_id)
+            if intent is not None:
+                intent.result = result
+            if in_flight:
+                in_flight.pop(call_id, None)
+        return time.perf_counter() - started
+
+    return statistics.median(once() for _ in range(repeats)) / len(ids) * 1e6
+
+
 def checkpoint_table(repeats: int) -> list[tuple[str, int, float]]:
     """Per-step cost, native mode, without a store, with a MemoryRunStore and a FileCheckpointStore."""
     import shutil
@@ -344,6 +369,10 @@ def main() -> None:
     print("|---|---:|---:|")
     for label, n, value in checkpoint_table(repeats):
         print(f"| {label} | {n} | {value:.1f} |")
+    print()
+    journal = journal_us(repeats)
+    share = journal / native[100] * 100
+    print(f"in-memory journal: {journal:.2f} µs per tool call, {share:.1f}% of a native step at N = 100")
     print()
     rss_base = peak_rss_mb("native", False, 3)
     print("| peak RSS (fresh process) | MB |")
