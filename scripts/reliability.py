@@ -1,4 +1,4 @@
-"""Count what the suite checks of RELIABILITY.md groups A, B, C, D, I and L, and write docs/reliability.md.
+"""Count what the suite checks of the RELIABILITY.md groups in the row map, and write docs/reliability.md.
 
 Runs exactly the tests that `tests/reliability_rows.py` maps to those rows, records for each
 test invocation whether it failed and how many cases it tried, then writes one table per
@@ -302,9 +302,9 @@ def render(
     lines = [
         "# Reliability figures",
         "",
-        "What the test suite checks of the fault matrix in RELIABILITY.md, groups A, B, C, D, I",
-        "and L, counted by running those tests. This page is written by a command; do not edit it",
-        "by hand:",
+        f"What the test suite checks of the fault matrix in RELIABILITY.md, groups "
+        f"{listed(module.GROUPS)}, counted by running those tests. This page is written by a "
+        "command; do not edit it by hand:",
         "",
         "```sh",
         command,
@@ -338,11 +338,24 @@ def render(
         "|---|---|",
         *[f"| {row.id} | {row.gap} |" for row in module.ROWS if not row.tests],
         "",
-        "Groups E, F, G, H, J and K (checkpoints, provenance, permissions and approval, the coding",
-        "agent, skills, prompt injection) belong to later issues and are not counted here.",
-        "",
+        *later_groups(module),
     ]
     return "\n".join(lines)
+
+
+def listed(names: Iterable[str]) -> str:
+    """``A, B and C``."""
+    items = list(names)
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def later_groups(module: ModuleType) -> list[str]:
+    """The closing paragraph: the groups of the matrix the map does not list yet, and where they wait."""
+    later: dict[str, str] = getattr(module, "LATER_GROUPS", {})
+    if not later:
+        return []
+    which = "; ".join(f"{group}, {what}" for group, what in later.items())
+    return [f"Groups {listed(later)} belong to later issues and are not counted here ({which}).", ""]
 
 
 def current_commit() -> str:

@@ -1,14 +1,16 @@
-"""Which tests check each row of RELIABILITY.md groups A, B, C, D, I and L.
+"""Which tests check each row of RELIABILITY.md groups A, B, C, D, E, G, I and L.
 
 `scripts/reliability.py` runs exactly these tests and counts the cases they try;
 `tests/test_reliability_map.py` keeps this map honest (every entry is still collected,
 every row is either tested or says why not). An entry is a pytest node id relative to
-the repository root: a file, or ``file::test_function`` (all its parametrizations).
+the repository root: a file, ``file::test_function`` (all its parametrizations) or
+``file::TestClass``.
 
 A row with tests and a ``gap`` is tested in part: the gap says what is not, and why.
-A row with no tests must have a gap. Groups E, F, G, H, J and K belong to later issues
-(durable runs, provenance, permissions, the coding agent, skills, injection) and are
-not listed here.
+A row with no tests must have a gap. A group is listed whole, every row of it: of group
+G, only G6 and G7 (approval denied; pause, decide, resume) are built by the durable-runs
+issue, and the others say which later issue brings them. The groups in `LATER_GROUPS`
+(provenance, the coding agent, skills, injection) are not listed here yet.
 """
 
 from __future__ import annotations
@@ -35,8 +37,18 @@ GROUPS: dict[str, str] = {
     "B": "Tool execution faults",
     "C": "LLM API faults",
     "D": "Interruption and lifecycle",
+    "E": "Checkpoint durability and resume",
+    "G": "Permissions, hooks and approval",
     "I": "Secrets in records, errors, logs and requests",
     "L": "Recursion, budgets, termination",
+}
+
+#: The groups of the matrix not listed yet, and the issue that brings them.
+LATER_GROUPS: dict[str, str] = {
+    "F": "provenance directory (issue 9)",
+    "H": "coding agent: paths and shell (issue 10)",
+    "J": "skills and cartridges from untrusted folders (issue 10)",
+    "K": "prompt injection from tool results (issue 10)",
 }
 
 # Short names for the files, so the rows below stay readable.
@@ -64,8 +76,21 @@ STREAMS = "tests/backends/test_backend_stream_faults.py"
 SETUP = "tests/backends/test_backend_setup.py"
 REPLY_TYPES = "tests/backends/test_backend_reply_types.py"
 COMMANDS = "tests/backends/test_backend_commands.py"
+TURNS = "tests/test_turn_integrity.py"
+CRASH = "tests/test_crash_resume.py"
+CHECKPOINTS = "tests/test_checkpoints.py"
+FILES = "tests/test_checkpoint_files.py"
+DELTAS = "tests/test_checkpoint_deltas.py"
+APPROVAL = "tests/test_approval_resume.py"
+RESUME = "tests/test_resume_property.py"
+FORK = "tests/test_fork.py"
+RECORD = "tests/test_run_record.py"
+INTERCEPTORS = "tests/test_interceptors.py"
+EFFECTS = "tests/test_engine_effects.py"
 
-NEEDS_CHECKPOINTS = "needs the checkpoints and intent records of the durable-runs issue"
+PERMISSIONS_LATER = (
+    "the permission layer (PermissionEngine, ApprovalHook) comes with the control-layer issue (issue 8)"
+)
 
 
 def _in(path: str, *names: str) -> tuple[str, ...]:
@@ -230,7 +255,8 @@ ROWS: tuple[Row, ...] = (
         "A9",
         "invalid Unicode never breaks serialisation",
         _in(VALIDATION_PROPS, "test_lone_surrogates_and_control_characters_never_break_serialisation"),
-        "saving a checkpoint arrives with the durable-runs issue; records' strict JSON is checked",
+        "no test saves a lone surrogate to a checkpoint store (the stores' contract record carries "
+        "NUL, U+2028 and an astral character); records' strict JSON is checked",
     ),
     Row(
         "A10",
@@ -253,7 +279,7 @@ ROWS: tuple[Row, ...] = (
         )
         + _in(PARSER, "test_every_call_of_a_long_reply_is_read_in_order")
         + _in(
-            "tests/test_turn_integrity.py",
+            TURNS,
             "test_calls_cut_by_the_step_budget_run_when_the_run_continues_with_a_larger_one",
             "test_a_should_stop_failure_mid_sequential_batch_leaves_the_rest_open_for_a_continued_run",
         )
@@ -344,14 +370,15 @@ ROWS: tuple[Row, ...] = (
             "test_nan_in_usage_or_data_never_breaks_json",
         )
         + _in(CONTAINMENT, "test_a_tool_that_ran_is_recorded_whatever_its_value_and_warnings_are"),
-        "the checkpoint save and load of each case arrives with the durable-runs issue",
+        "no case is saved to a checkpoint store and loaded one by one: the converted step's JSON "
+        "round trip is checked, which is what a store writes",
     ),
     Row(
         "B5",
         "enormous output: head and tail in the prompt",
         _in(RECORDS, "test_results_longer_than_the_budget_are_cut_with_a_marker_naming_how_much"),
-        "the spill file under the run directory (0600, sha256) needs the run directory of the "
-        "durable-runs issue",
+        "the spill file (0600, sha256) needs a run directory, which comes with the provenance "
+        "directory (issue 9); a checkpoint store is not one",
     ),
     Row(
         "B6",
@@ -431,9 +458,10 @@ ROWS: tuple[Row, ...] = (
         + _in(SETUP, "test_a_response_carries_the_provider_request_id")
         + _in(
             LOOP, "test_llm_exception_stops_with_llm_error_not_budget", "test_typed_llm_error_is_kept_as_is"
-        ),
-        "resuming from a checkpoint arrives with the durable-runs issue (resuming from the history "
-        "is tested)",
+        )
+        + _in(APPROVAL, "test_a_run_stopped_by_a_failed_model_call_continues"),
+        "no checkpoint store is loaded after a 5xx stop on its own: a run stopped by a failed model "
+        "call continues from its state in both loops (and from its JSON record in the resume property)",
     ),
     Row(
         "C4",
@@ -568,17 +596,49 @@ ROWS: tuple[Row, ...] = (
     Row(
         "D1",
         "Ctrl-C in the model call propagates, nothing recorded",
-        _in(DISPATCH, "test_keyboard_interrupt_from_the_backend_propagates_and_nothing_is_recorded"),
-        "the checkpoint and the provenance 'interrupted' event (a SIGINT in a subprocess) "
-        + NEEDS_CHECKPOINTS,
+        _in(DISPATCH, "test_keyboard_interrupt_from_the_backend_propagates_and_nothing_is_recorded")
+        + _in(INTERCEPTORS, "test_ctrl_c_inside_an_interceptor_propagates_and_the_run_ends_cancelled"),
+        "no checkpoint is loaded after a Ctrl-C (SIGINT) in the model call: the crash tests kill around "
+        "tools and durable writes, not inside the model call; the provenance 'interrupted' event comes "
+        "with the provenance directory (issue 9)",
     ),
     Row(
         "D2",
         "Ctrl-C in a tool: call marked in flight",
-        (),
-        "the in-flight intent record and the resume policy "
-        + NEEDS_CHECKPOINTS
-        + "; Ctrl-C from a tool propagating is under B2",
+        _in(
+            CRASH,
+            "test_a_run_killed_at_a_named_point_resumes_without_losing_a_step_or_repeating_a_side_effect",
+            "test_a_run_killed_inside_one_of_two_concurrent_calls_settles_both_on_resume",
+        )
+        + _in(
+            CHECKPOINTS,
+            "test_the_intent_is_durable_before_the_tool_runs_and_the_result_after",
+            "test_a_tool_that_raises_is_re_raised_and_no_result_is_journaled",
+            "test_a_concurrent_group_is_saved_once_and_every_call_waits_for_it",
+            "test_a_later_write_keeps_results_journaled_before_it",
+            "test_a_later_whole_save_keeps_results_journaled_before_it",
+            "test_a_call_without_an_intent_in_the_record_does_not_run",
+            "test_around_tool_before_pre_loop_does_not_run_the_tool",
+        )
+        + _in(
+            EFFECTS,
+            "test_each_calls_intent_is_recorded_before_run_tools_and_its_result_before_its_step",
+            "test_an_intent_names_its_arguments_by_their_hash",
+        )
+        + _in(
+            INTERCEPTORS,
+            "test_the_intent_is_in_the_run_record_when_around_tool_is_entered",
+            "test_ctrl_c_inside_an_interceptor_propagates_and_the_run_ends_cancelled",
+            "test_ctrl_c_inside_an_async_interceptor_propagates_and_the_run_ends_cancelled",
+        )
+        + _in(
+            DISPATCH,
+            "test_keyboard_interrupt_from_a_tool_propagates_after_cleanup",
+            "test_cancelled_error_from_an_async_tool_propagates",
+        ),
+        "the tools killed mid-call are plain def tools (in the loop's thread, a worker thread or the "
+        "async loop's executor): no subprocess tool (group H) and no async def tool is killed mid-call; "
+        "the kills are SIGKILLs, and a Ctrl-C inside a tool is checked to propagate, not resumed after",
     ),
     Row(
         "D3",
@@ -601,12 +661,27 @@ ROWS: tuple[Row, ...] = (
             "test_breaking_on_the_accepted_done_step_still_reports_done",
         )
         + _in(
-            "tests/test_turn_integrity.py",
+            TURNS,
             "test_breaking_after_the_first_step_of_a_batch_continues_with_the_call_not_run",
             "test_breaking_after_the_first_step_of_a_concurrent_batch_keeps_the_sibling_that_ran",
+            "test_a_ran_sibling_is_concluded_through_after_step_when_the_run_continues",
         )
-        + _in(DISPATCH, "test_breaking_out_of_the_sync_loop_fires_the_token_a_tool_thread_holds"),
-        "resuming after the break " + NEEDS_CHECKPOINTS,
+        + _in(DISPATCH, "test_breaking_out_of_the_sync_loop_fires_the_token_a_tool_thread_holds")
+        + _in(
+            HOOKS,
+            "test_after_step_sees_each_step_recorded_before_the_caller_does",
+            "test_a_failing_after_step_stops_the_run_and_its_step_is_recorded_but_not_yielded",
+        )
+        + _in(DELTAS, "test_a_run_checkpointed_to_files_loads_equal_from_a_fresh_store_at_every_step")
+        + _in(CHECKPOINTS, "test_after_step_makes_the_step_durable")
+        + _in(APPROVAL, "test_a_run_stopped_by_break_continues_with_the_calls_it_left_open")
+        + _in(
+            RESUME,
+            "test_a_run_stopped_anywhere_and_continued_from_json_ends_as_if_never_stopped",
+            "test_steps_of_a_continued_turn_keep_the_model_call_that_proposed_them",
+        ),
+        "flushing provenance and reaping child processes on close come with the provenance directory "
+        "(issue 9) and subprocess tools (group H); no ContextVar diff is taken after a break",
     ),
     Row(
         "D4",
@@ -649,13 +724,27 @@ ROWS: tuple[Row, ...] = (
             "test_cancelled_error_from_an_async_tool_propagates",
             "test_cancelling_the_async_loop_fires_the_token_the_backend_and_tools_hold",
         ),
-        "a consistent checkpoint after the cancel " + NEEDS_CHECKPOINTS,
+        "no test cancels the async task with a checkpoint store attached and loads the store after; "
+        "the resume property stops runs with a fired CancelToken (not a task cancel) and continues "
+        "them from their JSON record (rows D3 and L6)",
     ),
     Row(
         "D7",
         "SIGKILL at any point: last durable step",
-        (),
-        "a CrashRunner killing a subprocess at named points " + NEEDS_CHECKPOINTS,
+        _in(
+            CRASH,
+            "test_a_run_killed_at_a_named_point_resumes_without_losing_a_step_or_repeating_a_side_effect",
+            "test_a_run_killed_at_random_points_resumes_from_its_last_durable_step",
+            "test_a_run_killed_inside_one_of_two_concurrent_calls_settles_both_on_resume",
+        )
+        + _in(
+            FILES,
+            "test_a_crash_at_any_byte_of_a_save_or_an_append_leaves_the_old_or_the_new_state",
+            "test_a_killed_holder_leaves_the_run_unlocked",
+        )
+        + _in(DELTAS, "test_a_crash_at_any_byte_of_a_delta_leaves_the_run_before_it"),
+        "the seven named points sit around tool calls and durable writes, none inside the model call "
+        "or a hook; 46 fixed kills and 20 random seeds over those points, not every point x 20 seeds",
     ),
     Row(
         "D8",
@@ -669,7 +758,7 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         "D9",
-        "D and L tests run in both loops",
+        "D, E, G and L tests run in both loops",
         _in(
             INTERRUPTION,
             "test_break_after_every_step_runs_nothing_more_and_ends_once",
@@ -693,9 +782,334 @@ ROWS: tuple[Row, ...] = (
             "test_max_steps_zero_makes_no_llm_call",
             "test_deadline_stops_the_run",
         )
-        + _in(GAPS, "test_a_compaction_that_never_shrinks_the_prompt_still_ends_the_run"),
+        + _in(GAPS, "test_a_compaction_that_never_shrinks_the_prompt_still_ends_the_run")
+        + _in(
+            CRASH,
+            "test_an_uninterrupted_run_is_the_same_in_both_loops_and_for_both_tool_kinds",
+            "test_a_run_killed_at_a_named_point_resumes_without_losing_a_step_or_repeating_a_side_effect",
+        )
+        + _in(
+            DELTAS,
+            "test_a_run_checkpointed_by_deltas_loads_equal_to_the_live_state_at_every_step",
+            "test_a_failed_intent_write_stops_the_run_at_the_next_step_without_running_the_tool",
+        )
+        + _in(
+            APPROVAL,
+            "test_an_approved_call_runs_once_with_its_args_without_the_gates_and_nothing_is_counted_twice",
+            "test_a_rejected_call_never_runs_and_the_model_is_told_it_was_denied_and_why",
+            "test_a_run_stopped_on_its_step_budget_continues_only_with_a_larger_one",
+        ),
         "these tests are the ones parametrized over both drivers (checked by test_reliability_map); "
-        "D4 and D6 test each driver's own entry point (throw, athrow, task cancel)",
+        "D4 and D6 test each driver's own entry point (throw, athrow, task cancel); the store and file "
+        "tests of group E drive no loop, and the resume property draws its drivers (sync, async, or "
+        "both alternating on one record)",
+    ),
+    # -- E. Checkpoint durability and resume ------------------------------------------------------
+    Row(
+        "E1",
+        "crash mid-write: the old or the new, never torn",
+        _in(
+            FILES,
+            "test_a_crash_at_any_byte_of_a_save_or_an_append_leaves_the_old_or_the_new_state",
+            "test_temp_files_of_a_crashed_save_are_removed_by_the_next_lock_holder",
+            "test_a_torn_last_journal_line_is_ignored",
+            "test_journal_lines_from_before_the_last_save_are_ignored",
+            "test_a_full_disk_fails_an_append_and_the_next_append_cuts_the_torn_line",
+        )
+        + _in(DELTAS, "test_a_crash_at_any_byte_of_a_delta_leaves_the_run_before_it")
+        + _in(
+            CRASH,
+            "test_a_run_killed_at_a_named_point_resumes_without_losing_a_step_or_repeating_a_side_effect",
+        ),
+        "the byte-by-byte crashes are process crashes (os._exit), not power losses, so the fsyncs of "
+        "the file and the directory are not checked; each byte-by-byte series counts as one case here "
+        "(the tests report no count of their crash points)",
+    ),
+    Row(
+        "E2",
+        "damaged checkpoint: CheckpointError, no silent fallback",
+        _in(
+            FILES,
+            "test_a_damaged_or_wrong_checkpoint_is_refused_with_a_reason",
+            "test_a_randomly_damaged_checkpoint_loads_exactly_or_is_refused",
+            "test_a_randomly_damaged_journal_loads_a_prefix_or_is_refused",
+            "test_a_damaged_journal_line_before_the_last_is_refused",
+            "test_a_journal_ahead_of_its_checkpoint_means_an_older_copy_was_restored",
+            "test_a_symlinked_journal_is_refused_and_never_written_through",
+            "test_a_pipe_planted_as_the_journal_is_refused_without_hanging",
+            "test_a_directory_that_is_a_file_is_refused",
+        )
+        + _in(
+            CHECKPOINTS,
+            "test_a_run_id_outside_the_safe_alphabet_is_refused",
+            "test_load_run_refuses_a_record_that_is_not_a_run",
+            "test_load_run_refuses_a_damaged_journal_entry",
+        )
+        + _in(
+            DELTAS,
+            "test_a_damaged_delta_is_refused",
+            "test_a_gap_in_the_deltas_is_refused",
+            "test_a_delta_that_overlaps_with_other_content_is_refused",
+        )
+        + _in(
+            RECORD,
+            "test_a_damaged_or_foreign_record_is_refused_with_a_clear_error",
+            "test_something_that_is_not_a_record_at_all_is_refused",
+        ),
+        "no atheris fuzzing: hypothesis mutations (bit flips, cuts, insertions) of a valid checkpoint "
+        "and journal instead; there is no on_corrupt='previous' fallback, a damaged checkpoint is "
+        "always refused",
+    ),
+    Row(
+        "E3",
+        "version skew: newer refused, format 1 still loads",
+        _in(
+            RECORD,
+            "test_a_damaged_or_foreign_record_is_refused_with_a_clear_error",
+            "test_a_subclass_keeps_its_own_fields_through_a_round_trip",
+        )
+        + _in(CHECKPOINTS, "test_load_run_refuses_a_record_from_a_newer_looplet")
+        + _in(
+            FILES,
+            "test_a_record_from_a_newer_looplet_is_refused_by_load_run",
+            "test_a_format_1_checkpoint_still_loads_and_saves_again_unchanged",
+            "test_a_damaged_or_wrong_checkpoint_is_refused_with_a_reason",
+        )
+        + _in(DELTAS, "test_a_damaged_delta_is_refused"),
+        "only version 1 exists, so no older version is migrated; the frozen corpus is one format-1 "
+        "checkpoint and journal kept inline in the test (not tests/fixtures/checkpoints/v1), holding "
+        "a small record, not a whole run record",
+    ),
+    Row(
+        "E4",
+        "foreign, stale or finished run never resumed",
+        _in(
+            FILES,
+            "test_runs_sharing_a_directory_each_load_their_own",
+            "test_another_runs_journal_is_refused",
+            "test_a_damaged_or_wrong_checkpoint_is_refused_with_a_reason",
+        )
+        + _in(
+            CHECKPOINTS,
+            "test_a_record_naming_another_run_is_refused",
+            "test_load_run_refuses_an_unknown_run",
+            "test_load_run_refuses_another_runs_record_from_a_buggy_store",
+            "test_a_state_older_than_the_saved_run_is_refused",
+            "test_a_state_missing_a_journaled_result_is_refused",
+            "test_run_status_says_what_a_stop_reason_means_for_continuing",
+        )
+        + _in(DELTAS, "test_a_state_behind_the_deltas_in_the_store_is_refused_and_the_loaded_one_continues")
+        + _in(
+            APPROVAL,
+            "test_a_run_that_ended_done_is_refused_with_an_error_pointing_to_fork",
+            "test_a_finished_approved_run_passed_back_is_refused_with_a_pointer_to_fork",
+        )
+        + _in(FORK, "test_a_fork_ends_just_before_the_turn_of_its_step_and_names_its_parent"),
+        "a run continued with other tools or settings only gets a warning (its fingerprint), and "
+        "that warning is not tested, only its silence for the same tools; nothing resumes "
+        "implicitly, so there is no auto-resume to pick a wrong run",
+    ),
+    Row(
+        "E5",
+        "saved data never revives classes",
+        _in(FILES, "test_payloads_that_revive_classes_elsewhere_stay_plain_data"),
+    ),
+    Row(
+        "E6",
+        "round trip of the run record; counters go on",
+        _in(
+            RECORD,
+            "test_any_run_survives_a_round_trip_through_json_unchanged",
+            "test_the_record_holds_the_outcome_and_every_counter",
+            "test_a_done_run_keeps_its_final_answer_and_dropped_calls_in_the_record",
+            "test_a_subclass_keeps_its_own_fields_through_a_round_trip",
+        )
+        + _in(
+            CHECKPOINTS,
+            "test_load_run_rebuilds_the_state_and_replays_the_journal",
+            "test_load_run_builds_the_state_type_asked_for",
+        )
+        + _in(
+            DELTAS,
+            "test_a_run_checkpointed_by_deltas_loads_equal_to_the_live_state_at_every_step",
+            "test_a_run_checkpointed_to_files_loads_equal_from_a_fresh_store_at_every_step",
+            "test_compaction_forces_a_whole_save_and_the_run_still_loads_equal",
+            "test_a_history_rewritten_in_place_to_the_same_length_forces_a_whole_save",
+            "test_a_history_put_in_place_of_the_old_one_forces_a_whole_save",
+            "test_a_changed_field_is_written_even_when_it_compares_equal_in_python",
+            "test_a_long_text_in_the_deltas_brings_a_whole_save",
+            "test_a_subclass_field_travels_in_deltas",
+            "test_deltas_replay_to_the_live_state",
+            "test_random_runs_checkpointed_incrementally_load_equal_to_the_live_state",
+            "test_the_random_runs_reached_compaction_batches_and_count_saves",
+        )
+        + _in(
+            RESUME,
+            "test_a_run_stopped_anywhere_and_continued_from_json_ends_as_if_never_stopped",
+            "test_a_run_continued_in_fresh_processes_ends_as_if_never_stopped",
+        )
+        + _in(APPROVAL, "test_a_run_paused_in_one_process_is_approved_in_a_second_and_finished_in_a_third")
+        + _in(FORK, "test_a_fork_survives_json_and_continues_in_the_other_loop"),
+        "hypothesis draws scripted runs (replies, batches, stops) and compares their records, not "
+        "Step or Message values drawn directly; messages hold text only, so there is no multi-block "
+        "content to round-trip",
+    ),
+    Row(
+        "E7",
+        "checkpoint files 0600, directory 0700",
+        _in(FILES, "test_checkpoint_files_are_private_whatever_the_umask"),
+        "no canary scan of checkpoint files and no optional field redaction: a record keeps tool "
+        "arguments and results raw (documented as sensitive in docs/durability.md)",
+    ),
+    Row(
+        "E8",
+        "two processes, one run: CheckpointLocked",
+        _in(
+            FILES,
+            "test_a_second_process_cannot_lock_a_run_another_holds",
+            "test_of_processes_racing_for_a_run_exactly_one_wins",
+            "test_a_killed_holder_leaves_the_run_unlocked",
+            "test_without_flock_the_lock_is_an_exclusive_file_naming_its_holder",
+        )
+        + _in(
+            CHECKPOINTS,
+            "test_pre_loop_locks_the_run_and_saves_it_so_it_is_listed",
+            "test_a_locked_run_is_never_written",
+            "test_on_loop_end_saves_the_outcome_and_releases_the_run",
+            "test_one_hook_serves_one_run_at_a_time",
+        ),
+        "the race is 2 rounds of 5 processes, not 100 rounds",
+    ),
+    Row(
+        "E9",
+        "full disk or read-only: typed error, old one intact",
+        _in(
+            FILES,
+            "test_a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint",
+            "test_a_failing_fsync_fails_the_save_and_keeps_the_previous_checkpoint",
+            "test_a_full_disk_fails_an_append_and_the_next_append_cuts_the_torn_line",
+            "test_a_read_only_directory_fails_the_save_and_keeps_the_previous_checkpoint",
+        )
+        + _in(
+            CHECKPOINTS,
+            "test_a_failed_save_stops_the_run_with_a_checkpoint_error",
+            "test_a_result_that_cannot_be_journaled_is_kept_for_the_steps_save",
+            "test_a_store_that_raises_something_else_is_reported_as_a_checkpoint_error",
+        )
+        + _in(
+            DELTAS,
+            "test_a_failed_intent_write_stops_the_run_at_the_next_step_without_running_the_tool",
+            "test_after_a_failed_write_no_other_tool_of_the_session_runs",
+        )
+        + _in(HOOKS, "test_a_failing_after_step_stops_the_run_and_its_step_is_recorded_but_not_yielded"),
+        "there is no durability='best_effort': a failed write always stops the run; the read-only "
+        "directory test skips when run as root",
+    ),
+    Row(
+        "E10",
+        "ordered by a sequence, not clocks or names",
+        _in(
+            FILES,
+            "test_saves_are_numbered_by_a_counter_that_survives_other_writers_and_clocks",
+            "test_journal_lines_from_before_the_last_save_are_ignored",
+            "test_a_journal_ahead_of_its_checkpoint_means_an_older_copy_was_restored",
+        )
+        + _in(
+            DELTAS,
+            "test_a_delta_the_state_already_holds_is_skipped",
+            "test_replaying_a_journal_twice_gives_the_same_state",
+            "test_deltas_a_later_save_subsumed_are_skipped",
+            "test_a_gap_in_the_deltas_is_refused",
+            "test_a_delta_that_overlaps_with_other_content_is_refused",
+            "test_a_result_journaled_before_a_delta_is_kept_by_the_delta",
+        ),
+    ),
+    Row(
+        "E11",
+        "one conformance suite for every store",
+        _in(
+            CHECKPOINTS,
+            "TestMemoryRunStoreKeepsTheContract",
+            "TestFileCheckpointStoreKeepsTheContract",
+            "test_check_store_runs_every_contract_without_pytest",
+            "test_the_suite_catches_a_store_that_breaks_the_contract",
+            "test_both_stores_are_run_stores",
+        ),
+        "tests/store_conformance.py runs against the two stores looplet ships (and a broken one it "
+        "must catch); it lives in tests/, not in the package, so a third-party store copies it, and "
+        "the lock across processes is each store's own test",
+    ),
+    # -- G. Permissions, hooks and approval -------------------------------------------------------
+    Row("G1", "deny > ask > allow whatever the order", (), PERMISSIONS_LATER),
+    Row("G2", "no rule matches: deny by default", (), PERMISSIONS_LATER),
+    Row("G3", "a raising matcher or ask handler denies", (), PERMISSIONS_LATER),
+    Row("G4", "the policy is checked on the final args", (), PERMISSIONS_LATER),
+    Row("G5", "each gate evaluated once per call", (), PERMISSIONS_LATER),
+    Row(
+        "G6",
+        "approval denied: never runs, the model is told why",
+        _in(
+            APPROVAL,
+            "test_a_rejected_call_never_runs_and_the_model_is_told_it_was_denied_and_why",
+            "test_three_paused_calls_of_one_turn_are_decided_and_concluded_separately",
+            "test_paused_calls_each_get_their_own_id_even_when_the_model_repeats_or_omits_ids",
+            "test_a_rejected_done_call_sends_the_model_back_to_work",
+            "test_a_gate_listed_after_the_one_that_asked_still_decides_an_approved_call",
+        ),
+        "the rejection's wording around the human's reason has no formatter to customise it; who and "
+        "when are not recorded (the step's metadata keeps the decision, the ask's reason and the note), "
+        "and provenance comes with the provenance directory (issue 9)",
+    ),
+    Row(
+        "G7",
+        "pause before a tool, decide, resume: runs once",
+        _in(
+            APPROVAL,
+            "test_an_asked_call_waits_unrun_while_its_turns_allowed_calls_run_and_the_run_stops_approval_pending",
+            "test_paused_calls_each_get_their_own_id_even_when_the_model_repeats_or_omits_ids",
+            "test_calls_after_a_paused_call_in_a_concurrent_batch_see_the_step_number_they_are_recorded_as",
+            "test_an_approved_call_runs_once_with_its_args_without_the_gates_and_nothing_is_counted_twice",
+            "test_a_gate_listed_after_the_one_that_asked_still_decides_an_approved_call",
+            "test_approved_edited_args_are_validated_again_and_the_edit_is_recorded_on_the_step",
+            "test_approve_with_args_that_are_not_a_dict_is_refused_at_once",
+            "test_approve_refuses_edited_args_the_record_could_not_save",
+            "test_a_refused_decision_leaves_the_run_record_as_it_was",
+            "test_a_hook_rewrite_before_the_pause_is_recorded_on_the_approved_step",
+            "test_three_paused_calls_of_one_turn_are_decided_and_concluded_separately",
+            "test_a_done_call_waits_while_a_call_of_its_turn_waits_for_a_decision",
+            "test_a_paused_done_call_ends_the_run_when_approved",
+            "test_a_decision_for_an_unknown_call_is_refused_and_names_the_waiting_calls",
+            "test_a_decision_bound_to_other_arguments_is_refused",
+            "test_a_saved_run_whose_pending_call_was_edited_by_hand_is_refused_when_the_loop_is_built",
+            "test_deciding_on_a_call_whose_saved_args_were_edited_is_refused",
+            "test_a_finished_approved_run_passed_back_is_refused_with_a_pointer_to_fork",
+            "test_continuing_a_run_that_still_waits_runs_nothing_twice",
+            "test_a_run_paused_in_one_process_is_approved_in_a_second_and_finished_in_a_third",
+            "test_an_async_pre_dispatch_hook_pauses_a_call_in_the_async_loop",
+        )
+        + _in(EFFECTS, "test_a_call_a_hook_asks_about_gets_no_run_tools_and_the_run_stops_approval_pending"),
+        "a pending call has no expiry, so an expired approval cannot ask again; a decision bound to "
+        "changed arguments is refused with an error rather than asked again; no CrashRunner kill "
+        "falls between a recorded approval and the approved call's run",
+    ),
+    Row(
+        "G8",
+        "always_approve keyed by the tool, never wider",
+        (),
+        "always_approve arrives with ApprovalHook in the control-layer issue (issue 8)",
+    ),
+    Row(
+        "G9",
+        "a skill's hooks run after the host's gates",
+        (),
+        "skills and cartridges that ship hooks come with issue 10",
+    ),
+    Row(
+        "G10",
+        "contradictory hook decisions: deny wins",
+        (),
+        "the decision precedence of the permission layer comes with issue 8; a hook result of the "
+        "wrong type or with wrong-typed fields is under D5",
     ),
     # -- I. Secrets -----------------------------------------------------------------------------
     Row(
@@ -716,8 +1130,9 @@ ROWS: tuple[Row, ...] = (
         + _in(ERRORS, "test_the_key_never_leaks_into_errors_logs_or_reprs")
         + _in(SETUP, "test_repr_shows_model_and_url_never_the_key_or_a_url_password")
         + _in(COMMANDS, "test_doctor_shows_settings_but_never_a_key"),
-        "files (checkpoints, provenance, the run directory) arrive with the durable-runs and "
-        "provenance issues; every output the core has today is checked",
+        "checkpoint files are not scanned for canaries: a record keeps tool arguments and results "
+        "raw by design (docs/durability.md; E7); provenance files come with issue 9; every other "
+        "output the core has is checked",
     ),
     Row(
         "I2",
@@ -736,9 +1151,9 @@ ROWS: tuple[Row, ...] = (
     Row(
         "I4",
         "files 0600, directories 0700",
-        (),
-        "the core writes no file; checkpoints and provenance directories come with the "
-        "durable-runs and provenance issues",
+        _in(FILES, "test_checkpoint_files_are_private_whatever_the_umask"),
+        "checkpoint files and their directory are checked; provenance directories come with the "
+        "provenance directory (issue 9)",
     ),
     # -- L. Recursion, budgets, termination -----------------------------------------------------
     Row(
@@ -786,7 +1201,32 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("L4", "subagent depth from the host", (), "subagents are a later issue"),
     Row("L5", "a child loop inherits the parent's gates", (), "subagents are a later issue"),
-    Row("L6", "resume keeps the budget", (), "resuming " + NEEDS_CHECKPOINTS),
+    Row(
+        "L6",
+        "resume keeps the budget",
+        _in(
+            APPROVAL,
+            "test_a_run_stopped_on_its_step_budget_continues_only_with_a_larger_one",
+            "test_a_run_past_its_deadline_continues_only_with_a_later_one",
+            "test_a_run_stopped_by_a_failed_model_call_continues",
+            "test_an_approved_call_runs_once_with_its_args_without_the_gates_and_nothing_is_counted_twice",
+            "test_a_run_paused_in_one_process_is_approved_in_a_second_and_finished_in_a_third",
+        )
+        + _in(TURNS, "test_calls_cut_by_the_step_budget_run_when_the_run_continues_with_a_larger_one")
+        + _in(
+            RESUME,
+            "test_a_run_stopped_anywhere_and_continued_from_json_ends_as_if_never_stopped",
+            "test_a_run_continued_in_fresh_processes_ends_as_if_never_stopped",
+            "test_steps_of_a_turn_continued_before_its_tools_keep_its_usage",
+        )
+        + _in(RECORD, "test_the_record_holds_the_outcome_and_every_counter")
+        + _in(CHECKPOINTS, "test_load_run_rebuilds_the_state_and_replays_the_journal")
+        + _in(
+            CRASH,
+            "test_a_run_killed_at_a_named_point_resumes_without_losing_a_step_or_repeating_a_side_effect",
+        )
+        + _in(FORK, "test_a_fork_ends_just_before_the_turn_of_its_step_and_names_its_parent"),
+    ),
     Row(
         "L7",
         "compaction that does not shrink still stops",
