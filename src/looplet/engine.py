@@ -1110,10 +1110,13 @@ def _check_continuable(state: DefaultState, task: Any) -> bool:
 
 
 def _digest(data: object) -> str:
-    text = json.dumps(data, sort_keys=True, default=repr, separators=(",", ":"))
-    import hashlib
+    """A short fingerprint of `data`, to notice a change (not a security hash: crc32 and
+    adler32 need no OpenSSL, which hashlib would load into every run)."""
+    import zlib
 
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    text = json.dumps(data, sort_keys=True, default=repr, separators=(",", ":"))
+    raw = text.encode("utf-8", "surrogatepass")
+    return f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
 
 
 def _as_str(value: object) -> str:

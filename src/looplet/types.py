@@ -21,7 +21,6 @@ Secrets in records (INV-6) follow one rule:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import reprlib
@@ -268,6 +267,8 @@ def args_hash(args: dict[str, Any]) -> str:
     taken for one set of arguments is never applied to another.
     """
     text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    import hashlib  # here, not at the top: it maps OpenSSL (+4 MB), which most runs never need
+
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
