@@ -17,7 +17,7 @@ from typing import Any, TypeVar, overload
 from ..errors import ToolDefinitionError
 from ..types import ErrorKind, ToolCall, ToolResult
 from .context import ToolContext
-from .validation import check_timeout, measure, suggest, validate_args
+from .validation import check_timeout, fast_args, measure, plan_for, suggest, validate_args
 
 __all__ = ["ToolSpec", "BaseToolRegistry", "tool", "PreparedCall", "check_tool_name"]
 
@@ -407,6 +407,11 @@ class BaseToolRegistry:
                 f"could not read the arguments of {call.tool}: {call.parse_error}. "
                 f"Send them as a JSON object matching {spec.signature}.",
             )
+        plan = plan_for(spec.parameters)
+        if plan is not None:  # flat plain arguments that pass as they are: one pass
+            fast = fast_args(plan, call.args, max_arg_chars)
+            if fast is not None:
+                return PreparedCall(spec, call, fast)
         size_problem = _size_problem(call.args, max_arg_chars, max_arg_depth)
         if size_problem:
             return error_result(call, ErrorKind.VALIDATION, f"{size_problem}; call {spec.signature}")

@@ -35,6 +35,8 @@ from typing import Any
 __all__ = [
     "check_value",
     "validate_value",
+    "fast_args",
+    "plan_for",
     "validate_args",
     "suggest",
     "nesting_depth",
@@ -82,6 +84,93 @@ def validate_args(args: Any, schema: JSON, tool: str = "") -> tuple[dict[str, An
 
 
 _PLAIN_STRING = frozenset({"type", "description", "title"})
+
+
+class FastPlan:
+    """A flat schema's arguments checked in one pass: names, exact JSON types, required.
+
+    Built for schemas whose parameters are plain strings, integers, numbers or
+    booleans (no constraints, no nesting, no combinators); `fast_args` accepts
+    only arguments that the full validation would pass unchanged, and says
+    None for everything else, which then goes through `validate_args`, so
+    every error message still comes from one place.
+    """
+
+    __slots__ = ("types", "required")
+
+    def __init__(self, types: dict[str, type], required: tuple[str, ...]) -> None:
+        self.types = types
+        self.required = required
+
+
+_FAST_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+_FAST_WORDS = frozenset({"type", "description", "title", "default"})
+_FAST_OBJECT_WORDS = frozenset(
+    {"type", "properties", "required", "additionalProperties", "description", "title"}
+)
+
+
+def fast_plan(schema: JSON) -> FastPlan | None:
+    """The one-pass plan for `schema`, or None when it needs the full validation."""
+    if type(schema) is not dict or schema.get("type", "object") != "object":
+        return None
+    if not schema.keys() <= _FAST_OBJECT_WORDS:
+        return None
+    props = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    required = schema.get("required", [])
+    if type(props) is not dict or extra not in (True, False) or type(required) is not list:
+        return None
+    types: dict[str, type] = {}
+    for name, sub in props.items():
+        if type(sub) is not dict or not sub.keys() <= _FAST_WORDS or sub.get("type") not in _FAST_TYPES:
+            return None
+        types[name] = _FAST_TYPES[sub["type"]]
+    if not all(type(name) is str and name in types for name in required):
+        return None
+    return FastPlan(types, tuple(required))
+
+
+_PLANS: dict[int, tuple[JSON, FastPlan | None]] = {}
+
+
+def plan_for(schema: JSON) -> FastPlan | None:
+    """`fast_plan(schema)`, made once per schema object (a schema edited in place after
+    its first call is not seen again: register the tool again instead)."""
+    entry = _PLANS.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = (schema, fast_plan(schema))
+        _PLANS[id(schema)] = entry
+    return entry[1]
+
+
+def fast_args(plan: FastPlan, args: Any, max_chars: int) -> dict[str, Any] | None:
+    """A copy of `args` if they pass `plan` exactly and fit `max_chars`; else None."""
+    if type(args) is not dict:
+        return None
+    types = plan.types
+    size = 2
+    for key, value in args.items():
+        want = types.get(key)
+        if want is None:
+            return None  # unknown (or an extra) argument: the full validation decides
+        kind = type(value)
+        if kind is str:
+            if want is not str:
+                return None
+            size += len(key) + len(value) + 6
+        elif kind is want or (want is float and kind is int):
+            if kind is float and not math.isfinite(value):
+                return None
+            size += len(key) + 12
+        else:
+            return None
+    if size > max_chars:
+        return None
+    for name in plan.required:
+        if name not in args:
+            return None
+    return dict(args)
 
 
 def _check_argument(value: Any, schema: JSON, name: str) -> tuple[Any, str | None]:
