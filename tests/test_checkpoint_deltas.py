@@ -259,7 +259,10 @@ def test_a_200_step_run_writes_few_whole_saves_and_deltas_that_do_not_grow() -> 
     # a step of the same shape writes the same bytes at step 10 and at step 190
     tenth, late = per_step[10], per_step[190]
     assert [k for k, _ in tenth] == [k for k, _ in late] == ["delta", "result", "delta"]
-    assert 0 <= sum(b for _, b in late) - sum(b for _, b in tenth) <= 32  # the numbers' extra digits
+    # The same up to the numbers' digits: counters gain a digit, and each timing float
+    # (duration, model time, start, elapsed) prints in 3 to 22 characters, so a few of
+    # them can differ by ~100 bytes; a delta that grew with the run would differ by KBs.
+    assert abs(sum(b for _, b in late) - sum(b for _, b in tenth)) <= 160
     whole = [b for k, b in store.writes if k == "save"]
     assert sum(b for _, b in late) * 20 < whole[-1]  # a delta is a small part of the record
 
