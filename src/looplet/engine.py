@@ -118,6 +118,12 @@ class _Turn:
         self.request_id = response.request_id if response else ""
         self.finish_reason = response.stop_reason if response else ""
 
+    def llm_metadata(self) -> dict[str, str] | None:
+        """What a step keeps of its model call (`step.metadata["llm"]`), or None if nothing."""
+        if not (self.model or self.request_id or self.finish_reason):
+            return None
+        return {"model": self.model, "request_id": self.request_id, "finish_reason": self.finish_reason}
+
     @classmethod
     def resumed(cls, number: int, saved: dict[str, Any] | None) -> _Turn:
         """The turn a continued run settles calls of, from `state.last_turn`."""
@@ -533,7 +539,7 @@ class Engine:
             group = self._group_at(runnable, i)
             i += len(group)
             yield from self._run_group(group)
-        waiting = [p.call_id for p in self.state.pending if p.decision is None]
+        waiting = [p.call_id for p in self.state.pending if p.decision is None] if self.state.pending else []
         if waiting:
             self.stop(
                 StopReason.APPROVAL_PENDING,
@@ -638,7 +644,7 @@ class Engine:
                 continue
             if self.state.pending and self._is_done(call) and self._undecided():
                 continue  # the model meant done after the paused calls: it stays open
-            ahead = sum(1 for _, outcome in gated if not isinstance(outcome, PendingCall))
+            ahead = sum(1 for _, outcome in gated if not isinstance(outcome, PendingCall)) if gated else 0
             gated.append((yield from self._gate(call, len(self.state.steps) + 1 + ahead)))
             if self.stopped:
                 break
@@ -692,7 +698,7 @@ class Engine:
             result = _tied(result, p.call)
             if result.metadata.get("orphaned"):
                 self._orphans.append((p.spec.name, p.finished))
-            elif p.spec.orphans > self._live_orphans(p.spec.name):
+            elif p.spec.orphans and p.spec.orphans > self._live_orphans(p.spec.name):
                 result.warnings.append(
                     f"an earlier call of {p.spec.name} (in another run) timed out and may still be running"
                 )
@@ -999,8 +1005,8 @@ class Engine:
             step.metadata["original_args"] = original
         if notes:
             step.metadata["notes"] = list(notes)
-        llm = {"model": turn.model, "request_id": turn.request_id, "finish_reason": turn.finish_reason}
-        if any(llm.values()):
+        llm = turn.llm_metadata()
+        if llm is not None:
             step.metadata["llm"] = llm
         state.steps.append(step)
         if state.in_flight:
@@ -1137,6 +1143,8 @@ def _checked_args(value: object) -> dict[str, Any]:
 
 def _response_problem(response: object) -> str | None:
     """What is wrong with a backend's answer, in words, or None if it is a well-formed LLMResponse."""
+    if type(response) is LLMResponse and _plain_reply(response):
+        return None
     if not isinstance(response, LLMResponse):
         return f"{type(response).__name__}, not an LLMResponse"
     checks = (
@@ -1156,6 +1164,20 @@ def _response_problem(response: object) -> str | None:
         if not isinstance(call.tool, str) or not isinstance(call.args, dict):
             return f"LLMResponse.tool_calls[{i}] with tool={call.tool!r:.40} args={type(call.args).__name__}"
     return None
+
+
+def _plain_reply(r: LLMResponse) -> bool:
+    """The usual reply, checked by exact types in one expression (anything else is looked at
+    field by field, to say what is wrong)."""
+    return (
+        type(r.text) is str
+        and type(r.usage) is Usage
+        and type(r.tool_calls) is list
+        and type(r.stop_reason) is str
+        and type(r.model) is str
+        and type(r.request_id) is str
+        and all(type(c) is ToolCall and type(c.tool) is str and type(c.args) is dict for c in r.tool_calls)
+    )
 
 
 def _denied(call: ToolCall, decision: Deny, hook: object) -> ToolResult:

@@ -69,7 +69,7 @@ class Message:
 def screened(message: Message) -> Message:
     """`message` with secret env values masked in its text (the same object when there are none)."""
     content = message.content
-    if not isinstance(content, str):
+    if not content or not isinstance(content, str):
         return message
     clean = redact_env_values(content)
     return message if clean == content else replace(message, content=clean)
