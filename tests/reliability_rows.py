@@ -904,10 +904,11 @@ ROWS: tuple[Row, ...] = (
             "test_a_run_that_ended_done_is_refused_with_an_error_pointing_to_fork",
             "test_a_finished_approved_run_passed_back_is_refused_with_a_pointer_to_fork",
         )
-        + _in(FORK, "test_a_fork_ends_just_before_the_turn_of_its_step_and_names_its_parent"),
-        "a run continued with other tools or settings only gets a warning (its fingerprint), and "
-        "that warning is not tested, only its silence for the same tools; nothing resumes "
-        "implicitly, so there is no auto-resume to pick a wrong run",
+        + _in(FORK, "test_a_fork_ends_just_before_the_turn_of_its_step_and_names_its_parent")
+        + _in(RECORD, "test_a_run_continued_with_other_tools_or_settings_warns_at_the_callers_line"),
+        "a run continued with other tools or settings gets a warning (its fingerprint), not a "
+        "refusal: changing a hook or a prompt on purpose is allowed; nothing resumes implicitly, "
+        "so there is no auto-resume to pick a wrong run",
     ),
     Row(
         "E5",

@@ -128,3 +128,48 @@ def test_a_history_passed_to_the_loop_becomes_the_states_history(drive: Any) -> 
     state = DefaultState()
     drive(MockLLMBackend([done()]), tools=tools, history=history, state=state)
     assert state.history is history and history[0].content == "earlier task"
+
+
+def test_a_run_continued_with_other_tools_or_settings_warns_at_the_callers_line() -> None:
+    import warnings
+
+    from looplet import BaseToolRegistry, MockLLMBackend, composable_loop, register_done_tool
+
+    def build(extra_tool: bool) -> BaseToolRegistry:
+        tools = BaseToolRegistry()
+        register_done_tool(tools)
+
+        @tools.tool
+        def greet(name: str) -> str:
+            """Greet someone."""
+            return f"hi {name}"
+
+        if extra_tool:
+
+            @tools.tool
+            def wave(name: str) -> str:
+                """Wave at someone."""
+                return f"*waves at {name}*"
+
+        return tools
+
+    state = DefaultState(task="greet")
+    step = '{"tool": "greet", "args": {"name": "a"}}'
+    composable_loop(MockLLMBackend([step]), tools=build(False), state=state, max_steps=1).run()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        composable_loop(MockLLMBackend([step]), tools=build(False), state=state, max_steps=2).run()
+    assert not [w for w in caught if "continued with other" in str(w.message)], "same tools: no warning"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop = composable_loop(MockLLMBackend([step]), tools=build(True), state=state, max_steps=3)
+        loop.run()
+    found = [w for w in caught if "continued with other tools" in str(w.message)]
+    assert len(found) == 1 and found[0].category is RuntimeWarning
+    assert found[0].filename == __file__, "the warning points at the caller's line"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        composable_loop(
+            MockLLMBackend([step]), tools=build(True), state=state, max_steps=4, system_prompt="Be brief."
+        ).run()
+    assert any("continued with other config" in str(w.message) for w in caught)
