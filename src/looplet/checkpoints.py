@@ -998,14 +998,7 @@ class CheckpointHook:
             in_flight = record_fields(state)["in_flight"]  # the results of the journal failed to hold
             self._add_results(in_flight)
             delta["fields"]["in_flight"] = in_flight
-        try:
-            self.store.append(state.run_id, delta)
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(
-                f"run {state.run_id}", f"the store could not append to it ({type(exc).__name__}: {exc})"
-            ) from exc
+        _through_store(state, "append to", self.store.append, delta)
         changed = delta["fields"]
         durable.messages += len(delta["messages"])
         durable.steps += len(delta["steps"])
@@ -1018,14 +1011,7 @@ class CheckpointHook:
     def _save(self, state: DefaultState) -> None:
         record = state.to_dict()
         self._add_results(record.get("in_flight") or [])
-        try:
-            self.store.save(state.run_id, record)
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(
-                f"run {state.run_id}", f"the store could not save it ({type(exc).__name__}: {exc})"
-            ) from exc
+        _through_store(state, "save", self.store.save, record)
         messages, steps = record.pop("history"), record.pop("steps")
         self._durable = _Durable(
             history=state.history,
@@ -1081,3 +1067,15 @@ def _saved_progress(record: dict[str, Any], entries: list[dict[str, Any]]) -> tu
 def _text_length(messages: list[dict[str, Any]]) -> int:
     """Characters of message text: the measure of how much a save or a delta holds."""
     return sum(len(m.get("content") or "") for m in messages)
+
+
+def _through_store(state: DefaultState, what: str, write: Callable[[str, Any], None], data: Any) -> None:
+    """`write(run_id, data)`; whatever a store raises other than CheckpointError becomes one."""
+    try:
+        write(state.run_id, data)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"run {state.run_id}", f"the store could not {what} it ({type(exc).__name__}: {exc})"
+        ) from exc
