@@ -135,14 +135,12 @@ def run_minimal(n: int) -> float:
 def run_agent_loop(n: int) -> float:
     """A minimal hand-written *agent* loop doing what any agent loop must per step.
 
-    It calls the same instant backend looplet calls, with a request holding
-    the messages; looks the tool up; checks the arguments are a dict; times
+    It calls the same instant backend looplet calls, with a plain dict as its
+    request (none of looplet's own records); looks the tool up; checks the arguments are a dict; times
     the call; encodes the result as JSON; appends the two messages; keeps a
     step record; and checks the budget and the done tool. This is the loop
     the issue's "at most 4x a minimal hand-written agent loop" compares with.
     """
-    from looplet import LLMRequest
-
     llm = InstantNative()
 
     def echo(text: str, n: int = 0) -> dict[str, Any]:
@@ -154,7 +152,7 @@ def run_agent_loop(n: int) -> float:
     gc.collect()
     started = time.perf_counter()
     while len(steps) < n:
-        response = llm.complete(LLMRequest(messages=messages, system="", tools=()))
+        response = llm.complete({"messages": messages, "system": "", "tools": ()})
         for call in response.tool_calls:
             fn = table.get(call.tool)
             if fn is None or not isinstance(call.args, dict):

@@ -1259,10 +1259,34 @@ def _bad_return(hook: object, method: str, value: Any, expected: str) -> HookErr
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _one_shot_encoder() -> Callable[[Any], str]:
+    """`_ENCODER.encode`, minus what it rebuilds on every call (a C encoder object and a
+    cycle-check dict): results are JSON-safe trees (normalised when they are made), and
+    a cycle a hook added later still ends in RecursionError, which `_encoded` handles."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the plain encoder
+        return _ENCODER.encode
+    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+
+    def encode(data: Any) -> str:
+        if type(data) is str:
+            return json.encoder.encode_basestring(data)
+        return "".join(chunks(data, 0))
+
+    return encode
+
+
+_ENCODE = _one_shot_encoder()
+
+
 def _encoded(data: Any) -> str:
     """The data as JSON; a value that still cannot be encoded is converted once more, never raised."""
     try:
-        return _ENCODER.encode(data)
+        return _ENCODE(data)
     except (TypeError, ValueError, RecursionError):
         try:
             return _ENCODER.encode(to_jsonable(data))
