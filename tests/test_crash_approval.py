@@ -31,8 +31,8 @@ body run) and the checkpoint, after every session and at the end:
 - a session that finds a call still undecided stops ``approval_pending``
   again without a model call, a step or a tool run;
 - the final record's steps are the steps every session yielded, in order
-  (INV-2); with no call interrupted they (their arguments aside, see the
-  xfail test), the final answer, usage and counters equal the uninterrupted run's;
+  (INV-2); with no call interrupted they, the final answer, usage and
+  counters equal the uninterrupted run's;
 - a finished run continued again is refused and runs nothing.
 
 The matrix (38 cases, about 23 s on two cores, four to six child processes each):
@@ -49,8 +49,8 @@ The matrix (38 cases, about 23 s on two cores, four to six child processes each)
   inside the approved call's body;
 - 3 resumes of a run whose approved call finished (twice more after it ended);
 - 3 steps settled after a crash from the intent of an approval with edited
-  arguments: their ``tool_call`` should hold the arguments that ran (strict
-  xfail: a bug in ``Engine._settled``, see the last test);
+  arguments: their ``tool_call`` holds the arguments that ran (a bug these
+  tests found in ``Engine._settled``, fixed);
 - 1 never decided: continued twice, it waits both times.
 """
 
@@ -364,13 +364,9 @@ def check_finished(runner: ApprovalRunner) -> DefaultState:
 
 
 def comparable(step: dict[str, Any]) -> dict[str, Any]:
-    """A step without its times (which differ between equal runs), nor the call's arguments and
-    ``original_args``: a step settled from an intent misrecords those (the xfail test at the end;
-    once ``Engine._settled`` is fixed, compare them too)."""
-    out = {k: v for k, v in step.items() if k not in ("llm_ms", "started_at", "tool_call")}
+    """A step without its times (which differ between equal runs)."""
+    out = {k: v for k, v in step.items() if k not in ("llm_ms", "started_at")}
     out["tool_result"] = {k: v for k, v in step["tool_result"].items() if k != "duration_ms"}
-    out["metadata"] = {k: v for k, v in step["metadata"].items() if k != "original_args"}
-    out["call"] = {k: v for k, v in step["tool_call"].items() if k != "args"}
     return out
 
 
@@ -582,15 +578,6 @@ def test_a_run_never_decided_waits_each_time_it_is_continued(tmp_path: Path) -> 
 # -- the arguments a settled step records ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Engine._settled answers a call that has an intent with the model's ToolCall (the history's), "
-        "not with the intent's arguments: after a crash, the step of a call approved with edited "
-        "arguments shows the model's arguments in tool_call.args and lacks metadata['original_args'], "
-        "though the body ran with (or was interrupted with) the approved ones"
-    ),
-)
 @pytest.mark.parametrize(
     ("point", "idempotent"),
     [

@@ -812,6 +812,9 @@ class Engine:
         state = self.state
         intent = state.in_flight.get(call.call_id)
         if intent is not None:
+            if intent.args != call.args:  # what ran: an approval's edit or a hook's rewrite
+                self._rewrites[call.call_id] = call.args
+                call = replace(call, args=intent.args)
             if intent.result is not None:
                 self._validated[call.call_id] = intent.args
                 return call, intent.result
