@@ -8,8 +8,15 @@ async loops cannot drift apart. A driver that fails to carry out an effect
 throws the exception back in, and the engine decides what it means.
 
 A turn: build the prompt (``pre_prompt``) → call the model → read its tool
-calls → for each call: validate → ``pre_dispatch`` → run → ``check_done``
-(done calls) → ``post_dispatch`` → record → yield the Step → ``should_stop``.
+calls → for each call: validate → ``pre_dispatch`` → write its intent → run →
+``check_done`` (done calls) → ``post_dispatch`` → record → ``after_step`` →
+yield the Step → ``should_stop``.
+
+Everything a run needs to continue is in the state (`DefaultState`): a run
+started on a state that holds one first settles the calls its last turn left
+open (journaled results, interrupted intents, decided approvals), then goes
+on with new turns. A third driver drives this module as the two loops do
+(`docs/durability.md`, "Driving the engine").
 """
 
 from __future__ import annotations
