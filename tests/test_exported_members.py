@@ -41,6 +41,11 @@ EXPECTED = {
     "FileCheckpointStore",
     "CheckpointHook",
     "load_run",
+    # control (issue 8)
+    "ApprovalHook",
+    "StagnationHook",
+    "PerToolLimitHook",
+    "BudgetWarningHook",
     # hooks
     "LoopHook",
     "Allow",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
+    from .approval import ApprovalHook
     from .backends.mock import AsyncFunctionBackend, FunctionBackend, MockLLMBackend
     from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
     from .checkpoints import CheckpointHook, FileCheckpointStore, MemoryRunStore, RunStore, load_run
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
         ScriptExhaustedError,
         ToolDefinitionError,
     )
+    from .guards import BudgetWarningHook, PerToolLimitHook, StagnationHook
     from .history import History, Message
     from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
     from .hooks.protocols import LoopHook
@@ -85,6 +87,11 @@ __all__ = [
     "FileCheckpointStore",
     "CheckpointHook",
     "load_run",
+    # control
+    "ApprovalHook",
+    "StagnationHook",
+    "PerToolLimitHook",
+    "BudgetWarningHook",
     # hooks
     "LoopHook",
     "Allow",
@@ -138,6 +145,10 @@ _WHERE = {
     "LLMResponse": ".backends.protocol",
     "TextLLM": ".backends.protocol",
     "LoopConfig": ".config",
+    "ApprovalHook": ".approval",
+    "StagnationHook": ".guards",
+    "PerToolLimitHook": ".guards",
+    "BudgetWarningHook": ".guards",
     "CheckpointHook": ".checkpoints",
     "FileCheckpointStore": ".checkpoints",
     "MemoryRunStore": ".checkpoints",
