@@ -14,6 +14,7 @@ from doubles import Driver, as_text, batch, done
 
 from looplet import (
     Allow,
+    Ask,
     BaseToolRegistry,
     DefaultState,
     Deny,
@@ -402,6 +403,8 @@ def test_an_async_ask_handler_in_the_sync_loop_denies_saying_why() -> None:
         ({"engine": "deny everything"}, "needs a PermissionEngine"),
         ({"engine": PermissionEngine(), "ask_handler": "yes"}, "ask_handler must be callable"),
         ({"engine": PermissionEngine(), "ask_timeout_s": 0}, "ask_timeout_s must be a positive"),
+        ({"engine": PermissionEngine(), "ask_timeout_s": True}, "ask_timeout_s must be a positive"),
+        ({"engine": PermissionEngine(), "name": ""}, "name must be a non-empty str"),
     ],
 )
 def test_a_permission_hook_with_a_bad_setting_is_a_config_error(kwargs: dict[str, Any], message: str) -> None:
@@ -552,6 +555,29 @@ def test_a_rewrite_after_an_approval_is_checked_again(drive: Driver) -> None:
     assert kit.ran == [] and "rewritten after the permission check" in (steps[0].tool_result.error or "")
 
 
+class AskAboutReads:
+    def pre_dispatch(self, state: Any, log: Any, tool_call: ToolCall, step: int) -> Any:
+        return Ask("read this?") if tool_call.tool == "read" else None
+
+
+def test_an_edit_approved_for_another_gate_is_still_checked_by_the_rules(drive: Driver) -> None:
+    kit = Kit()
+    state = DefaultState(task="t")
+    permissions = engine().allow("read").deny("read", lambda a: a["path"].startswith("/etc"))
+    hooks = [PermissionHook(permissions), AskAboutReads()]
+    _, result = drive(
+        MockLLMBackend([as_text("read", path="/tmp/x")]), tools=kit.tools, hooks=hooks, state=state
+    )
+    assert result.stop_reason == "approval_pending"
+    state.approve(state.pending[0].call_id, args={"path": "/etc/shadow"})
+    steps, _ = drive(MockLLMBackend([done()]), tools=kit.tools, hooks=hooks, state=state)
+    assert kit.ran == [] and steps[0].tool_result.error_kind == "denied"
+    assert [(e["effect"], e["phase"]) for e in entries_for(state, "read")] == [
+        ("allow", "pre_dispatch"),
+        ("deny", "around_tool"),
+    ]
+
+
 def test_an_approved_run_passed_back_twice_runs_the_call_once(drive: Driver) -> None:
     kit = Kit()
     permissions = engine().ask("delete")
@@ -653,6 +679,16 @@ def test_a_call_the_hook_never_saw_is_decided_before_its_body() -> None:
         ("read", "allow", "around_tool"),
         ("delete", "deny", "around_tool"),
     ]
+
+
+def test_a_call_id_reused_by_another_tool_is_decided_afresh() -> None:
+    kit = Kit()
+    state = DefaultState(task="t")
+    hook = PermissionHook(engine().allow("read"))
+    hook.pre_loop(state, state.history, None)  # type: ignore[arg-type]
+    assert hook.around_tool(_prepared(kit, "read", path="/a"), lambda: "ran") == "ran"
+    refused = hook.around_tool(_prepared(kit, "delete", path="/a"), lambda: "ran")
+    assert refused != "ran" and refused.error_kind == "denied"
 
 
 def test_a_hook_that_saw_no_run_start_refuses_to_run_anything() -> None:

@@ -285,7 +285,7 @@ class PermissionHook:
 
     Raises:
         ConfigError: `engine` is not a `PermissionEngine`, `ask_handler` is not callable,
-            or `ask_timeout_s` is not a positive number.
+            `name` is empty, or `ask_timeout_s` is not a positive number.
     """
 
     def __init__(
@@ -300,7 +300,13 @@ class PermissionHook:
             raise ConfigError(f"PermissionHook needs a PermissionEngine, got {type(engine).__name__}")
         if ask_handler is not None and not callable(ask_handler):
             raise ConfigError(f"ask_handler must be callable, got {type(ask_handler).__name__}")
-        if ask_timeout_s is not None and not (isinstance(ask_timeout_s, int | float) and ask_timeout_s > 0):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"name must be a non-empty str, got {name!r}")
+        if ask_timeout_s is not None and not (
+            isinstance(ask_timeout_s, int | float)
+            and not isinstance(ask_timeout_s, bool)
+            and ask_timeout_s > 0
+        ):
             raise ConfigError(f"ask_timeout_s must be a positive number of seconds, got {ask_timeout_s!r}")
         self.engine = engine
         self.ask_handler = ask_handler
