@@ -46,6 +46,9 @@ EXPECTED = {
     "StagnationHook",
     "PerToolLimitHook",
     "BudgetWarningHook",
+    "PermissionEngine",
+    "PermissionHook",
+    "PermissionDecision",
     # hooks
     "LoopHook",
     "Allow",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
     from .hooks.protocols import LoopHook
     from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
+    from .permissions import PermissionDecision, PermissionEngine, PermissionHook
     from .prompt import PromptContext
     from .redaction import register_secret
     from .state import DefaultState
@@ -92,6 +93,9 @@ __all__ = [
     "StagnationHook",
     "PerToolLimitHook",
     "BudgetWarningHook",
+    "PermissionEngine",
+    "PermissionHook",
+    "PermissionDecision",
     # hooks
     "LoopHook",
     "Allow",
@@ -149,6 +153,9 @@ _WHERE = {
     "StagnationHook": ".guards",
     "PerToolLimitHook": ".guards",
     "BudgetWarningHook": ".guards",
+    "PermissionEngine": ".permissions",
+    "PermissionHook": ".permissions",
+    "PermissionDecision": ".permissions",
     "CheckpointHook": ".checkpoints",
     "FileCheckpointStore": ".checkpoints",
     "MemoryRunStore": ".checkpoints",
