@@ -8,8 +8,8 @@ the repository root: a file, ``file::test_function`` (all its parametrizations) 
 
 A row with tests and a ``gap`` is tested in part: the gap says what is not, and why.
 A row with no tests must have a gap. A group is listed whole, every row of it: of group
-G, only G6 and G7 (approval denied; pause, decide, resume) are built by the durable-runs
-issue, and the others say which later issue brings them. The groups in `LATER_GROUPS`
+G, G1-G7 are built (the permission layer of issue 8 and the approval of issue 7); the
+others say which issue brings them. The groups in `LATER_GROUPS`
 (provenance, the coding agent, skills, injection) are not listed here yet.
 """
 
@@ -82,17 +82,14 @@ CHECKPOINTS = "tests/test_checkpoints.py"
 FILES = "tests/test_checkpoint_files.py"
 DELTAS = "tests/test_checkpoint_deltas.py"
 APPROVAL = "tests/test_approval_resume.py"
+PERMISSIONS = "tests/test_permissions.py"
+PERMISSION_PROPS = "tests/test_permissions_properties.py"
 CRASH_APPROVAL = "tests/test_crash_approval.py"
 RESUME = "tests/test_resume_property.py"
 FORK = "tests/test_fork.py"
 RECORD = "tests/test_run_record.py"
 INTERCEPTORS = "tests/test_interceptors.py"
 EFFECTS = "tests/test_engine_effects.py"
-
-PERMISSIONS_LATER = (
-    "the permission layer (PermissionEngine, ApprovalHook) comes with the control-layer issue (issue 8)"
-)
-
 
 def _in(path: str, *names: str) -> tuple[str, ...]:
     """Node ids for test functions of one file."""
@@ -1042,11 +1039,67 @@ ROWS: tuple[Row, ...] = (
         "the lock across processes is each store's own test",
     ),
     # -- G. Permissions, hooks and approval -------------------------------------------------------
-    Row("G1", "deny > ask > allow whatever the order", (), PERMISSIONS_LATER),
-    Row("G2", "no rule matches: deny by default", (), PERMISSIONS_LATER),
-    Row("G3", "a raising matcher or ask handler denies", (), PERMISSIONS_LATER),
-    Row("G4", "the policy is checked on the final args", (), PERMISSIONS_LATER),
-    Row("G5", "each gate evaluated once per call", (), PERMISSIONS_LATER),
+    Row(
+        "G1",
+        "deny > ask > allow whatever the order",
+        _in(PERMISSION_PROPS, "test_engine_decisions_match_the_reference_model")
+        + _in(
+            PERMISSIONS,
+            "test_deny_beats_ask_beats_allow_whatever_the_order_written",
+            "test_deny_listed_after_a_broad_allow_still_keeps_the_body_from_running",
+            "test_tool_patterns_are_case_sensitive_globs",
+            "test_a_matcher_narrows_a_rule_to_some_arguments",
+        ),
+    ),
+    Row(
+        "G2",
+        "no rule matches: deny by default",
+        _in(
+            PERMISSIONS,
+            "test_an_engine_without_a_default_denies_a_call_no_rule_matches",
+            "test_a_default_other_than_deny_is_an_explicit_choice",
+            "test_a_default_that_is_not_an_effect_is_a_config_error",
+            "test_a_run_with_no_matching_rule_never_runs_the_tool",
+        ),
+    ),
+    Row(
+        "G3",
+        "a raising matcher or ask handler denies",
+        _in(
+            PERMISSIONS,
+            "test_a_matcher_that_fails_makes_the_decision_deny_naming_the_rule",
+            "test_a_matcher_that_raises_denies_the_call_and_is_audited_once",
+            "test_an_ask_handler_that_does_not_say_yes_denies_and_is_audited_once",
+            "test_an_async_ask_handler_that_does_not_answer_in_time_denies",
+            "test_an_async_ask_handler_in_the_sync_loop_denies_saying_why",
+        ),
+        "a sync ask_handler cannot be interrupted, so only an async one has a time limit",
+    ),
+    Row(
+        "G4",
+        "the policy is checked on the final args",
+        _in(PERMISSION_PROPS, "test_what_runs_always_passes_the_policy_whatever_the_hook_stack")
+        + _in(
+            PERMISSIONS,
+            "test_a_rewrite_after_the_permission_check_is_checked_again_before_the_body",
+            "test_a_rewrite_after_the_check_that_would_need_approval_is_denied",
+            "test_a_rewrite_after_the_check_to_allowed_arguments_runs_them",
+            "test_a_rewrite_before_the_permission_hook_is_what_is_checked",
+            "test_a_deny_rule_wins_over_an_approval_edited_into_denied_arguments",
+            "test_a_rewrite_after_an_approval_is_checked_again",
+            "test_an_edit_approved_for_another_gate_is_still_checked_by_the_rules",
+        ),
+    ),
+    Row(
+        "G5",
+        "each gate evaluated once per call",
+        _in(
+            PERMISSIONS,
+            "test_the_ask_handler_is_called_exactly_once_per_call_needing_ask",
+            "test_each_call_of_a_concurrent_batch_is_decided_and_audited_once",
+            "test_an_approved_run_passed_back_twice_runs_the_call_once",
+        ),
+    ),
     Row(
         "G6",
         "approval denied: never runs, the model is told why",
@@ -1098,7 +1151,8 @@ ROWS: tuple[Row, ...] = (
         "G8",
         "always_approve keyed by the tool, never wider",
         (),
-        "always_approve arrives with ApprovalHook in the control-layer issue (issue 8)",
+        "ApprovalHook asks about every call it covers; an always_approve scope (remember a yes for "
+        "a tool, in the checkpoint) is not built yet (issue 8)",
     ),
     Row(
         "G9",
@@ -1109,9 +1163,15 @@ ROWS: tuple[Row, ...] = (
     Row(
         "G10",
         "contradictory hook decisions: deny wins",
-        (),
-        "the decision precedence of the permission layer comes with issue 8; a hook result of the "
-        "wrong type or with wrong-typed fields is under D5",
+        _in(
+            PERMISSIONS,
+            "test_deny_beats_ask_beats_allow_whatever_the_order_written",
+            "test_a_deny_rule_wins_over_an_approval_edited_into_denied_arguments",
+        )
+        + _in(APPROVAL, "test_a_gate_listed_after_the_one_that_asked_still_decides_an_approved_call"),
+        "hook decisions are single values (Allow, Deny, Ask, a ToolResult), so no one decision can be "
+        "contradictory; across hooks the first deny wins and a later deny beats an approval; a hook "
+        "result of the wrong type or with wrong-typed fields is under D5",
     ),
     # -- I. Secrets -----------------------------------------------------------------------------
     Row(
