@@ -367,8 +367,9 @@ class ContextBudget:
     The next prompt's size is estimated as follows. When the provider reported
     the input tokens of the last call (``state.last_turn["usage"].input_tokens``)
     and this budget saw that call's prompt, the estimate is that count plus the
-    characters added since (or minus those removed), divided by
-    `chars_per_token`. Otherwise it is the characters of the system prompt,
+    characters added since (or minus those removed) converted at the ratio
+    that call showed (its characters per reported token); compaction targets
+    use the same ratio. Otherwise it is the characters of the system prompt,
     the messages (text, call names and JSON arguments), the hooks' injected
     texts and the tools' JSON schemas, divided by `chars_per_token`. Four
     characters a token is about right for English text and JSON with the
@@ -409,9 +410,17 @@ class ContextBudget:
         chars = self.prompt_chars(log, ctx)
         reported = _reported_input_tokens(state)
         seen = self._seen.get(state.run_id)
-        if reported and seen is not None and seen[0] + 1 == state.turns:
-            return max(0, reported + round((chars - seen[1]) / self.chars_per_token))
+        if reported and seen is not None and seen[0] + 1 == state.turns and seen[1] > 0:
+            return max(0, reported + round((chars - seen[1]) * reported / seen[1]))
         return round(chars / self.chars_per_token)
+
+    def chars_per_token_seen(self, state: DefaultState) -> float:
+        """Characters per token as the provider counted the last prompt, else `chars_per_token`."""
+        reported = _reported_input_tokens(state)
+        seen = self._seen.get(state.run_id)
+        if reported and seen is not None and seen[0] + 1 == state.turns and seen[1] > 0:
+            return seen[1] / reported
+        return self.chars_per_token
 
     def note_prompt(self, state: DefaultState, log: History | Sequence[Message], ctx: PromptContext) -> None:
         """Remember the size of the prompt about to be sent, to pair with the provider's count."""
@@ -486,7 +495,9 @@ class ThresholdCompactHook:
     It fires when the budget's estimate passes ``warning_at`` of the window, or
     when ``ctx.overflow`` says the provider refused the last prompt as too long.
     It then runs the chain on ``log`` toward `target` of the window (in
-    characters, less what the system prompt and tools take) and replaces the
+    characters, less what the system prompt and tools take; after an overflow,
+    at most half the refused messages, since the provider's limit was lower
+    than the budget thought) and replaces the
     record, so the model, the checkpoints and a resumed or forked run all see
     the compacted history. Each compaction is appended to
     ``state.metadata["compactions"]``.
@@ -524,8 +535,10 @@ class ThresholdCompactHook:
     ) -> None:
         before = list(log)
         overhead = self.budget.prompt_chars([], ctx)
-        window_chars = self.budget.context_window * self.budget.chars_per_token
+        window_chars = self.budget.context_window * self.budget.chars_per_token_seen(state)
         target = max(0, int(window_chars * self.target) - overhead)
+        if ctx.overflow:  # the provider's limit is below ours: at least halve what it refused
+            target = min(target, messages_chars(before) // 2)
         result = self.chain.run(before, target, self.llm)
         if not result.stages:
             return
