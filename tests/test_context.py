@@ -302,3 +302,34 @@ def test_pressure_trims_old_oversized_results_and_keeps_the_recent_ones(drive: A
     assert cut and cut == results[: len(cut)]  # the oldest go first, and only while under pressure
     assert len(cut) <= 10
     assert max(sizes(llm)) < 8000 * 4
+
+
+def test_a_fork_after_compaction_keeps_the_compacted_history_and_its_record(drive: Any) -> None:
+    llm = MockLLMBackend(fetch_script(20))
+    hook = ThresholdCompactHook(ContextBudget(8000), compact_chain(TruncateCompact(keep_recent=4)))
+    _, result = drive(llm, tools=fetch_tools(), hooks=[hook], max_steps=30)
+    state = drive.loop.state
+    assert result.stop_reason == "done" and state.metadata["compactions"]
+    fork = state.fork(at_step=len(state.steps))
+    assert fork.metadata["compactions"] == state.metadata["compactions"]
+    assert list(fork.history) == list(state.history)[: len(fork.history)]
+    assert any(m.content.startswith(TRUNCATION_HEADER) for m in fork.history)
+    later = MockLLMBackend([done("forked")])
+    _, forked = drive(later, tools=fetch_tools(), state=fork, max_steps=30)
+    assert forked.stop_reason == "done"
+    assert list(later.calls[0].messages) == list(fork.history)[: len(later.calls[0].messages)]
+
+
+def test_an_async_summary_backend_is_not_awaited_and_the_stage_falls_back() -> None:
+    class AsyncModel:
+        async def complete(self, request: LLMRequest) -> LLMResponse:
+            return LLMResponse(text="never read")
+
+    calls = (ToolCall(tool="fetch", args={"i": 1}, call_id="c1"),)
+    history = [
+        Message("user", "the task"),
+        Message("assistant", "", calls),
+        Message("tool", "z" * 4000, call_id="c1", name="fetch"),
+        Message("user", "go on"),
+    ]
+    assert SummarizeCompact(keep_recent=1)(history, 100, AsyncModel()) is history

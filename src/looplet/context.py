@@ -16,6 +16,7 @@ name and JSON arguments. Token estimates divide characters by
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -294,17 +295,18 @@ def _ask_model(model: Any, prompt: str) -> str:
     try:
         if callable(getattr(model, "complete", None)):
             reply = model.complete(LLMRequest(messages=[Message("user", prompt)], system=_SUMMARY_SYSTEM))
-            text = getattr(reply, "text", None)
         else:
-            text = model.generate(prompt)
+            reply = model.generate(prompt)
     except Exception as exc:  # any failure means: fall back to the next stage
         log_.warning("summary for compaction failed: %s: %s", type(exc).__name__, exc)
         return ""
-    if not isinstance(text, str):  # e.g. a coroutine from an async backend
-        close = getattr(text, "close", None)
-        if callable(close):
-            close()
-        log_.warning("summary for compaction: the backend returned %s, not text", type(text).__name__)
+    if inspect.iscoroutine(reply):  # an async backend: a sync hook cannot await it
+        reply.close()
+        log_.warning("summary for compaction: the backend is async; pass a sync one as llm=")
+        return ""
+    text = reply if isinstance(reply, str) else getattr(reply, "text", None)
+    if not isinstance(text, str):
+        log_.warning("summary for compaction: the backend returned %s, not text", type(reply).__name__)
         return ""
     return text
 
