@@ -49,6 +49,13 @@ EXPECTED = {
     "PermissionEngine",
     "PermissionHook",
     "PermissionDecision",
+    "compact_chain",
+    "PruneToolResults",
+    "SummarizeCompact",
+    "TruncateCompact",
+    "ContextBudget",
+    "ThresholdCompactHook",
+    "ContextPressureHook",
     # hooks
     "LoopHook",
     "Allow",

@@ -18,6 +18,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
     from .checkpoints import CheckpointHook, FileCheckpointStore, MemoryRunStore, RunStore, load_run
     from .config import LoopConfig
+    from .context import (
+        ContextBudget,
+        ContextPressureHook,
+        PruneToolResults,
+        SummarizeCompact,
+        ThresholdCompactHook,
+        TruncateCompact,
+        compact_chain,
+    )
     from .errors import (
         CheckpointError,
         CheckpointLocked,
@@ -96,6 +105,13 @@ __all__ = [
     "PermissionEngine",
     "PermissionHook",
     "PermissionDecision",
+    "compact_chain",
+    "PruneToolResults",
+    "SummarizeCompact",
+    "TruncateCompact",
+    "ContextBudget",
+    "ThresholdCompactHook",
+    "ContextPressureHook",
     # hooks
     "LoopHook",
     "Allow",
@@ -154,6 +170,13 @@ _WHERE = {
     "PerToolLimitHook": ".guards",
     "BudgetWarningHook": ".guards",
     "PermissionEngine": ".permissions",
+    "compact_chain": ".context",
+    "PruneToolResults": ".context",
+    "SummarizeCompact": ".context",
+    "TruncateCompact": ".context",
+    "ContextBudget": ".context",
+    "ThresholdCompactHook": ".context",
+    "ContextPressureHook": ".context",
     "PermissionHook": ".permissions",
     "PermissionDecision": ".permissions",
     "CheckpointHook": ".checkpoints",
