@@ -202,3 +202,12 @@ def test_a_paused_run_is_decided_in_another_process_and_finished_here(drive: Any
         greeted == ["Ann"] and result.stop_reason == "done" and result.final_answer == {"answer": "greeted"}
     )
     assert steps[0].metadata["approval"]["decision"] == "approved"
+
+
+def test_a_permission_engines_ask_rules_pick_the_calls_to_approve(drive: Any) -> None:
+    from looplet import PermissionEngine
+
+    engine = PermissionEngine(default="allow").ask("greet", arg_matcher=lambda args: args["name"] == "Bob")
+    tools, greeted = greeting_tools()
+    _, paused = drive(greet_twice(), tools=tools, hooks=[ApprovalHook(permissions=engine)])
+    assert greeted == ["Ann"] and [p.args for p in paused.pending] == [{"name": "Bob"}]
