@@ -35,6 +35,7 @@ import json
 import operator
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,7 +61,6 @@ from looplet.history import Message
 from looplet.tools import register_done_tool
 
 NAME = "data_agent"
-RESUME_COMMAND = "python -m looplet.examples.data_agent --resume"
 START_COMMAND = "python -m looplet.examples.data_agent"
 DEFAULT_WORKDIR = Path("checkpoints") / "data_agent"
 #: Used when neither --model nor $OPENAI_MODEL names one.
@@ -363,8 +363,14 @@ class Workdir:
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.data.exists():
-            write_orders(self.data, generate_orders())
-            print(f"wrote {len(generate_orders())} orders to {self.data}")
+            rows = generate_orders()
+            write_orders(self.data, rows)
+            print(f"wrote {len(rows)} orders to {self.data}")
+
+    def command(self, *flags: str) -> str:
+        """The command that works on this directory, for the messages that say what to run next."""
+        where = () if self.root == DEFAULT_WORKDIR else ("--workdir", shlex.quote(str(self.root)))
+        return " ".join((START_COMMAND, *flags, *where))
 
     def last_run(self) -> str | None:
         try:
@@ -379,16 +385,21 @@ class Workdir:
 # -- running --------------------------------------------------------------------------------------
 
 
-def report(result: RunResult, run_id: str) -> int:
+def report(result: RunResult, run_id: str, work: Workdir) -> int:
     """Say how the run ended and what to do next; the exit code."""
     if result.stop_reason == "approval_pending":
         print("stopped: approval_pending")
         for pending in result.pending:
             print(f"waiting for approval: {pending.tool}({pending.args}): {pending.reason}")
         print(f"run {run_id} is saved and paused; to decide and continue it, run:")
-        print(f"  {RESUME_COMMAND}                 # asks you on a terminal")
-        print(f"  {RESUME_COMMAND} --auto-approve  # approves")
-        print(f"  {RESUME_COMMAND} --reject        # refuses")
+        choices = [
+            (work.command("--resume"), "asks you on a terminal"),
+            (work.command("--resume", "--auto-approve"), "approves"),
+            (work.command("--resume", "--reject"), "refuses"),
+        ]
+        width = max(len(command) for command, _ in choices)
+        for command, effect in choices:
+            print(f"  {command.ljust(width)}  # {effect}")
         return 0
     print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
     if result.final_answer:
@@ -410,7 +421,7 @@ def run_session(llm: Any, work: Workdir, args: argparse.Namespace, run_id: str, 
         print(step.pretty())
     result = loop.result
     assert result is not None
-    return report(result, run_id)
+    return report(result, run_id, work)
 
 
 def previous_is_paused(work: Workdir, run_id: str) -> bool:
@@ -445,7 +456,7 @@ def decide(work: Workdir, run_id: str, args: argparse.Namespace) -> bool:
             for pending in undecided:
                 print(f"waiting for approval: {pending.tool}({pending.args}): {pending.reason}")
             print(
-                f"run {run_id} needs a decision: run `{RESUME_COMMAND}` on a terminal to be asked, "
+                f"run {run_id} needs a decision: run `{work.command('--resume')}` on a terminal to be asked, "
                 "or add --auto-approve or --reject"
             )
             return False
@@ -464,7 +475,7 @@ def resume(llm: Any, work: Workdir, args: argparse.Namespace) -> int:
     run_id = work.last_run()
     if run_id is None or run_id not in (work.store().list_runs() if work.runs.is_dir() else []):
         print(
-            f"{NAME}: no saved run in {work.root} to resume; start one with `{START_COMMAND}`",
+            f"{NAME}: no saved run in {work.root} to resume; start one with `{work.command()}`",
             file=sys.stderr,
         )
         return 2
@@ -474,7 +485,7 @@ def resume(llm: Any, work: Workdir, args: argparse.Namespace) -> int:
         answer = (state.final_answer or {}).get("answer", state.final_answer)
         print(
             f"run {run_id} is finished (answer: {answer}); nothing to do. "
-            f"Start a new one with `{START_COMMAND}`"
+            f"Start a new one with `{work.command()}`"
         )
         return 0
     if status == "paused" and not decide(work, run_id, args):
