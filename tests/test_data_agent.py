@@ -240,3 +240,15 @@ def test_resume_of_a_remembered_run_whose_checkpoint_is_gone_says_how_to_start(
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("data_agent: no saved run")
     assert len(orders(cwd)) == ALL_ORDER_COUNT
+
+
+def test_a_chosen_workdir_is_used_and_named_in_the_resume_command(tmp_path: Path) -> None:
+    out = data_agent(tmp_path, "--workdir", "my data")
+    assert out.returncode == 0, out.stderr
+    assert "python -m looplet.examples.data_agent --resume --auto-approve --workdir 'my data'" in out.stdout
+    assert not workdir(tmp_path).exists()
+    done = data_agent(tmp_path, "--resume", "--auto-approve", "--workdir", "my data")
+    assert done.returncode == 0, done.stderr
+    assert len(delete_steps(done.stdout)) == 1 and "stopped: done" in done.stdout
+    with (tmp_path / "my data" / "orders.csv").open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == ALL_ORDER_COUNT - OLD_ORDER_COUNT
