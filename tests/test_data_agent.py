@@ -74,6 +74,18 @@ def test_scripted_auto_approved_run_deletes_exactly_the_old_orders(tmp_path: Pat
     assert all(int(row["year"]) >= 2020 for row in rows)
 
 
+def test_compaction_visibly_fires_and_shrinks_the_history(tmp_path: Path) -> None:
+    import re
+
+    out = data_agent(tmp_path, "--scripted", "--auto-approve")
+    sizes = [
+        (int(a), int(b))
+        for a, b in re.findall(r"compacted the history: (\d+) -> (\d+) characters", out.stdout)
+    ]
+    assert sizes and all(after < before for before, after in sizes), out.stdout
+    assert "stopped: done" in out.stdout
+
+
 def test_without_a_terminal_the_delete_pauses_and_the_resume_command_is_printed(
     paused: tuple[Path, str],
 ) -> None:

@@ -45,12 +45,17 @@ from looplet import (
     ApprovalHook,
     BaseToolRegistry,
     ConfigError,
+    ContextBudget,
     DefaultState,
     FileCheckpointStore,
     FunctionBackend,
     LoopError,
+    PruneToolResults,
     RunResult,
+    ThresholdCompactHook,
     ToolCall,
+    TruncateCompact,
+    compact_chain,
     composable_loop,
     load_run,
 )
@@ -409,19 +414,38 @@ def report(result: RunResult, run_id: str, work: Workdir) -> int:
 
 def run_session(llm: Any, work: Workdir, args: argparse.Namespace, run_id: str, **where: Any) -> int:
     """One session of the run (`state=` a new one, or `resume=` a saved one), printing each step."""
+    # A small window, so compaction visibly fires even in the short scripted run.
+    chain = compact_chain(PruneToolResults(keep_recent=1, max_chars=120), TruncateCompact(keep_recent=4))
+    compaction = ThresholdCompactHook(ContextBudget(context_window=COMPACT_WINDOW), chain)
     loop = composable_loop(
         llm=llm,
         tools=build_tools(work.data),
-        hooks=[approval_hook(work.data, approval_mode(args))],
+        hooks=[approval_hook(work.data, approval_mode(args)), compaction],
         store=work.store(),
         max_steps=args.max_steps,
         **where,
     )
+    seen = len(loop.state.metadata.get("compactions", []))
     for step in loop:
+        seen = print_compactions(loop.state, seen)  # made before the model call behind this step
         print(step.pretty())
     result = loop.result
     assert result is not None
     return report(result, run_id, work)
+
+
+#: Tokens of context the example pretends its model has (about 1,600 characters).
+COMPACT_WINDOW = 400
+
+
+def print_compactions(state: DefaultState, seen: int) -> int:
+    """Print the compactions recorded since `seen`; returns how many there are now."""
+    records = state.metadata.get("compactions", [])
+    for record in records[seen:]:
+        before, after = record.get("before_chars"), record.get("after_chars")
+        stages = ", ".join(record.get("stages", [])) or "none"
+        print(f"   compacted the history: {before} -> {after} characters ({stages})")
+    return len(records)
 
 
 def previous_is_paused(work: Workdir, run_id: str) -> bool:
