@@ -65,6 +65,7 @@ MINIMUMS: dict[str, tuple[int, int]] = {
     "approval-and-permissions.md": (6, 5),
     "architecture.md": (0, 0),
     "backends.md": (2, 0),
+    "context.md": (10, 10),
     "benchmarks.md": (0, 0),
     "durability.md": (17, 16),
     "hooks.md": (10, 5),
