@@ -1150,9 +1150,12 @@ ROWS: tuple[Row, ...] = (
     Row(
         "G8",
         "always_approve keyed by the tool, never wider",
-        (),
-        "ApprovalHook asks about every call it covers; an always_approve scope (remember a yes for "
-        "a tool, in the checkpoint) is not built yet (issue 8)",
+        _in(
+            "tests/test_approval_hook.py",
+            "test_always_from_a_handler_approves_later_calls_of_that_tool_only",
+            "test_always_from_a_person_on_a_paused_run_is_kept_in_the_record",
+        ),
+        "keyed by the tool's name; MCP tools (keyed by server too) come with issue 11",
     ),
     Row(
         "G9",

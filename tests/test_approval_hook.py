@@ -211,3 +211,43 @@ def test_a_permission_engines_ask_rules_pick_the_calls_to_approve(drive: Any) ->
     tools, greeted = greeting_tools()
     _, paused = drive(greet_twice(), tools=tools, hooks=[ApprovalHook(permissions=engine)])
     assert greeted == ["Ann"] and [p.args for p in paused.pending] == [{"name": "Bob"}]
+
+
+def test_always_from_a_handler_approves_later_calls_of_that_tool_only(drive: Any) -> None:
+    from looplet.approval import ALWAYS
+
+    tools, greeted = greeting_tools()
+
+    @tools.tool
+    def wave(name: str) -> str:
+        """Wave at someone."""
+        greeted.append(f"wave {name}")
+        return "waved"
+
+    terminal = Terminal(ALWAYS, False)
+    state = DefaultState(task="greet")
+    script = [
+        as_text("greet", name="Ann"),
+        as_text("greet", name="Bob"),
+        as_text("wave", name="Cy"),
+        done(),
+    ]
+    hook = ApprovalHook(["greet", "wave"], handler=terminal)
+    drive(MockLLMBackend(script), tools=tools, hooks=[hook], state=state)
+    assert greeted == ["Ann", "Bob"], "greet approved always; wave still asked, and refused"
+    assert [name for name, _ in terminal.asked] == ["Ann", "Cy"]
+    assert state.metadata["approval_always"] == ["greet"]
+    assert state.metadata["approval_audit"][0]["always"] is True
+
+
+def test_always_from_a_person_on_a_paused_run_is_kept_in_the_record(drive: Any) -> None:
+    tools, greeted = greeting_tools()
+    hook = ApprovalHook(["greet"])
+    state = DefaultState(task="greet")
+    llm = MockLLMBackend([as_text("greet", name="Ann"), as_text("greet", name="Bob"), done()])
+    drive(llm, tools=tools, hooks=[hook], state=state)
+    state.approve(state.pending[0].call_id, always=True)
+    state = DefaultState.from_dict(json.loads(json.dumps(state.to_dict())))
+    _, result = drive(llm, tools=tools, hooks=[ApprovalHook(["greet"])], state=state)
+    assert greeted == ["Ann", "Bob"] and result.stop_reason == "done", "Bob was not asked about"
+    assert state.metadata["approval_always"] == ["greet"]

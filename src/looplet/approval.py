@@ -16,6 +16,12 @@ permission engine's ``ask`` rule matches. How they are answered:
 Every answer a handler gives is kept in ``state.metadata["approval_audit"]``,
 part of the run record; paused calls keep theirs on the step
 (``step.metadata["approval"]``).
+
+"Always" (RELIABILITY G8): a handler that answers `ALWAYS`, or a person who
+decides with ``state.approve(call_id, always=True)``, approves this call and
+every later call of the same tool in this run, and no other tool. The scope is
+kept in ``state.metadata["approval_always"]``, so it is saved with the record
+and a continued run honours it.
 """
 
 from __future__ import annotations
@@ -26,11 +32,24 @@ from typing import Any
 
 from .errors import ConfigError
 from .hooks.decisions import Allow, Ask, Deny
+from .state import ALWAYS_KEY, remember_always
 from .types import ToolCall, args_hash, format_args
 
-__all__ = ["ApprovalHook"]
+__all__ = ["ApprovalHook", "ALWAYS"]
 
 AUDIT_KEY = "approval_audit"
+
+
+class _Always:
+    """A handler's answer: yes, and yes to every later call of this tool in this run."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ALWAYS"
+
+
+ALWAYS = _Always()
 
 
 class ApprovalHook:
@@ -79,7 +98,7 @@ class ApprovalHook:
 
     def pre_dispatch(self, state: Any, log: Any, tool_call: ToolCall, step: int) -> Any:
         question = self._question(tool_call)
-        if question is None:
+        if question is None or _always_approved(state, tool_call.tool):
             return None
         if self.handler is None:
             return Ask(question)
@@ -115,9 +134,13 @@ class ApprovalHook:
             answer, why = None, f"the approval handler raised {type(exc).__name__}: {exc}"
         else:
             why = _why_refused(answer)
+        if answer is ALWAYS and hasattr(state, "metadata"):
+            remember_always(state, call.tool)
         approved = why is None
         edited = isinstance(answer, Allow) and answer.updated_args is not None
         _audit(state, call, step, "approved" if approved else "refused", why or "", edited)
+        if answer is ALWAYS:
+            state.metadata[AUDIT_KEY][-1]["always"] = True
         if not approved:
             return Deny(f"not approved: {why}")
         return answer if edited else None
@@ -125,7 +148,7 @@ class ApprovalHook:
 
 def _why_refused(answer: Any) -> str | None:
     """None when `answer` approves; otherwise what the person (or the handler) said, in words."""
-    if answer is True or isinstance(answer, Allow):
+    if answer is True or answer is ALWAYS or isinstance(answer, Allow):
         return None
     if inspect.isawaitable(answer):
         close = getattr(answer, "close", None)
@@ -137,6 +160,12 @@ def _why_refused(answer: Any) -> str | None:
     if answer is False or answer is None:
         return "the person said no"
     return f"the approval handler answered {type(answer).__name__} {answer!r:.40}, not True or Allow()"
+
+
+def _always_approved(state: Any, tool: str) -> bool:
+    metadata = getattr(state, "metadata", None)
+    tools = metadata.get(ALWAYS_KEY) if isinstance(metadata, dict) else None
+    return isinstance(tools, list) and tool in tools
 
 
 def _audit(state: Any, call: ToolCall, step: int, decision: str, why: str, edited: bool) -> None:

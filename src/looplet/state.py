@@ -130,7 +130,12 @@ class DefaultState:
     # -- approval --------------------------------------------------------------------
 
     def approve(
-        self, call_id: str, args: dict[str, Any] | None = None, *, args_hash: str | None = None
+        self,
+        call_id: str,
+        args: dict[str, Any] | None = None,
+        *,
+        args_hash: str | None = None,
+        always: bool = False,
     ) -> None:
         """Approve the paused call `call_id`; passing the state back to the loop runs it, once.
 
@@ -140,6 +145,9 @@ class DefaultState:
                 run continues; the edit is recorded on the step).
             args_hash: the hash the person approving saw; if the call's arguments
                 no longer match it, the decision is refused.
+            always: also approve every later call of this same tool in this run
+                (recorded in ``metadata["approval_always"]``, which `ApprovalHook`
+                reads; never wider than this one tool).
 
         Raises:
             DecisionError: no paused call has this id, or its arguments changed.
@@ -154,6 +162,8 @@ class DefaultState:
         pending.decision = "approved"
         pending.approved_args = None if args is None else dict(args)
         pending.note = ""
+        if always:
+            remember_always(self, pending.tool)
 
     def reject(
         self, call_id: str, reason: str = "rejected by a human", *, args_hash: str | None = None
@@ -358,6 +368,19 @@ def _turn_from(data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     return {**data, "usage": Usage.from_dict(data.get("usage") or {})}
+
+
+#: Where the tools a person approved "always" for are kept (a list of tool names, in the record).
+ALWAYS_KEY = "approval_always"
+
+
+def remember_always(state: DefaultState, tool: str) -> None:
+    """Record that every later call of `tool` in this run is approved (the scope is this tool only)."""
+    tools = state.metadata.get(ALWAYS_KEY)
+    if not isinstance(tools, list):
+        tools = state.metadata[ALWAYS_KEY] = []
+    if tool not in tools:
+        tools.append(tool)
 
 
 def _check_saveable(call_id: str, args: Any) -> None:
