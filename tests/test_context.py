@@ -333,3 +333,41 @@ def test_an_async_summary_backend_is_not_awaited_and_the_stage_falls_back() -> N
         Message("user", "go on"),
     ]
     assert SummarizeCompact(keep_recent=1)(history, 100, AsyncModel()) is history
+
+
+def test_a_summary_too_small_to_be_worth_it_costs_no_model_call() -> None:
+    asked: list[str] = []
+
+    class Counting:
+        def generate(self, prompt: str) -> str:
+            asked.append(prompt)
+            return "short summary"
+
+    call = ToolCall("fetch", {"url": "u"}, call_id="c1")
+    small = [
+        Message("user", "the task"),
+        Message("assistant", "", (call,)),
+        Message("tool", "tiny result", call_id="c1", name="fetch"),
+        Message("assistant", "last words"),
+    ]
+    stage = SummarizeCompact(keep_recent=1, llm=Counting())
+    assert stage(small, target_chars=10) == small and asked == [], "too little to summarize: no call"
+    big = [*small[:2], Message("tool", "x" * 3000, call_id="c1", name="fetch"), small[3]]
+    out = stage(big, target_chars=10)
+    limit = messages_chars(big[1:3]) // 2  # at most half of what the summary replaces
+    assert len(asked) == 1 and f"At most {limit} characters" in asked[0] and len(out) < len(big)
+
+
+def test_the_budget_measures_a_growing_history_exactly_as_a_fresh_count() -> None:
+    from looplet import History, Message
+    from looplet.context import messages_chars
+
+    budget = ContextBudget(context_window=10_000)
+    ctx = PromptContext(system="s", messages=[])
+    log = History([Message("user", "task")])
+    for i in range(30):
+        log.append(Message("tool", "r" * (i * 7), call_id=f"c{i}", name="t"))
+        assert budget.prompt_chars(log, ctx) == 1 + messages_chars(list(log))
+        if i == 15:  # compaction replaces the record: counted afresh
+            log.replace([Message("user", "task"), Message("user", "summary")])
+            assert budget.prompt_chars(log, ctx) == 1 + messages_chars(list(log))

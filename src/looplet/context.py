@@ -221,6 +221,9 @@ _SUMMARY_SYSTEM = (
     "Write plain text only."
 )
 
+#: Below this, a summary could not carry the goal, findings and identifiers: no model call.
+_MIN_SUMMARY_CHARS = 400
+
 _SUMMARY_ASK = """Summarize the conversation excerpt below for the agent that produced it.
 Keep: the goal of the task; what was found (facts, results, numbers); what was tried and failed;
 open questions and next steps; every identifier needed to continue (file paths, ids, names, URLs).
@@ -262,14 +265,19 @@ class SummarizeCompact:
         if model is None or not units:
             return messages
         drop = {i for unit in units for i in unit}
+        # A summary is worth a model call only if it can be much shorter than what it
+        # replaces: ask for at most half, and do not ask when half is too little to say anything.
+        limit = min(self.max_summary_chars, messages_chars([messages[i] for i in drop]) // 2)
+        if limit < _MIN_SUMMARY_CHARS:
+            return messages
         task = _task_index(messages)
         prompt = _SUMMARY_ASK.format(
-            limit=self.max_summary_chars,
+            limit=limit,
             task=self._clip(messages[task].content) if task >= 0 else "(none)",
             transcript="\n\n".join(self._render(messages[i]) for i in sorted(drop)),
         )
         summary = _ask_model(model, prompt).strip()
-        if not summary or len(summary) > self.max_summary_chars:
+        if not summary or len(summary) > limit:
             return messages
         note = Message("user", f"{SUMMARY_HEADER}\n{summary}")
         out = _without(messages, drop, note)
@@ -389,6 +397,9 @@ class ContextBudget:
     error_at: float = 0.9
     chars_per_token: float = 4
     _seen: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+    #: per history: (the history, its revision, messages counted, their characters), so a
+    #: history that only grew is measured by its new messages alone
+    _sizes: dict[int, tuple[Any, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.context_window, int) or self.context_window <= 0:
@@ -405,7 +416,18 @@ class ContextBudget:
         """Characters of the prompt `ctx` would send with `log` as its messages."""
         tools = json.dumps(list(ctx.tools), default=str) if ctx.tools else ""
         extra = sum(len(t) for t in ctx.injected if isinstance(t, str))
-        return len(ctx.system) + messages_chars(list(log)) + len(tools) + extra
+        return len(ctx.system) + self._log_chars(log) + len(tools) + extra
+
+    def _log_chars(self, log: History | Sequence[Message]) -> int:
+        if not isinstance(log, History):
+            return messages_chars(list(log))
+        n, cached = len(log), self._sizes.get(id(log))
+        if cached is not None and cached[0] is log and cached[1] == log.revision and cached[2] <= n:
+            chars = cached[3] + messages_chars([log[i] for i in range(cached[2], n)])
+        else:
+            chars = messages_chars(list(log))
+        self._sizes[id(log)] = (log, log.revision, n, chars)
+        return chars
 
     def estimate(self, state: DefaultState, log: History | Sequence[Message], ctx: PromptContext) -> int:
         """Estimated tokens of the next prompt (see the class docstring for how)."""
