@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from ..backends.env import url_problem
 from ..errors import ConfigError, LoopError
 
-__all__ = ["ExampleParser", "step_budget", "base_url", "model_name", "run_guarded"]
+__all__ = ["ExampleParser", "step_budget", "base_url", "model_name", "add_model_options", "run_guarded"]
 
 
 class ExampleParser(argparse.ArgumentParser):
@@ -53,6 +53,22 @@ def model_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the model name is empty")
     return text
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
+    """``--model`` and ``--base-url``, as every OpenAI-compatible example takes them."""
+    parser.add_argument(
+        "--model",
+        type=model_name,
+        default=None,
+        help=f"model name (default: $OPENAI_MODEL, else {default_model})",
+    )
+    parser.add_argument(
+        "--base-url",
+        type=base_url,
+        default=None,
+        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+    )
 
 
 def run_guarded(

@@ -61,7 +61,7 @@ from looplet import (
 )
 from looplet.backends.env import read_env
 from looplet.checkpoints import run_status
-from looplet.examples.arguments import ExampleParser, base_url, model_name, run_guarded, step_budget
+from looplet.examples.arguments import ExampleParser, add_model_options, run_guarded, step_budget
 from looplet.history import Message
 from looplet.tools import register_done_tool
 
@@ -541,18 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=12,
         help="step budget of the whole run, at least 1 (default 12)",
     )
-    parser.add_argument(
-        "--model",
-        type=model_name,
-        default=None,
-        help=f"model name (default: $OPENAI_MODEL, else {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--base-url",
-        type=base_url,
-        default=None,
-        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
+    add_model_options(parser, DEFAULT_MODEL)
     args = parser.parse_args(argv)
     work = Workdir(args.workdir)
 

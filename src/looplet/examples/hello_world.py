@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, RunResult, composable_loop
-from looplet.examples.arguments import ExampleParser, base_url, model_name, run_guarded, step_budget
+from looplet.examples.arguments import ExampleParser, add_model_options, run_guarded, step_budget
 from looplet.tools import register_done_tool
 
 TASK = {"goal": "Greet Alice and Bob, then finish."}
@@ -76,18 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-steps", type=step_budget, default=5, help="step budget, at least 1 (default 5)"
     )
-    parser.add_argument(
-        "--model",
-        type=model_name,
-        default=None,
-        help=f"model name (default: $OPENAI_MODEL, else {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--base-url",
-        type=base_url,
-        default=None,
-        help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
+    add_model_options(parser, DEFAULT_MODEL)
     args = parser.parse_args(argv)
     return run_guarded(
         "hello_world",
