@@ -264,3 +264,31 @@ def test_a_chosen_workdir_is_used_and_named_in_the_resume_command(tmp_path: Path
     assert len(delete_steps(done.stdout)) == 1 and "stopped: done" in done.stdout
     with (tmp_path / "my data" / "orders.csv").open(newline="") as f:
         assert len(list(csv.DictReader(f))) == ALL_ORDER_COUNT - OLD_ORDER_COUNT
+
+
+def test_the_same_flows_in_process_pause_resume_and_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The subprocess tests above are what users run; this drives `main` in this process too,
+    so the example's code is measured by coverage like the library's."""
+    import io
+
+    from looplet.examples import data_agent as example
+
+    for name in [k for k in os.environ if k.startswith("OPENAI_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    assert example.main(["--clean"]) == 0
+    paused = capsys.readouterr().out
+    assert "--resume" in paused and len(orders(tmp_path)) == ALL_ORDER_COUNT
+    assert example.main(["--resume"]) == 0
+    assert "needs a decision" in capsys.readouterr().out
+    assert example.main(["--resume", "--auto-approve"]) == 0
+    finished = capsys.readouterr().out
+    assert "stopped: done" in finished and len(delete_steps(finished)) == 1
+    assert len(orders(tmp_path)) == ALL_ORDER_COUNT - OLD_ORDER_COUNT
+    assert example.main(["--resume"]) == 0
+    assert "finished" in capsys.readouterr().out
+    assert example.main(["--scripted", "--reject", "--clean"]) in (0, 1)
+    assert len(orders(tmp_path)) == ALL_ORDER_COUNT
