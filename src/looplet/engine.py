@@ -112,38 +112,6 @@ def _original(exc: Exception) -> BaseException:
     return exc.original if isinstance(exc, Contained) else exc
 
 
-class _Turn:
-    """What the steps of one model call share."""
-
-    __slots__ = ("number", "usage", "llm_ms", "model", "request_id", "finish_reason")
-
-    def __init__(self, number: int, usage: Usage, llm_ms: float, response: LLMResponse | None = None) -> None:
-        self.number = number
-        self.usage = usage
-        self.llm_ms = llm_ms
-        self.model = response.model if response else ""
-        self.request_id = response.request_id if response else ""
-        self.finish_reason = response.stop_reason if response else ""
-
-    def llm_metadata(self) -> dict[str, str] | None:
-        """What a step keeps of its model call (`step.metadata["llm"]`), or None if nothing."""
-        if not (self.model or self.request_id or self.finish_reason):
-            return None
-        return {"model": self.model, "request_id": self.request_id, "finish_reason": self.finish_reason}
-
-    @classmethod
-    def resumed(cls, number: int, saved: dict[str, Any] | None) -> _Turn:
-        """The turn a continued run settles calls of, from `state.last_turn`."""
-        if not saved:
-            return cls(number, Usage(), 0.0)
-        usage = saved.get("usage")
-        turn = cls(number, usage if isinstance(usage, Usage) else Usage(), float(saved.get("llm_ms", 0.0)))
-        turn.model = str(saved.get("model", ""))
-        turn.request_id = str(saved.get("request_id", ""))
-        turn.finish_reason = str(saved.get("finish_reason", ""))
-        return turn
-
-
 class Engine:
     """One run's turn logic and its bookkeeping; see the module docstring."""
 
@@ -200,7 +168,6 @@ class Engine:
         # a continued run's deadline counts the time it already spent
         deadline_s = config.deadline_s
         self._deadline = None if deadline_s is None else self._started + deadline_s - state.elapsed_s
-        self._turn_info = _Turn(0, Usage(), 0.0)  # the model call the next steps come from
         self._rewrites: dict[str, dict[str, Any]] = {}
         self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
         # (tool, its thread's finished event) for each call of this run that timed out
@@ -323,9 +290,9 @@ class Engine:
     def _resume_turn(self, calls: list[ToolCall]) -> Flow:
         """Settle the calls a stopped run left open, before any new model call.
 
-        The steps share the turn that proposed them (and its usage, already counted).
+        The steps share the turn that proposed them (`state.turns`, `state.last_turn`:
+        its usage, already counted, and its model's ids).
         """
-        self._turn_info = _Turn.resumed(self.state.turns, self.state.last_turn)
         yield from self._settle(calls)
 
     def _turn(self) -> Flow:
@@ -436,8 +403,7 @@ class Engine:
             self.state.turns += 1
             self.state.usage.add(response.usage)
             ms = (time.perf_counter() - started) * 1000
-            self._turn_info = _Turn(self.state.turns, response.usage, ms, response)
-            self.state.last_turn = {
+            self.state.last_turn = {  # what the steps of this reply share
                 "usage": response.usage,
                 "llm_ms": ms,
                 "model": response.model,
@@ -998,15 +964,16 @@ class Engine:
     ) -> Step:
         """Add the step to the state (and its result to the history); the caller yields it."""
         state = self.state
-        turn = self._turn_info
+        turn = state.last_turn or {}  # the reply these steps come from (none before the first)
+        usage = turn.get("usage")
         free = free or (spec is not None and spec.free)
         step = Step(
             number=len(state.steps) + 1,
             tool_call=call,
             tool_result=result,
-            turn=turn.number,
-            usage=turn.usage,
-            llm_ms=turn.llm_ms,
+            turn=state.turns,
+            usage=usage if isinstance(usage, Usage) else Usage(),
+            llm_ms=float(turn.get("llm_ms", 0.0)),
             started_at=time.time() - result.duration_ms / 1000,
             free=free,
         )
@@ -1015,8 +982,8 @@ class Engine:
             step.metadata["original_args"] = original
         if notes:
             step.metadata["notes"] = list(notes)
-        llm = turn.llm_metadata()
-        if llm is not None:
+        llm = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
+        if any(llm.values()):
             step.metadata["llm"] = llm
         state.steps.append(step)
         if state.in_flight:
@@ -1093,6 +1060,7 @@ class Engine:
         return result
 
 
+_LLM_KEYS = ("model", "request_id", "finish_reason")
 _LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
 
 
