@@ -52,6 +52,7 @@ from .types import (
     ToolResult,
     Usage,
     args_hash,
+    text_of,
 )
 
 __all__ = ["Engine", "CallHook", "CallLLM", "RunTools", "Effect", "Contained"]
@@ -338,7 +339,7 @@ class Engine:
             if isinstance(out, str):
                 ctx.injected.append(out)
             elif isinstance(out, InjectContext):
-                ctx.injected.append(_as_str(out.text))
+                ctx.injected.append(text_of(out.text))
             elif isinstance(out, PromptContext):
                 ctx = out
             elif out is not None and not isinstance(out, Continue):
@@ -390,7 +391,7 @@ class Engine:
             except Exception as exc:
                 cause = _original(exc)
                 where = getattr(cause, "_looplet_interceptor", None)
-                text = f"{type(cause).__name__}: {_as_str(cause)}"
+                text = f"{type(cause).__name__}: {text_of(cause)}"
                 wrapped = LLMError(f"{where} failed: {text}" if where else text, kind="unknown")
                 wrapped.__cause__ = cause
                 self._llm_failed(wrapped)
@@ -440,7 +441,7 @@ class Engine:
             messages=messages,
             system=self._screened_system(ctx.system),
             tools=ctx.tools,
-            extra=tuple(redact_env_values(_as_str(t)) for t in ctx.injected) if ctx.injected else (),
+            extra=tuple(redact_env_values(text_of(t)) for t in ctx.injected) if ctx.injected else (),
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             options=cfg.llm_options,
@@ -665,7 +666,7 @@ class Engine:
                 raise TypeError(f"the driver returned {type(results).__name__} for {len(runnable)} calls")
         except Exception as exc:
             cause = _original(exc)
-            text = f"the call could not be completed ({type(cause).__name__}: {_as_str(cause)})"
+            text = f"the call could not be completed ({type(cause).__name__}: {text_of(cause)})"
             results = [error_result(p.call, ErrorKind.EXECUTION, text) for p in runnable]
         for p, result in zip(runnable, results, strict=True):
             result = _tied(result, p.call)
@@ -764,7 +765,7 @@ class Engine:
         An approved call that a later gate asks about again waits again, with
         the new question (its earlier decision is replaced).
         """
-        reason = _as_str(ask.reason)
+        reason = text_of(ask.reason)
         pending = PendingCall(call.call_id, call.tool, dict(args), args_hash(args), reason)
         pending.original_args, pending.gate = original, gate
         self.state.pending[:] = [p for p in self.state.pending if p.call_id != call.call_id]
@@ -882,11 +883,11 @@ class Engine:
                 if out is None or isinstance(out, Continue):
                     continue
                 if isinstance(out, str | InjectContext):
-                    notes.append(out if isinstance(out, str) else _as_str(out.text))
+                    notes.append(out if isinstance(out, str) else text_of(out.text))
                 elif isinstance(out, ToolResult):
                     result = _adopt(out, call, hook)
                 elif isinstance(out, Stop):
-                    stop_reason = stop_reason or _as_str(out.reason)
+                    stop_reason = stop_reason or text_of(out.reason)
                 else:
                     raise _bad_return(
                         hook, "post_dispatch", out, "None, a str, InjectContext, a ToolResult or Stop"
@@ -908,7 +909,7 @@ class Engine:
             if out is None or isinstance(out, Continue):
                 continue
             if isinstance(out, Block):
-                return _as_str(out.reason)
+                return text_of(out.reason)
             if isinstance(out, str):
                 return out
             bad = _bad_return(hook, "check_done", out, "None, a str or Block")
@@ -944,7 +945,7 @@ class Engine:
                 )
                 return
             if isinstance(out, Stop):
-                reason = _as_str(out.reason)
+                reason = text_of(out.reason)
                 self.stop(f"{StopReason.HOOK_STOP}:{reason}", f"{type(hook).__name__}.should_stop: {reason}")
                 return
             if out is not None and out is not False and not isinstance(out, Continue):
@@ -1103,16 +1104,6 @@ def _digest(data: object) -> str:
     return f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
 
 
-def _as_str(value: object) -> str:
-    """`value` as text for a message, whatever its ``__str__`` does."""
-    if isinstance(value, str):
-        return value
-    try:
-        return str(value)
-    except Exception:
-        return f"<{type(value).__name__} with an unprintable message>"
-
-
 def _checked_args(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"returned Allow(updated_args={type(value).__name__}); updated_args must be a dict")
@@ -1159,7 +1150,7 @@ def _plain_reply(r: LLMResponse) -> bool:
 
 
 def _denied(call: ToolCall, decision: Deny, hook: object) -> ToolResult:
-    reason = _as_str(decision.reason)
+    reason = text_of(decision.reason)
     if decision.retry:
         text = f"denied: {reason}. You may retry this call later."
     else:
@@ -1193,7 +1184,7 @@ def _adopt(result: ToolResult, call: ToolCall, hook: object) -> ToolResult:
             raise TypeError(f"returned a ToolResult whose {name} is {type(value).__name__} {value!r:.60}")
     if not 0 <= result.duration_ms < 1e12:  # also refuses NaN and huge ints that would overflow later
         raise TypeError(f"returned a ToolResult whose duration_ms is {result.duration_ms!r:.60}")
-    result.warnings = [_as_str(w) for w in result.warnings]
+    result.warnings = [text_of(w) for w in result.warnings]
     result.call_id = call.call_id
     result.data = normalize_result(result.data) if result.ok else to_jsonable(result.data)
     result.metadata.setdefault("replaced_by", hook if isinstance(hook, str) else type(hook).__name__)

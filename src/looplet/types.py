@@ -832,18 +832,24 @@ def _warnings_text(warnings: Any) -> str:
     """`` ⚠ 2 warnings: a; b`` (masked, cut to width), or nothing."""
     if not warnings or not isinstance(warnings, list):
         return ""
-    texts = "; ".join(redact_text(_full_text(w)[:_CLIP_CHARS]) for w in warnings[:_CLIP_ITEMS])
+    texts = "; ".join(redact_text(text_of(w, brief=True)[:_CLIP_CHARS]) for w in warnings[:_CLIP_ITEMS])
     label = "1 warning" if len(warnings) == 1 else f"{len(warnings)} warnings"
     return f" ⚠ {label}: {_cut(texts, _WIDTH_WARNINGS)}"
 
 
-def _full_text(value: Any) -> str:
+def text_of(value: Any, *, brief: bool = False) -> str:
+    """`value` as text for a message, whatever its ``__str__`` does (it may raise).
+
+    An object that cannot be printed shows as its type: ``<Name>`` when `brief`
+    (a one-line `Step.pretty`), else ``<Name with an unprintable message>``.
+    """
     if isinstance(value, str):
         return value
     try:
         return str(value)
     except Exception:  # an object whose __str__ fails
-        return f"<{type(value).__name__}>"
+        name = type(value).__name__
+        return f"<{name}>" if brief else f"<{name} with an unprintable message>"
 
 
 def format_ms(ms: float) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import propagates
 from ..redaction import redact_text
-from ..types import ErrorKind, ToolResult
+from ..types import ErrorKind, ToolResult, text_of
 from .registry import PreparedCall, error_result
 from .results import normalize_result
 
@@ -64,10 +64,7 @@ def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
 
 
 def _text_of(exc: BaseException) -> str:
-    try:
-        return redact_text(str(exc))
-    except Exception:  # an exception whose __str__ fails
-        return f"<{type(exc).__name__} with an unprintable message>"
+    return redact_text(text_of(exc))
 
 
 def _keep_context(prepared: PreparedCall, result: ToolResult) -> None:
