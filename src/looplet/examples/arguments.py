@@ -15,7 +15,15 @@ from typing import Any, NoReturn
 from ..backends.env import url_problem
 from ..errors import ConfigError, LoopError
 
-__all__ = ["ExampleParser", "step_budget", "base_url", "model_name", "add_model_options", "run_guarded"]
+__all__ = [
+    "ExampleParser",
+    "step_budget",
+    "base_url",
+    "model_name",
+    "add_model_options",
+    "openai_backend",
+    "run_guarded",
+]
 
 
 class ExampleParser(argparse.ArgumentParser):
@@ -53,6 +61,19 @@ def model_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the model name is empty")
     return text
+
+
+def openai_backend(args: argparse.Namespace, default_model: str) -> Any:
+    """The OpenAI-compatible backend `add_model_options` describes (the SDK is imported here)."""
+    from ..backends import OpenAIBackend
+
+    kwargs: dict[str, Any] = {}
+    if args.base_url:
+        kwargs["base_url"] = args.base_url
+    backend = OpenAIBackend.from_env(model=args.model or default_model, **kwargs)
+    if args.model:
+        backend.model = args.model  # an explicit --model wins over $OPENAI_MODEL
+    return backend
 
 
 def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:

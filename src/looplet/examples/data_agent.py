@@ -61,7 +61,13 @@ from looplet import (
 )
 from looplet.backends.env import read_env
 from looplet.checkpoints import run_status
-from looplet.examples.arguments import ExampleParser, add_model_options, run_guarded, step_budget
+from looplet.examples.arguments import (
+    ExampleParser,
+    add_model_options,
+    openai_backend,
+    run_guarded,
+    step_budget,
+)
 from looplet.history import Message
 from looplet.tools import register_done_tool
 
@@ -282,15 +288,7 @@ def make_llm(args: argparse.Namespace) -> Any:
     if not (env.api_key or env.base_url or args.base_url):
         print(f"{NAME}: OPENAI_API_KEY / OPENAI_BASE_URL are not set: using the scripted model")
         return FunctionBackend(lambda request: scripted_reply(request.messages))
-    from looplet import OpenAIBackend
-
-    kwargs: dict[str, Any] = {}
-    if args.base_url:
-        kwargs["base_url"] = args.base_url
-    backend = OpenAIBackend.from_env(model=args.model or DEFAULT_MODEL, **kwargs)
-    if args.model:
-        backend.model = args.model  # an explicit --model wins over $OPENAI_MODEL
-    return backend
+    return openai_backend(args, DEFAULT_MODEL)
 
 
 # -- approval -------------------------------------------------------------------------------------

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from looplet import BaseToolRegistry, ConfigError, MockLLMBackend, RunResult, composable_loop
-from looplet.examples.arguments import ExampleParser, add_model_options, run_guarded, step_budget
+from looplet.examples.arguments import (
+    ExampleParser,
+    add_model_options,
+    openai_backend,
+    run_guarded,
+    step_budget,
+)
 from looplet.tools import register_done_tool
 
 TASK = {"goal": "Greet Alice and Bob, then finish."}
@@ -46,15 +52,7 @@ def build_tools() -> BaseToolRegistry:
 def make_llm(args: argparse.Namespace) -> Any:
     if args.scripted:
         return MockLLMBackend(responses=SCRIPT)
-    from looplet import OpenAIBackend
-
-    kwargs: dict[str, Any] = {}
-    if args.base_url:
-        kwargs["base_url"] = args.base_url
-    backend = OpenAIBackend.from_env(model=args.model or DEFAULT_MODEL, **kwargs)
-    if args.model:
-        backend.model = args.model  # an explicit --model wins over $OPENAI_MODEL
-    return backend
+    return openai_backend(args, DEFAULT_MODEL)
 
 
 def run_and_report(llm: Any, max_steps: int) -> RunResult:
