@@ -76,6 +76,31 @@ BATCHES = {"batch": ("a", "b"), "wide": ("a", "b", "c", "d")}
 _print_lock = threading.Lock()
 
 
+def spawn(program: str, job: dict[str, Any], timeout: float) -> tuple[int, int, str, str]:
+    """The parent's side: run `program` (a child like this one) with `job`, with the repo's
+    src and tests on its path; returns (pid, exit code, stdout, stderr). A child still
+    running after `timeout` seconds is killed and the timeout raised."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent / "src"), str(here)]))
+    child = subprocess.Popen(
+        [sys.executable, program, json.dumps(job)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
+    return child.pid, child.returncode, out, err
+
+
 def emit(line: dict[str, Any]) -> None:
     """Print one JSON line and flush it, so the parent has it even if we die right after."""
     with _print_lock:

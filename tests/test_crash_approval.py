@@ -57,16 +57,14 @@ The matrix (38 cases, about 23 s on two cores, four to six child processes each)
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from crash_approval_child import RUN, SCENARIOS
+from crash_child import spawn
 
 from looplet import DefaultState, FileCheckpointStore, load_run
 
@@ -131,22 +129,9 @@ class ApprovalRunner:
 
     def _child(self, job: dict[str, Any]) -> Session:
         job = {"dir": str(self.directory), "log": str(self.log), "scenario": self.scenario, **job}
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(HERE)]))
-        child = subprocess.Popen(
-            [sys.executable, str(CHILD), json.dumps(job)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            out, err = child.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            raise
+        pid, returncode, out, err = spawn(str(CHILD), job, timeout=60)
         lines = [json.loads(line) for line in out.splitlines()]  # each flushed whole before any kill
-        session = Session(job["role"], child.pid, child.returncode, lines, err)
+        session = Session(job["role"], pid, returncode, lines, err)
         self.sessions.append(session)
         expected = 0 if job.get("kill") is None else -signal.SIGKILL
         assert session.returncode == expected, f"{job}: exit {session.returncode}\n{err}"

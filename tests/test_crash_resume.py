@@ -43,15 +43,13 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from crash_child import AMOUNTS, POINTS, RUN
+from crash_child import AMOUNTS, POINTS, RUN, spawn
 
 from looplet import DefaultState, FileCheckpointStore, load_run
 
@@ -134,21 +132,7 @@ class CrashRunner:
             "workers": self.workers,
             "watchdog_s": self.watchdog_s,
         }
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(HERE)]))
-        child = subprocess.Popen(
-            [sys.executable, str(CHILD), json.dumps(job)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            out, err = child.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            raise
-        session = _parse(child.pid, child.returncode, out, err)
+        session = _parse(*spawn(str(CHILD), job, timeout=90))
         self.sessions.append(session)
         assert not session.hung, f"the session hung (no progress in {self.watchdog_s}s)"
         if kill is None:
