@@ -70,7 +70,6 @@ from looplet import DefaultState, FileCheckpointStore, load_run
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "crash_approval_child.py"
-SRC = HERE.parent / "src"
 
 ASKED = {"order": 17, "amount": 40}  # the refund the model asks for in the "single" scenario
 EDITED = {"order": 17, "amount": 25}  # a partial refund the person approves instead

@@ -55,7 +55,6 @@ from looplet import DefaultState, FileCheckpointStore, load_run
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "crash_child.py"
-SRC = HERE.parent / "src"
 
 #: Points between a call's durable intent and its durable result: the call is in flight.
 MID_CALL = ("after_intent", "in_tool", "during_journal_append")
