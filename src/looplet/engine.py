@@ -170,6 +170,7 @@ class Engine:
         deadline_s = config.deadline_s
         self._deadline = None if deadline_s is None else self._started + deadline_s - state.elapsed_s
         self._rewrites: dict[str, dict[str, Any]] = {}
+        self._decisions: dict[str, list[dict[str, Any]]] = {}  # what hooks decided, per call
         self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
         # (tool, its thread's finished event) for each call of this run that timed out
         self._orphans: list[tuple[str, Any]] = []
@@ -718,6 +719,8 @@ class Engine:
             hook, fn = hooks[i]
             try:
                 out = yield from self._call(hook, "pre_dispatch", fn, self.state, self.history, call, step)
+                if out is not None:
+                    self._note_decision(call, hook, "pre_dispatch", out)
                 if isinstance(out, Allow) and out.updated_args is not None:
                     call = replace(call, args=_checked_args(out.updated_args))
                     prepared = self._prepare(call)
@@ -846,7 +849,7 @@ class Engine:
         is_done = spec is not None and spec.done and result.ok and not self.stopped
         step = len(self.state.steps) + 1
         if is_done:
-            verdict = yield from self._check_done(step)
+            verdict = yield from self._check_done(call, step)
             if verdict is not None:
                 is_done = False
                 text = f"done was not accepted: {verdict}"
@@ -882,6 +885,7 @@ class Engine:
                 )
                 if out is None or isinstance(out, Continue):
                     continue
+                self._note_decision(call, hook, "post_dispatch", out)
                 if isinstance(out, str | InjectContext):
                     notes.append(out if isinstance(out, str) else text_of(out.text))
                 elif isinstance(out, ToolResult):
@@ -898,7 +902,7 @@ class Engine:
                 break
         return result, notes, stop_reason
 
-    def _check_done(self, step: int) -> Flow:
+    def _check_done(self, call: ToolCall, step: int) -> Flow:
         ctx = self.last_ctx or self._prompt_context()
         for hook, fn in self.hooks.check_done:
             try:
@@ -908,6 +912,7 @@ class Engine:
                 return f"a check_done hook failed ({exc})"
             if out is None or isinstance(out, Continue):
                 continue
+            self._note_decision(call, hook, "check_done", out)
             if isinstance(out, Block):
                 return text_of(out.reason)
             if isinstance(out, str):
@@ -983,6 +988,10 @@ class Engine:
             step.metadata["original_args"] = original
         if notes:
             step.metadata["notes"] = list(notes)
+        if self._decisions:
+            decisions = self._decisions.pop(call.call_id, None)
+            if decisions:
+                step.metadata["decisions"] = decisions
         llm = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
         if any(llm.values()):
             step.metadata["llm"] = llm
@@ -1012,6 +1021,27 @@ class Engine:
                 return
 
     # -- hooks -----------------------------------------------------------------------
+
+    def _note_decision(self, call: ToolCall, hook: object, slot: str, out: object) -> None:
+        """Keep what a hook decided about `call`; the step carries it as
+        ``metadata["decisions"]`` (provenance and audits read it there)."""
+        kind = _DECISION_KINDS.get(type(out), type(out).__name__)
+        if slot == "check_done" and isinstance(out, str):
+            kind = "block"
+        elif slot == "post_dispatch" and isinstance(out, ToolResult):
+            kind = "replace"
+        entry: dict[str, Any] = {"hook": type(hook).__name__, "slot": slot, "decision": kind}
+        if isinstance(out, Allow) and out.updated_args is not None:
+            entry["decision"] = "rewrite"
+            entry["before"], entry["after"] = call.args, out.updated_args
+        reason = getattr(out, "reason", None) or getattr(out, "text", None)
+        if isinstance(out, str):
+            reason = out
+        if reason is not None:
+            entry["reason"] = text_of(reason)
+        if isinstance(out, ToolResult):
+            entry["error_kind"] = out.error_kind
+        self._decisions.setdefault(call.call_id, []).append(entry)
 
     def _call(self, hook: object, method: str, fn: Callable[..., Any], *args: Any) -> Flow:
         try:
@@ -1062,6 +1092,17 @@ class Engine:
 
 
 _LLM_KEYS = ("model", "request_id", "finish_reason")
+_DECISION_KINDS: dict[type, str] = {
+    Allow: "allow",
+    Deny: "deny",
+    Ask: "ask",
+    Block: "block",
+    Stop: "stop",
+    InjectContext: "inject",
+    str: "inject",
+    ToolResult: "result",
+    Continue: "continue",
+}
 _LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
 
 
