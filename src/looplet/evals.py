@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import difflib
 import hashlib
-import importlib
 import importlib.util
 import inspect
 import json
@@ -47,16 +46,20 @@ import os
 import sys
 import tempfile
 import threading
+import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import LoopError, propagates
 from .redaction import redact_text
 from .state import DefaultState
-from .types import RunResult, Step, ToolCall, ToolResult, Usage
+from .types import RunResult, Step, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from .provenance import RecordedRun
 
 __all__ = [
     "EvalContext",
@@ -424,23 +427,23 @@ class EvalContext:
         artifacts: Mapping[str, Any] | None = None,
     ) -> EvalContext:
         """The context of a recorded run: a provenance run directory (or a root holding one run)."""
-        provenance = importlib.import_module(".provenance", __package__)
-        return cls.from_recorded(provenance.read_run(path), case=case, artifacts=artifacts)
+        from .provenance import read_run
+
+        return cls.from_recorded(read_run(path), case=case, artifacts=artifacts)
 
     @classmethod
     def from_recorded(
-        cls, run: Any, *, case: EvalCase | None = None, artifacts: Mapping[str, Any] | None = None
+        cls, run: RecordedRun, *, case: EvalCase | None = None, artifacts: Mapping[str, Any] | None = None
     ) -> EvalContext:
         """The context of a `RecordedRun` already read with `looplet.provenance.read_run`."""
         manifest: Mapping[str, Any] = run.manifest or {}
-        usage = run.usage if isinstance(run.usage, Usage) else Usage.from_dict(dict(run.usage or {}))
         recorded = manifest.get("artifacts")
         return cls(
             task=run.task,
-            steps=[_step_from_record(record) for record in run.steps],
+            steps=run.step_objects(),
             final_answer=run.final_answer,
             stop_reason=run.stop_reason,
-            usage=usage,
+            usage=Usage.from_dict(run.usage),
             artifacts={**(recorded if isinstance(recorded, dict) else {}), **(artifacts or {})},
             case=case,
             run_id=str(run.run_id or ""),
@@ -463,41 +466,6 @@ def record_artifact(holder: Any, name: str, value: Any) -> None:
     ``metadata["artifacts"]``, so checkpoints keep them.
     """
     holder.metadata.setdefault("artifacts", {})[name] = value
-
-
-def _step_from_record(record: Mapping[str, Any]) -> Step:
-    """A `Step` rebuilt from a provenance step file (missing parts read as empty)."""
-    call: Mapping[str, Any] = record.get("call") or {}
-    result: Mapping[str, Any] = record.get("result") or {}
-    tool = str(call.get("tool", ""))
-    metadata = dict(result.get("metadata") or {})
-    step_meta: dict[str, Any] = {}
-    if record.get("decisions"):
-        step_meta["decisions"] = record["decisions"]
-    if call.get("original_args") is not None:
-        step_meta["original_args"] = call["original_args"]
-    return Step(
-        number=int(record.get("number", 0)),
-        tool_call=ToolCall(
-            tool, dict(call.get("args") or {}), str(call.get("reasoning") or ""), str(call.get("id") or "")
-        ),
-        tool_result=ToolResult(
-            tool,
-            data=result.get("data"),
-            error=result.get("error") or None,
-            error_kind=result.get("error_kind"),
-            retriable=bool(result.get("retriable", False)),
-            duration_ms=float(result.get("duration_ms") or 0.0),
-            warnings=list(result.get("warnings") or []),
-            metadata=metadata,
-            call_id=str(call.get("id") or ""),
-        ),
-        turn=int(record.get("turn") or 0),
-        usage=Usage.from_dict(dict(record.get("usage") or {})),
-        llm_ms=float(record.get("llm_ms") or 0.0),
-        free=bool(record.get("free", False)),
-        metadata=step_meta,
-    )
 
 
 # -- built-in evals --------------------------------------------------------------------------
@@ -613,14 +581,23 @@ def _run_one(fn: EvalFunction, ctx: EvalContext, llm: Any, threshold: float) -> 
     except EvalSkipped as exc:
         return _skipped(name, str(exc) or "skipped", required, ctx)
     except AssertionError as exc:
-        message = redact_text(str(exc)) or "assertion failed"
-        return EvalResult(name, 0.0, False, message, required=required, run_id=ctx.run_id)
+        return EvalResult(name, 0.0, False, _assertion_text(exc), required=required, run_id=ctx.run_id)
     except BaseException as exc:
         if propagates(exc):
             raise
         detail = redact_text(f"{type(exc).__name__}: {exc}")
         return replace(_error(name, f"raised {detail}", required), run_id=ctx.run_id)
     return replace(to_result(name, value, threshold=threshold, required=required), run_id=ctx.run_id)
+
+
+def _assertion_text(exc: AssertionError) -> str:
+    """The assertion's message (its first line: pytest appends an explanation), else the failing line."""
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return redact_text(lines[0])
+    frames = traceback.extract_tb(exc.__traceback__)
+    source = frames[-1].line if frames else ""
+    return redact_text(f"assertion failed: {source}" if source else "assertion failed")
 
 
 def _skipped(name: str, reason: str, required: bool, ctx: EvalContext) -> EvalResult:

@@ -14,7 +14,6 @@ not, 2 on bad input (with a one-line reason).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -112,7 +111,8 @@ def _threshold(text: str) -> float:
 
 def _runs(path: Path) -> list[Any]:
     """Every recorded run under `path`, read; a run that cannot be read is bad input."""
-    provenance = importlib.import_module("..provenance", __package__)
+    from .. import provenance
+
     if not path.exists():
         raise BadInput(f"no such file or directory: {path}")
     if not path.is_dir():
