@@ -673,3 +673,15 @@ def test_the_context_of_a_recorded_run_rebuilds_steps_answer_and_usage(tmp_path:
     ]
     assert ctx.usage.input_tokens == 20 and ctx.artifacts == {"sum": 5} and ctx.trace is not None
     assert run_evals(ctx, [eval_answer_is_five, eval_sum_artifact, *BUILTIN_EVALS]).passed
+
+
+def test_a_recorded_run_gets_the_same_verdicts_as_the_live_one(tmp_path: Path, drive: Driver) -> None:
+    from looplet.provenance import ProvenanceSink
+
+    evals = [eval_answer_is_five, *BUILTIN_EVALS]
+    hook = EvalHook(evals)
+    drive(_script("6"), tools=_tools(), task="add 2 and 3", hooks=[hook, ProvenanceSink(tmp_path)])
+    recorded = run_evals(EvalContext.from_trace(tmp_path), evals)
+    assert hook.report is not None
+    assert [r.to_dict() for r in recorded] == [r.to_dict() for r in hook.report]
+    assert [r.status for r in recorded] == ["failed", "passed", "passed"]
