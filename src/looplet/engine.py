@@ -171,6 +171,7 @@ class Engine:
         self._deadline = None if deadline_s is None else self._started + deadline_s - state.elapsed_s
         self._rewrites: dict[str, dict[str, Any]] = {}
         self._decisions: dict[str, list[dict[str, Any]]] = {}  # what hooks decided, per call
+        self._turn_llm: tuple[object, dict[str, str] | None] = (None, None)  # (last_turn, its ids)
         self._scratch: dict[str, dict[str, Any]] = {}  # per call, so batch siblings never share one
         # (tool, its thread's finished event) for each call of this run that timed out
         self._orphans: list[tuple[str, Any]] = []
@@ -333,6 +334,9 @@ class Engine:
     def _build_prompt(self, *, overflow: bool) -> Flow:
         ctx = self._prompt_context()
         ctx.overflow = overflow
+        if not self.hooks.pre_prompt:
+            self.last_ctx = ctx
+            return ctx
         step = ctx.step
         record = (self.history.revision, len(self.history))
         for hook, fn in self.hooks.pre_prompt:
@@ -854,7 +858,10 @@ class Engine:
                 is_done = False
                 text = f"done was not accepted: {verdict}"
                 result = error_result(call, ErrorKind.BLOCKED, text, retriable=True)
-        result, notes, stop_reason = yield from self._post_dispatch(call, result, step)
+        notes: list[str] = []
+        stop_reason: str | None = None
+        if self.hooks.post_dispatch:
+            result, notes, stop_reason = yield from self._post_dispatch(call, result, step)
         if is_done and result.ok and not self.stopped:
             self.state.final_answer = dict(args if args is not None else call.args)
             self.stop(StopReason.DONE, f"{call.tool} was called and accepted")
@@ -866,9 +873,9 @@ class Engine:
         # The stop is settled before the step is yielded, so a caller who breaks
         # on this step still reads the true reason.
         step_record = self._record(call, result, spec, notes, history_done=False)
-        if (yield from self._after_step(step_record)):
+        if not self.hooks.after_step or (yield from self._after_step(step_record)):
             yield step_record
-        if not self.stopped:
+        if self.hooks.should_stop and not self.stopped:
             try:
                 yield from self._should_stop()
             except HookError as exc:  # the batch's other calls are still answered
@@ -992,9 +999,12 @@ class Engine:
             decisions = self._decisions.pop(call.call_id, None)
             if decisions:
                 step.metadata["decisions"] = decisions
-        llm = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
-        if any(llm.values()):
-            step.metadata["llm"] = llm
+        if self._turn_llm[0] is not state.last_turn:
+            llm = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
+            self._turn_llm = (state.last_turn, llm if any(llm.values()) else None)
+        llm = self._turn_llm[1]
+        if llm is not None:
+            step.metadata["llm"] = dict(llm)
         state.steps.append(step)
         if state.in_flight:
             state.in_flight.pop(call.call_id, None)

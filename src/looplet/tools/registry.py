@@ -91,8 +91,12 @@ class PreparedCall:
     ctx: ToolContext | None = None
     #: set by a run in a worker thread: fires when that thread ends (an orphan's end)
     finished: Any = None
+    #: the arguments are flat scalars passed as they are (no converter, no ctx)
+    plain: bool = False
 
     def kwargs(self) -> dict[str, Any]:
+        if self.plain:  # ``fn(**kwargs)`` copies the dict, and scalars cannot be mutated
+            return self.args
         # Copies, so a tool that mutates its arguments cannot change the recorded call.
         out = {k: (copy.deepcopy(v) if isinstance(v, dict | list) else v) for k, v in self.args.items()}
         for name, convert in self.spec.converters.items():
@@ -411,7 +415,8 @@ class BaseToolRegistry:
         if plan is not None:  # flat plain arguments that pass as they are: one pass
             fast = fast_args(plan, call.args, max_arg_chars)
             if fast is not None:
-                return PreparedCall(spec, call, fast)
+                plain = not spec.converters and spec.ctx_param is None
+                return PreparedCall(spec, call, fast, plain=plain)
         size_problem = _size_problem(call.args, max_arg_chars, max_arg_depth)
         if size_problem:
             return error_result(call, ErrorKind.VALIDATION, f"{size_problem}; call {spec.signature}")
