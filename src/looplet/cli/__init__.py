@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 #: verb modules, imported when the parser is built
-VERBS = ("version", "doctor", "show", "eval")
+VERBS = ("version", "doctor", "show", "eval", "diff")
 
 
 def build_parser() -> argparse.ArgumentParser:

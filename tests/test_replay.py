@@ -1,0 +1,383 @@
+"""Replay: a recorded run re-run against its recorded model replies, and where a new run parts from it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from looplet import (
+    BaseToolRegistry,
+    DefaultState,
+    FunctionBackend,
+    LLMRequest,
+    MockLLMBackend,
+    ToolCall,
+    composable_loop,
+    register_done_tool,
+)
+from looplet.errors import ConfigError, LLMError
+from looplet.provenance import ProvenanceSink
+from looplet.redaction import redact_value
+from looplet.replay import (
+    ReplayExhausted,
+    ReplayLLM,
+    ReplayMismatch,
+    ReplayReport,
+    async_replay_loop,
+    replay_loop,
+    step_difference,
+)
+
+# -- recording runs --------------------------------------------------------------------
+
+
+def record(root: Path, llm: Any, tools: BaseToolRegistry, **kwargs: Any) -> tuple[Path, Any]:
+    """Run a loop with a `ProvenanceSink`; returns the run's directory and its result."""
+    sink = ProvenanceSink(root)
+    hooks = [sink, *kwargs.pop("hooks", [])]
+    kwargs.setdefault("task", "Price the basket")
+    loop = composable_loop(llm, tools=tools, hooks=hooks, **kwargs)
+    result = loop.run()
+    return sink.path_of(loop.state.run_id), result
+
+
+# -- a small shop --------------------------------------------------------------------------
+
+
+class Shop:
+    """Tools that count how often they really ran; `discount` is the one a test changes."""
+
+    def __init__(self, discount: float = 0.1, *, failing: bool = False) -> None:
+        self.ran: list[str] = []
+        self.tools = BaseToolRegistry()
+        register_done_tool(self.tools)
+
+        @self.tools.tool
+        def look_up(item: str) -> dict[str, Any]:
+            """Look up an item's price."""
+            self.ran.append("look_up")
+            return {"item": item, "price": 40}
+
+        @self.tools.tool
+        def price(total: int) -> dict[str, Any]:
+            """Apply the discount."""
+            self.ran.append("price")
+            if failing:
+                raise RuntimeError("price service down")
+            return {"total": round(total * (1 - discount), 2)}
+
+
+def script() -> list[Any]:
+    """The model's replies: two native calls, one call as JSON text, then done."""
+    return [
+        ToolCall("look_up", {"item": "tea"}, call_id="c1"),
+        ToolCall("look_up", {"item": "cups"}, call_id="c2"),
+        json.dumps({"tool": "price", "args": {"total": 80}}),
+        ToolCall("done", {"answer": "72.0"}, call_id="c4"),
+    ]
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    shop = Shop()
+    path, result = record(tmp_path / "traces", MockLLMBackend(script()), shop.tools)
+    assert result.stop_reason == "done" and len(result.steps) == 4
+    return path
+
+
+def replay(mode: str, path: Path, **kwargs: Any) -> tuple[list[Any], ReplayReport]:
+    """Replay to the end with the sync or the async loop; returns the steps and the report."""
+    if mode == "sync":
+        replayed = replay_loop(path, **kwargs)
+        steps = list(replayed)
+        return steps, replayed.report()
+
+    async def main() -> tuple[list[Any], ReplayReport]:
+        areplay = async_replay_loop(path, **kwargs)
+        out = [step async for step in areplay]
+        return out, areplay.report()
+
+    return asyncio.run(main())
+
+
+MODES = ["sync", "async"]
+
+
+def _calls(steps: list[Any]) -> list[tuple[str, dict[str, Any], Any, str | None]]:
+    return [(s.tool_call.tool, s.tool_call.args, s.tool_result.data, s.tool_result.error) for s in steps]
+
+
+# -- replay reproduces ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_replay_of_a_recorded_run_reproduces_it_step_for_step(mode: str, recorded: Path) -> None:
+    shop = Shop()
+    steps, report = replay(mode, recorded, tools=shop.tools)
+    original = [json.loads(p.read_text()) for p in sorted((recorded / "steps").glob("*.json"))]
+    assert [(s.number, s.tool_call.tool, s.tool_call.args) for s in steps] == [
+        (r["number"], r["call"]["tool"], r["call"]["args"]) for r in original
+    ]
+    assert [s.tool_result.data for s in steps] == [r["result"]["data"] for r in original]
+    assert report.identical and report.divergence is None
+    assert report.steps_compared == 4 and report.mismatches == []
+    assert report.result is not None and report.result.stop_reason == "done"
+    assert report.result.final_answer == {"answer": "72.0"}
+    assert shop.ran == ["look_up", "look_up", "price"]  # the tools really ran
+    assert "reproduced 4 steps (done)" in str(report)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_changed_tool_is_reported_at_the_step_where_it_first_differs(mode: str, recorded: Path) -> None:
+    steps, report = replay(mode, recorded, tools=Shop(discount=0.5).tools)
+    assert not report.identical
+    divergence = report.divergence
+    assert divergence is not None
+    assert (divergence.step, divergence.kind, divergence.detail) == (3, "result", "different data")
+    assert divergence.before is not None and "72.0" in divergence.before
+    assert divergence.after is not None and "40.0" in divergence.after
+    assert [s.tool_call.tool for s in steps] == ["look_up", "look_up", "price", "done"]  # same decisions
+    assert str(report).endswith("diverged at step 3: different data")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_tool_that_now_fails_is_reported_as_error_against_data(mode: str, recorded: Path) -> None:
+    _, report = replay(mode, recorded, tools=Shop(failing=True).tools)
+    assert report.divergence is not None
+    assert report.divergence.step == 3
+    assert report.divergence.detail == "different result: data vs error (execution)"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_hook_that_rewrites_arguments_is_reported_as_different_arguments(mode: str, recorded: Path) -> None:
+    from looplet import Allow
+
+    class Cheaper:
+        def pre_dispatch(self, state: Any, log: Any, call: ToolCall, step: int) -> Any:
+            return Allow(updated_args={"item": "green tea"}) if call.tool == "look_up" else None
+
+    _, report = replay(mode, recorded, tools=Shop().tools, hooks=[Cheaper()])
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (1, "args")
+    assert report.divergence.detail == "different arguments to look_up: item differs"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recorded_results_replay_the_run_without_running_any_tool(mode: str, recorded: Path) -> None:
+    shop = Shop(discount=0.9, failing=True)  # would differ, if it ran
+    steps, report = replay(mode, recorded, tools=shop.tools, results="recorded")
+    assert shop.ran == []
+    assert report.identical and report.steps_compared == 4
+    assert [s.tool_result.data for s in steps][2] == {"total": 72.0}
+
+
+def test_results_other_than_recorded_are_refused(recorded: Path) -> None:
+    with pytest.raises(ConfigError, match="results must be None"):
+        replay_loop(recorded, tools=Shop().tools, results="live")  # type: ignore[arg-type]
+
+
+# -- the recording runs out --------------------------------------------------------------------
+
+
+def test_the_replay_backend_raises_a_clear_error_past_the_recording(recorded: Path) -> None:
+    llm = ReplayLLM(recorded)
+    assert llm.remaining == 4
+    for _ in range(4):
+        llm.complete(LLMRequest(messages=[]))
+    with pytest.raises(ReplayExhausted) as info:
+        llm.complete(LLMRequest(messages=[]))
+    assert info.value.kind == "script_exhausted"
+    assert "asked for model call 5, but the recording holds 4" in str(info.value)
+    assert repr(llm) == "ReplayLLM(5/4 recorded replies used)"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_replay_that_needs_more_model_calls_than_recorded_is_reported(mode: str, tmp_path: Path) -> None:
+    shop = Shop()
+    path, result = record(tmp_path, MockLLMBackend(script()), shop.tools, max_steps=2)
+    assert result.stop_reason == "max_steps"
+    _, report = replay(mode, path, tools=Shop().tools)  # no step budget this time
+    assert report.result is not None and report.result.stop_reason == "llm_error"
+    assert isinstance(report.result.error, ReplayExhausted)
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (3, "exhausted")
+    assert "asked for model call 3, but the recording holds 2" in report.divergence.detail
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_done_call_blocked_in_the_replay_is_the_divergence(mode: str, recorded: Path) -> None:
+    class NotYet:
+        def check_done(self, state: Any, log: Any, ctx: Any, step: int) -> Any:
+            return "check the cups first"
+
+    _, report = replay(mode, recorded, tools=Shop().tools, hooks=[NotYet()])
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (4, "result")
+    assert report.divergence.detail == "different result: data vs error (blocked)"
+    assert report.result is not None and isinstance(report.result.error, ReplayExhausted)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_replay_that_stops_early_reports_the_first_missing_step(mode: str, recorded: Path) -> None:
+    _, report = replay(mode, recorded, tools=Shop().tools, max_steps=2)
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (3, "missing")
+    assert report.divergence.detail == "the replayed run ended (max_steps) before this step"
+    assert report.divergence.after is None
+
+
+def test_a_recorded_model_failure_is_raised_again(tmp_path: Path) -> None:
+    shop = Shop()
+    llm = MockLLMBackend([ToolCall("look_up", {"item": "tea"}, call_id="c1"), LLMError("x", kind="server")])
+    path, result = record(tmp_path, llm, shop.tools)
+    assert result.stop_reason == "llm_error"
+    replayed = replay_loop(path, tools=Shop().tools)
+    report = replayed.run()
+    assert report.identical  # the same step, then the same failure
+    assert isinstance(report.result and report.result.error, LLMError)
+    assert report.result is not None and report.result.error is not None
+    assert getattr(report.result.error, "kind", None) == "server"
+
+
+# -- the prompt changed ----------------------------------------------------------------------
+
+
+def test_a_changed_prompt_is_noted_and_the_recorded_reply_still_used(recorded: Path) -> None:
+    replayed = replay_loop(recorded, tools=Shop().tools, system_prompt="You are terse.")
+    report = replayed.run()
+    assert report.identical  # same replies, same tools: same steps
+    assert report.mismatches[0] == (1, "the system prompt")
+    assert len(report.mismatches) == 4
+
+
+def test_strict_replay_stops_at_the_first_changed_prompt(recorded: Path) -> None:
+    replayed = replay_loop(recorded, tools=Shop().tools, system_prompt="You are terse.", strict=True)
+    report = replayed.run()
+    assert report.result is not None and report.result.stop_reason == "llm_error"
+    assert isinstance(report.result.error, ReplayMismatch)
+    assert "model call 1 differs from the recording in the system prompt" in str(report.result.error)
+    assert report.divergence is not None and report.divergence.kind == "missing"
+
+
+def test_an_unchanged_prompt_is_not_a_mismatch_in_strict_mode(recorded: Path) -> None:
+    report = replay_loop(recorded, tools=Shop().tools, strict=True).run()
+    assert report.identical and report.mismatches == []
+
+
+# -- forks -----------------------------------------------------------------------------
+
+
+def refund_tools() -> tuple[BaseToolRegistry, list[int]]:
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+    refunds: list[int] = []
+
+    @tools.tool
+    def look_up(order: int) -> dict[str, Any]:
+        """Look up an order."""
+        return {"order": order, "total": 40}
+
+    @tools.tool
+    def refund(order: int, amount: int) -> dict[str, Any]:
+        """Refund an order."""
+        refunds.append(amount)
+        return {"refunded": amount}
+
+    return tools, refunds
+
+
+def refund_reply(request: LLMRequest) -> ToolCall:
+    replies = sum(1 for m in request.messages if m.role == "assistant")
+    if replies == 0:
+        return ToolCall("look_up", {"order": 17}, call_id="c1")
+    if replies == 1:
+        return ToolCall("refund", {"order": 17, "amount": 40}, call_id="c2")
+    return ToolCall("done", {"answer": "order 17 refunded"}, call_id="c3")
+
+
+def second_thoughts(request: LLMRequest) -> ToolCall:
+    if sum(1 for m in request.messages if m.role == "assistant") == 2:
+        return ToolCall("look_up", {"order": 17}, call_id="c4")
+    return ToolCall("done", {"answer": "refunded 40 of 40"}, call_id="c5")
+
+
+def parent_and_fork(root: Path) -> tuple[Path, Path, DefaultState]:
+    """A refund run, and a fork of it at step 3 re-run with another prompt and model."""
+    tools, _ = refund_tools()
+    original = DefaultState(task="Refund order 17", run_id="refund-1")
+    parent, _ = record(root, FunctionBackend(refund_reply), tools, state=original, task=None)
+    fork = original.fork(at_step=3)
+    start = original.fork(at_step=3)
+    start.run_id = fork.run_id
+    child, result = record(
+        root, FunctionBackend(second_thoughts), tools, state=fork, task=None, system_prompt="Double-check."
+    )
+    assert result.final_answer == {"answer": "refunded 40 of 40"}
+    return parent, child, start
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_fork_replays_from_the_start_with_its_parents_replies(mode: str, tmp_path: Path) -> None:
+    parent, child, _ = parent_and_fork(tmp_path)
+    tools, refunds = refund_tools()
+    steps, report = replay(mode, child, tools=tools, parent=parent, system_prompt="Double-check.")
+    assert [s.tool_call.tool for s in steps] == ["look_up", "refund", "look_up", "done"]
+    assert refunds == [40]
+    assert report.identical and report.steps_compared == 4
+    assert report.result is not None and report.result.final_answer == {"answer": "refunded 40 of 40"}
+
+
+def test_a_fork_replays_from_the_state_it_started_from(tmp_path: Path) -> None:
+    _, child, start = parent_and_fork(tmp_path)
+    tools, refunds = refund_tools()
+    replayed = replay_loop(child, tools=tools, state=start, system_prompt="Double-check.")
+    report = replayed.run()
+    assert refunds == []  # the inherited steps are not run again
+    assert report.identical and report.steps_compared == 2
+    assert report.mismatches == []
+
+
+def test_a_fork_without_its_parent_is_refused_with_what_to_pass(tmp_path: Path) -> None:
+    _, child, _ = parent_and_fork(tmp_path)
+    with pytest.raises(ConfigError, match=r"continues 'refund-1' from step 3.*pass parent="):
+        replay_loop(child, tools=refund_tools()[0])
+
+
+# -- comparing values as recorded ------------------------------------------------------------
+
+
+def test_a_string_the_recorder_cut_compares_by_its_sha256() -> None:
+    import hashlib
+
+    text = "x" * 100_000
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    cut = {"truncated": True, "size": 100_000, "sha256": digest, "head": "x", "tail": "x"}
+    recorded = {"call": {"tool": "read", "args": {}}, "result": {"data": {"text": cut}, "error": None}}
+    same = {"call": {"tool": "read", "args": {}}, "result": {"data": {"text": text}, "error": None}}
+    other = {"call": {"tool": "read", "args": {}}, "result": {"data": {"text": text + "y"}, "error": None}}
+    assert step_difference(recorded, same, live=True) is None
+    assert step_difference(recorded, other, live=True) == ("result", "different data")
+
+
+def test_values_compare_as_json_after_the_tool_result_rule() -> None:
+    recorded = {"call": {"tool": "t", "args": {"xs": [1, 2]}}, "result": {"data": {"ok": True}}}
+    live = {"call": {"tool": "t", "args": {"xs": (1, 2)}}, "result": {"data": {"ok": True}}}
+    assert step_difference(recorded, live, live=True) is None
+    flipped = {"call": {"tool": "t", "args": {"xs": [1, 2]}}, "result": {"data": {"ok": 1}}}
+    assert step_difference(recorded, flipped) == ("result", "different data")  # True is not 1
+
+
+def test_a_secret_masked_in_the_recording_still_matches_the_live_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOP_API_KEY", "sk-test-abcdefghijklmnop1234")
+    args = {"note": "key sk-test-abcdefghijklmnop1234"}
+    live = {"call": {"tool": "t", "args": args}, "result": {"data": {}}}
+    masked = redact_value(args)
+    assert masked != args
+    recorded = {"call": {"tool": "t", "args": masked}, "result": {"data": {}}}
+    assert step_difference(recorded, live, live=True) is None
