@@ -460,6 +460,14 @@ def test_cases_round_trip_through_jsonl_and_json_and_an_update_replaces(tmp_path
     assert len(lines) == 2 and json.loads(lines[1])["expected"] == 0
 
 
+def test_a_jsonl_case_with_unicode_line_separators_in_a_string_loads_back(tmp_path: Path) -> None:
+    case = EvalCase("sep", "a\x85b\u2028c", expected="d\u2029e")
+    save_case(tmp_path / "cases.jsonl", case)
+    assert load_cases(tmp_path / "cases.jsonl") == [case]
+    crlf = _write(tmp_path / "crlf.jsonl", '{"task": "t"}\r\n{"task": "u"}\r\n')
+    assert [c.task for c in load_cases(crlf)] == ["t", "u"]
+
+
 def test_load_cases_reads_one_object_a_list_blank_lines_and_a_folder(tmp_path: Path) -> None:
     _write(tmp_path / "c" / "a.json", '{"task": "one", "expected": false}')
     _write(tmp_path / "c" / "b.jsonl", '{"task": "two"}\n\n{"task": "three", "tags": ["x"]}\n')

@@ -890,7 +890,8 @@ def load_cases(path: str | os.PathLike[str]) -> list[EvalCase]:
 def _cases_in(file: Path) -> Iterator[tuple[str, EvalCase]]:
     text = file.read_text(encoding="utf-8")
     if file.suffix == ".jsonl":
-        entries = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        # split on newlines only: str.splitlines would also cut at U+0085 or U+2028 inside a string
+        entries = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
         for count, (n, line) in enumerate(entries, 1):
             where = f"{file}:{n}"
             yield where, _case(where, _parsed(where, line), f"{file.stem}-{count}")
