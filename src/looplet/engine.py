@@ -541,9 +541,12 @@ class Engine:
         result in the history answers exactly one call.
         """
         seen = self._call_ids
+        turn = self.state.turns
+        has_done = self.tools.done_tool is not None
         out: list[ToolCall] = []
+        done: list[ToolCall] = []
         for i, call in enumerate(calls, 1):
-            call_id = call.call_id or f"call_{self.state.turns}_{i}"
+            call_id = call.call_id or f"call_{turn}_{i}"
             if call_id in seen:
                 n = 2
                 while f"{call_id}~{n}" in seen:
@@ -552,14 +555,8 @@ class Engine:
             seen.add(call_id)
             if call_id != call.call_id:
                 call = ToolCall(call.tool, call.args, call.reasoning, call_id, call.parse_error)
-            out.append(call)
-        if self.tools.done_tool is None:
-            return out
-        done = [c for c in out if self._is_done(c)]
-        if not done:
-            return out
-        rest = [c for c in out if not self._is_done(c)]
-        return rest + done
+            (done if has_done and self._is_done(call) else out).append(call)
+        return out + done if done else out
 
     def _is_done(self, call: ToolCall) -> bool:
         spec = self.tools.get(call.tool)
@@ -666,7 +663,11 @@ class Engine:
         for p in runnable:  # the intent is in the record before the tool body starts
             in_flight[p.call.call_id] = Intent(p.call.call_id, p.spec.name, p.args, "")
         try:
-            results = yield RunTools(runnable, [self._time_limit(p.spec) for p in runnable])
+            if self._deadline is None and self.config.tool_timeout_s is None:
+                limits = [p.spec.timeout_s or None for p in runnable]
+            else:
+                limits = [self._time_limit(p.spec) for p in runnable]
+            results = yield RunTools(runnable, limits)
             if not isinstance(results, list) or len(results) != len(runnable):
                 raise TypeError(f"the driver returned {type(results).__name__} for {len(runnable)} calls")
         except Exception as exc:
@@ -1000,8 +1001,8 @@ class Engine:
             if decisions:
                 step.metadata["decisions"] = decisions
         if self._turn_llm[0] is not state.last_turn:
-            llm = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
-            self._turn_llm = (state.last_turn, llm if any(llm.values()) else None)
+            ids = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
+            self._turn_llm = (state.last_turn, ids if any(ids.values()) else None)
         llm = self._turn_llm[1]
         if llm is not None:
             step.metadata["llm"] = dict(llm)

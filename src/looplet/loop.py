@@ -156,7 +156,14 @@ class Loop(_RunView, Iterator[Step]):
         return self
 
     def __next__(self) -> Step:
-        return self._enter(self._gen.__next__)
+        if self._running:  # `_enter`, written out: this is once per step
+            raise RuntimeError("loop is already running; a hook or tool cannot advance its own loop")
+        self._running = self._started = True
+        try:
+            step: Step = self._gen.__next__()
+            return step
+        finally:
+            self._running = False
 
     def send(self, value: None) -> Step:
         return self._enter(self._gen.send, value)
