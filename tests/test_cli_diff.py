@@ -1,0 +1,202 @@
+"""``looplet diff DIR_A DIR_B``: two recorded runs step by step, the first divergence marked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_replay import Shop, parent_and_fork, record, refund_reply, refund_tools, script
+
+from looplet import DefaultState, FunctionBackend, MockLLMBackend
+from looplet.cli import main
+from looplet.replay import diff_runs
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["diff", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def basket(tmp_path: Path) -> Path:
+    path, _ = record(tmp_path / "a", MockLLMBackend(script()), Shop().tools)
+    return path
+
+
+def test_two_identical_runs_exit_zero_and_show_every_step_as_same(
+    basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    again, _ = record(tmp_path / "b", MockLLMBackend(script()), Shop().tools)
+    code, out, err = run_cli([str(basket), str(again)], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    same = [line[:6] for line in lines if line.startswith("  = ")]
+    assert same == ["  = #1", "  = #2", "  = #3", "  = #4"]
+    assert "first divergence" not in out
+    assert lines[-1] == "same: the runs took the same steps and ended the same way"
+
+
+def test_a_changed_run_exits_one_and_marks_the_first_divergence(
+    basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changed, _ = record(tmp_path / "b", MockLLMBackend(script()), Shop(discount=0.5).tools)
+    code, out, _ = run_cli([str(basket), str(changed)], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    marker = lines.index("--- first divergence at step 3: different data ---")
+    assert lines[marker - 1].startswith("  = #2 ✓ look_up(item='cups')")
+    assert lines[marker + 1].startswith("  A #3 ✓ price(total=80) → total: 72.0")
+    assert lines[marker + 2].startswith("  B #3 ✓ price(total=80) → total: 40.0")
+    assert lines[marker + 3].startswith("  = #4 ✓ done(")  # the same again after it
+    assert lines[-1] == "different: first at step 3: different data"
+
+
+def test_a_fork_and_its_parent_share_the_steps_before_the_fork(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent, child, _ = parent_and_fork(tmp_path)
+    code, out, _ = run_cli([str(parent), str(child)], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    assert "B is a fork of A at step 3" in lines
+    shared = [line for line in lines if line.endswith("(shared, before the fork)")]
+    assert [line[:6] for line in shared] == ["  = #1", "  = #2"]
+    marker = lines.index("--- first divergence at step 3: different call: done vs look_up ---")
+    assert lines[marker + 1].startswith("  A #3 ✓ done(")
+    assert lines[marker + 2].startswith("  B #3 ✓ look_up(order=17)")
+    assert lines[marker + 3] == "  A #4 (no such step)"
+    assert lines[marker + 4].startswith("  B #4 ✓ done(answer='refunded 40 of 40')")
+    assert "prompts: B's model call 1 (before step 3) differs from A's in the system prompt" in lines
+
+
+def test_the_fork_may_come_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parent, child, _ = parent_and_fork(tmp_path)
+    code, out, _ = run_cli([str(child), str(parent)], capsys)
+    assert code == 1
+    assert "A is a fork of B at step 3" in out
+    assert out.count("(shared, before the fork)") == 2
+    assert "--- first divergence at step 3: different call: look_up vs done ---" in out
+
+
+def test_a_fork_rerun_unchanged_is_the_same_as_its_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools, _ = refund_tools()
+    original = DefaultState(task="Refund order 17", run_id="refund-9")
+    parent, _ = record(tmp_path, FunctionBackend(refund_reply), tools, state=original, task=None)
+    fork = original.fork(at_step=2)
+    child, _ = record(tmp_path, FunctionBackend(refund_reply), tools, state=fork, task=None)
+    code, out, _ = run_cli([str(parent), str(child)], capsys)
+    assert code == 0
+    assert "B is a fork of A at step 2" in out
+    assert out.count("(shared, before the fork)") == 1
+    assert out.splitlines()[-1].startswith("same:")
+
+
+def test_json_output_holds_the_steps_and_the_first_divergence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent, child, _ = parent_and_fork(tmp_path)
+    code, out, _ = run_cli([str(parent), str(child), "--json"], capsys)
+    assert code == 1
+    data = json.loads(out)
+    assert data["identical"] is False
+    assert data["relation"] == "B is a fork of A at step 3"
+    assert data["first_divergence"]["step"] == 3 and data["first_divergence"]["kind"] == "call"
+    assert data["first_prompt_difference"] == {"model_call": 1, "step": 3, "what": "the system prompt"}
+    assert [(s["number"], s["same"], s["shared"], s["kind"]) for s in data["steps"]] == [
+        (1, True, True, None),
+        (2, True, True, None),
+        (3, False, False, "call"),
+        (4, False, False, "extra"),
+    ]
+    assert data["b"]["parent_run_id"] == "refund-1" and data["b"]["forked_at"] == 3
+
+
+def test_a_run_killed_part_way_is_missing_the_steps_it_did_not_take(
+    basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed = tmp_path / "killed" / basket.name
+    shutil.copytree(basket, killed)
+    lines = (killed / "events.jsonl").read_text().splitlines(keepends=True)
+    steps_seen, kept = 0, []
+    for line in lines:
+        steps_seen += json.loads(line)["event"] == "step"
+        if steps_seen > 2:
+            break
+        kept.append(line)
+    (killed / "events.jsonl").write_text("".join(kept) + '{"seq": 99, "event": "st')  # a torn last line
+    manifest = json.loads((killed / "manifest.json").read_text())
+    manifest.update(status="running", stop_reason=None, final_answer=None, ended_at=None)
+    (killed / "manifest.json").write_text(json.dumps(manifest))
+    code, out, _ = run_cli([str(basket), str(killed)], capsys)
+    assert code == 1
+    assert "--- first divergence at step 3: only A has this step ---" in out
+    assert "  B #3 (no such step)" in out and "  B #4 (no such step)" in out
+    assert "stop reason: A done | B None" in out
+
+
+def test_diff_runs_is_the_same_comparison_from_python(basket: Path, tmp_path: Path) -> None:
+    changed, _ = record(tmp_path / "b", MockLLMBackend(script()), Shop(failing=True).tools)
+    diff = diff_runs(basket, changed)
+    assert not diff.identical and diff.divergence is not None
+    assert (diff.divergence.step, diff.divergence.kind) == (3, "result")
+    assert diff.divergence.detail == "different result: data vs error (execution)"
+    assert [p.same for p in diff.pairs] == [True, True, False, True]  # the scripted done is the same
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "empty", "two_runs", "corrupt_manifest", "newer_format"])
+def test_a_directory_that_is_not_one_recorded_run_exits_two_with_one_line(
+    case: str, basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    expected = {
+        "missing": "no such directory",
+        "file": "no such directory",
+        "empty": "holds no recorded run",
+        "two_runs": "holds 2 runs; name one:",
+        "corrupt_manifest": "manifest.json: not JSON",
+        "newer_format": "is newer than this looplet reads",
+    }[case]
+    if case == "file":
+        bad.write_text("not a run")
+    elif case == "empty":
+        bad.mkdir()
+    elif case == "two_runs":
+        bad.mkdir()
+        shutil.copytree(basket, bad / "run_one")
+        shutil.copytree(basket, bad / "run_two")
+    elif case in ("corrupt_manifest", "newer_format"):
+        shutil.copytree(basket, bad)
+        text = "{" if case == "corrupt_manifest" else json.dumps({"format": "looplet.provenance/9"})
+        (bad / "manifest.json").write_text(text)
+    code, out, err = run_cli([str(basket), str(bad)], capsys)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("looplet diff: error: ")
+    assert expected in err
+
+
+def test_one_directory_is_not_enough(basket: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli([str(basket)], capsys)
+    assert (code, out) == (2, "")
+    assert err == "looplet diff: error: give two run directories: looplet diff DIR_A DIR_B\n"
+
+
+def test_python_dash_m_looplet_diff_exits_with_the_comparison(tmp_path: Path, basket: Path) -> None:
+    changed, _ = record(tmp_path / "b", MockLLMBackend(script()), Shop(discount=0.5).tools)
+    same = subprocess.run(
+        [sys.executable, "-m", "looplet", "diff", str(basket), str(basket)], capture_output=True, text=True
+    )
+    differ = subprocess.run(
+        [sys.executable, "-m", "looplet", "diff", str(basket), str(changed)], capture_output=True, text=True
+    )
+    assert (same.returncode, differ.returncode) == (0, 1)
+    assert "--- first divergence at step 3: different data ---" in differ.stdout
