@@ -687,8 +687,10 @@ class RecordedRun:
 
     Attributes:
         path: the run's directory.
-        manifest: ``manifest.json`` (for a run that did not end, the counts are
-            those of the steps and model calls found on disk).
+        manifest: ``manifest.json``; ``steps`` is the number of committed steps
+            found (the manifest is rewritten after each step's line, so after a
+            crash it may lag by one), and for a run that did not end ``llm_calls``
+            counts the model calls found too.
         steps: the step records in order (``steps/NNNN.json``), only those
             whose line reached ``events.jsonl``.
         llm_calls: the model-call records in order (``llm/NNNN.json``).
@@ -786,8 +788,8 @@ def _read(directory: Path) -> RecordedRun:
         [c for c in llm if c is not None],
         events,
     )
+    manifest["steps"] = len(run.steps)  # the committed ones: the manifest may lag the log
     if manifest.get("status") != "ended":
-        manifest["steps"] = len(run.steps)
         manifest["llm_calls"] = max(int(manifest.get("llm_calls") or 0), len(run.llm_calls))
     return run
 
@@ -841,7 +843,7 @@ def _read_record(directory: Path, event: dict[str, Any]) -> dict[str, Any] | Non
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     except ValueError as exc:
         raise ProvenanceError(f"{path}: not JSON ({exc})") from None
