@@ -114,7 +114,12 @@ def test_the_report_prints_as_a_readable_summary() -> None:
 
 @pytest.mark.parametrize(
     ("values", "q", "expected"),
-    [([], 50, 0.0), ([7.0], 95, 7.0), ([1.0, 2.0, 3.0, 4.0], 50, 2.0), ([float(i) for i in range(1, 101)], 95, 95.0)],
+    [
+        ([], 50, 0.0),
+        ([7.0], 95, 7.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+        ([float(i) for i in range(1, 101)], 95, 95.0),
+    ],
 )
 def test_percentiles_are_nearest_rank(values: list[float], q: float, expected: float) -> None:
     assert percentile(values, q) == expected
@@ -150,7 +155,10 @@ def test_otel_histograms_record_tokens_and_durations(drive: Driver) -> None:
     hook = MetricsHook(otel=MeterProvider(metric_readers=[reader]), provider="openai", model="m")
     script = [*SCRIPT[:2], LLMError("down", kind="overloaded")]
     drive(MockLLMBackend(script), tools=_tools(), hooks=[hook])
-    tokens = {p.attributes["gen_ai.token.type"]: (unit, p) for unit, p in _points(reader, "gen_ai.client.token.usage")}
+    tokens = {
+        p.attributes["gen_ai.token.type"]: (unit, p)
+        for unit, p in _points(reader, "gen_ai.client.token.usage")
+    }
     assert set(tokens) == {"input", "output"}
     unit, inputs = tokens["input"]
     assert unit == "{token}" and inputs.count == 2 and inputs.sum == 3000

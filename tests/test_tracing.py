@@ -138,7 +138,9 @@ def test_a_call_that_never_ran_still_gets_a_span(drive: Driver) -> None:
 
 def test_a_failed_model_call_marks_the_chat_and_the_run(drive: Driver) -> None:
     hook = TracingHook()
-    _, result = drive(MockLLMBackend([LLMError("slow down", kind="rate_limit")]), tools=_tools(), hooks=[hook])
+    _, result = drive(
+        MockLLMBackend([LLMError("slow down", kind="rate_limit")]), tools=_tools(), hooks=[hook]
+    )
     assert result.stop_reason == "llm_error"
     (chat,) = _by_name(hook.spans, "chat")
     (run,) = _by_name(hook.spans, "invoke_agent")
@@ -204,7 +206,11 @@ def test_tree_shows_one_line_per_span_indented_by_depth() -> None:
 
 def test_breaking_out_of_the_loop_ends_the_run_span() -> None:
     hook = TracingHook()
-    script = [ToolCall("fail", {"why": "a"}), ToolCall("fail", {"why": "b"}), ToolCall("done", {"answer": "x"})]
+    script = [
+        ToolCall("fail", {"why": "a"}),
+        ToolCall("fail", {"why": "b"}),
+        ToolCall("done", {"answer": "x"}),
+    ]
     loop = composable_loop(MockLLMBackend(script), tools=_tools(), task="t", hooks=[hook])
     for _ in loop:
         break

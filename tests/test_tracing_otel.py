@@ -129,7 +129,9 @@ def test_spans_follow_the_genai_conventions(
     tool = dict(tools[0].attributes or {})
     assert tool["gen_ai.operation.name"] == "execute_tool"
     assert tool["gen_ai.tool.name"] == "fetch"
-    assert {dict(t.attributes or {})["gen_ai.tool.call.id"] for t in tools} == {f"call_{i}" for i in range(WIDTH)}
+    assert {dict(t.attributes or {})["gen_ai.tool.call.id"] for t in tools} == {
+        f"call_{i}" for i in range(WIDTH)
+    }
     assert all(s.status.status_code == StatusCode.UNSET for s in spans)
 
 
@@ -138,7 +140,9 @@ def test_concurrent_tools_are_all_children_of_their_run(
 ) -> None:
     hook = TracingHook(otel=provider)
     batch = [ToolCall("fetch", {"n": i}, call_id=f"c{i}") for i in range(WIDTH)]
-    drive(MockLLMBackend([batch, list(batch), ToolCall("done", {"answer": "ok"})]), tools=_tools(), hooks=[hook])
+    drive(
+        MockLLMBackend([batch, list(batch), ToolCall("done", {"answer": "ok"})]), tools=_tools(), hooks=[hook]
+    )
     spans = exporter.get_finished_spans()
     (run,) = _named(spans, "invoke_agent")
     fetches = _named(spans, "execute_tool fetch")
@@ -218,6 +222,8 @@ def test_the_run_span_nests_under_the_callers_current_span(
     tracer = provider.get_tracer("app")
     hook = TracingHook(otel=tracer)
     with tracer.start_as_current_span("request") as outer:
-        composable_loop(MockLLMBackend([ToolCall("done", {"answer": "x"})]), tools=_tools(), task="t", hooks=[hook]).run()
+        composable_loop(
+            MockLLMBackend([ToolCall("done", {"answer": "x"})]), tools=_tools(), task="t", hooks=[hook]
+        ).run()
     (run,) = _named(exporter.get_finished_spans(), "invoke_agent")
     assert _parent(run) == outer.get_span_context().span_id

@@ -285,14 +285,20 @@ class LiveDisplay:
         file: where to write (standard output by default).
         rich: None to use rich when it is installed; True to require it; False for plain lines.
         show_text: print the model's text (off: only tools, steps and the end).
+        console: a ``rich.console.Console`` of your own to print to (implies rich).
     """
 
     def __init__(
-        self, file: IO[str] | None = None, *, rich: bool | None = None, show_text: bool = True
+        self,
+        file: IO[str] | None = None,
+        *,
+        rich: bool | None = None,
+        show_text: bool = True,
+        console: Any = None,
     ) -> None:
         self.file = file
         self.show_text = show_text
-        self._console = _rich_console(file) if rich is not False else None
+        self._console = console if console is not None else _rich_console(file) if rich is not False else None
         if rich is True and self._console is None:
             from .errors import ConfigError
 

@@ -558,4 +558,3 @@ def iter_tree(spans: list[SpanRecord]) -> Iterator[tuple[int, SpanRecord]]:
         depth, span = stack.pop()
         yield depth, span
         stack.extend((depth + 1, c) for c in reversed(kids.get(span.span_id, [])))
-
