@@ -1,0 +1,358 @@
+"""A coding agent that cannot leave its workspace and cannot finish while the tests fail.
+
+python -m looplet.examples.coding_agent --scripted --workspace /tmp/demo     # no model, no key
+python -m looplet.examples.coding_agent "add a subtract function with a test" --workspace .
+python -m looplet.examples.coding_agent TASK --trace runs/                   # record the run
+
+The agent has read, write, edit, multi_edit, list_dir, glob, grep, bash,
+think and done (`looplet.examples.workspace`): every path stays inside the
+workspace, and bash runs in bubblewrap when it can (no network, nothing
+outside the workspace writable). Where bubblewrap cannot run, each bash
+command is asked about first (y/N on a terminal, refused without one) unless
+``--allow-bash`` is given, and its steps say ``sandbox: none``.
+
+A guard blocks ``done`` until the workspace's tests pass (``--test-command``,
+by default pytest, run in the same sandbox); the model reads the failing
+output and goes on. When the run ends the tests run once more, and two evals
+grade it: the tests pass, and done was called and accepted. With ``--trace
+DIR`` every prompt, response, call and result is recorded there
+(`looplet.provenance.ProvenanceSink`); ``python -m looplet show`` prints it,
+``python -m looplet eval`` grades it again.
+
+With ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` set (and ``OPENAI_MODEL``) the
+agent uses that model; otherwise, or with ``--scripted``, a scripted model
+that writes ``calc.py`` with ``add`` and its test (the default task).
+
+Exit codes: 0 when the run finished and the evals passed, 1 when it stopped
+otherwise or an eval failed, 2 for a usage or setup error, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from looplet import (
+    Block,
+    ConfigError,
+    FunctionBackend,
+    PermissionEngine,
+    PermissionHook,
+    RunResult,
+    ToolCall,
+    ToolResult,
+    composable_loop,
+)
+from looplet.backends.env import read_env
+from looplet.evals import EvalContext, EvalHook, EvalReport, record_artifact
+from looplet.examples.arguments import (
+    ExampleParser,
+    add_model_options,
+    openai_backend,
+    run_guarded,
+    step_budget,
+)
+from looplet.examples.workspace import (
+    SandboxLabel,
+    Workspace,
+    WorkspaceError,
+    coding_tools,
+    run_command,
+)
+from looplet.history import Message
+
+NAME = "coding_agent"
+#: Used when neither --model nor $OPENAI_MODEL names one.
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_WORKSPACE = Path("coding_agent_workspace")
+DEFAULT_TASK = (
+    "Create calc.py with a function add(a, b) that returns the sum of a and b, and a test for it "
+    "in test_calc.py. The tests must pass."
+)
+SYSTEM_PROMPT = (
+    "You are a careful coding agent. You work only inside the workspace (the current directory): "
+    "give paths relative to it, never absolute or with '..'. Read before you edit; edit with exact "
+    "text; run the tests with bash; call done with a short summary once they pass. done is refused "
+    "while the tests fail."
+)
+TEST_TIMEOUT_S = 300.0
+
+
+def default_test_command() -> str:
+    """pytest when it is installed (quietly, without a cache folder), else unittest discovery."""
+    if importlib.util.find_spec("pytest") is not None:
+        return "python3 -m pytest -q -p no:cacheprovider"
+    return "python3 -m unittest discover -q"
+
+
+# -- the guard and the outcome -------------------------------------------------------------------
+
+
+class TestsPassGate:
+    """``check_done``: done is accepted only while the tests pass; ``on_loop_end``: the final outcome.
+
+    The tests run in the workspace's sandbox (they are code the model wrote).
+    The outcome that let done through is kept on the done step's result
+    (``metadata["tests"]``, so a recorded trace holds it), and the outcome of a
+    last run at the end as the run's artifact ``tests``; `eval_tests_pass`
+    reads them.
+    """
+
+    def __init__(self, workspace: Workspace, command: str, timeout_s: float = TEST_TIMEOUT_S) -> None:
+        self.workspace = workspace
+        self.command = command
+        self.argv = shlex.split(command)
+        self.timeout_s = timeout_s
+        self.last: dict[str, Any] | None = None
+
+    def run_tests(self) -> dict[str, Any]:
+        out = run_command(self.workspace, self.argv, self.timeout_s)
+        found = "Ran 0 tests" not in out.output  # unittest before 3.12 exits 0 when it finds none
+        return {
+            "command": self.command,
+            "exit_code": out.exit_code,
+            "passed": out.exit_code == 0 and found,
+            "timed_out": out.timed_out,
+            "sandbox": out.sandbox,
+            "output": out.output[-4000:],
+        }
+
+    def check_done(self, state: Any, log: Any, ctx: Any, step: int) -> Block | None:
+        self.last = outcome = self.run_tests()
+        if outcome["passed"]:
+            return None
+        said = outcome["output"][-2000:]
+        return Block(f"{why_failed(outcome)}; fix that before calling done. `{self.command}` said:\n{said}")
+
+    def post_dispatch(self, state: Any, log: Any, tool_call: ToolCall, result: ToolResult, step: int) -> Any:
+        """Put the passing outcome on the accepted done step, where a trace keeps it."""
+        if tool_call.tool != "done" or not result.ok or self.last is None:
+            return None
+        noted = ToolResult.from_dict(result.to_dict())
+        noted.metadata["tests"] = self.last
+        return noted
+
+    def on_loop_end(self, state: Any, log: Any, ctx: Any, llm: Any) -> None:
+        record_artifact(state, "tests", self.run_tests())
+
+
+def why_failed(outcome: dict[str, Any]) -> str:
+    if outcome["timed_out"]:
+        return "the tests did not finish in time"
+    if outcome["exit_code"] == 0 or (outcome["exit_code"] == 5 and "pytest" in outcome["command"]):
+        return "no tests were found: write a test first"
+    return f"the tests fail (exit code {outcome['exit_code']})"
+
+
+# -- the evals ----------------------------------------------------------------------------------
+
+
+def eval_tests_pass(ctx: EvalContext) -> bool | str:
+    """The workspace's tests pass: as run again at the end of the run (never as the model said),
+    or, for a recorded trace without that artifact, as they ran when done was accepted."""
+    outcome = ctx.artifacts.get("tests")
+    if not isinstance(outcome, dict):
+        accepted = [s for s in ctx.calls("done") if s.tool_result.ok]
+        outcome = accepted[-1].tool_result.metadata.get("tests") if accepted else None
+    if not isinstance(outcome, dict):
+        return "no test outcome was recorded for this run"
+    return bool(outcome.get("passed")) or f"{why_failed(outcome)}: {str(outcome.get('output', ''))[-300:]}"
+
+
+def eval_done_called(ctx: EvalContext) -> bool | str:
+    """The agent called done and the guard accepted it."""
+    if not ctx.calls("done"):
+        return "done was never called"
+    return ctx.stop_reason == "done" or f"done was called but the run stopped with {ctx.stop_reason}"
+
+
+CODING_EVALS = [eval_tests_pass, eval_done_called]
+
+
+# -- the scripted model ---------------------------------------------------------------------------
+
+TEST_FILE = """import unittest
+
+from calc import add
+
+
+class AddTest(unittest.TestCase):
+    def test_adds_two_numbers(self):
+        self.assertEqual(add(2, 3), 5)
+
+    def test_adds_negative_numbers(self):
+        self.assertEqual(add(-2, -3), -5)
+"""
+STUB = 'def add(a, b):\n    """The sum of a and b."""\n    raise NotImplementedError\n'
+
+
+def script(test_command: str) -> list[ToolCall]:
+    """What a careful model does for the default task, including one done call the guard refuses."""
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("think", {"thought": "Write the test first, then add(), then run the tests before done."}),
+        ("list_dir", {"path": "."}),
+        ("write", {"path": "test_calc.py", "content": TEST_FILE}),
+        ("write", {"path": "calc.py", "content": STUB}),
+        ("done", {"answer": "Wrote calc.py and test_calc.py."}),  # too early: the guard says no
+        ("read", {"path": "calc.py"}),
+        (
+            "edit",
+            {"path": "calc.py", "old_string": "raise NotImplementedError", "new_string": "return a + b"},
+        ),
+        ("bash", {"command": test_command}),
+        ("done", {"answer": "calc.add(a, b) returns a + b; test_calc.py tests it and passes."}),
+    ]
+    return [ToolCall(tool, args, call_id=f"call_{n}") for n, (tool, args) in enumerate(steps, 1)]
+
+
+def scripted_reply(messages: Sequence[Message], calls: list[ToolCall]) -> ToolCall:
+    """The next scripted call: the n-th reply is the n-th call; past the end, done again."""
+    turn = sum(1 for m in messages if m.role == "assistant")
+    if turn < len(calls):
+        return calls[turn]
+    return ToolCall("done", {"answer": "Stopped: the script has no more steps."}, call_id=f"call_{turn + 1}")
+
+
+def make_llm(args: argparse.Namespace) -> Any:
+    """The scripted model unless a real one is asked for and configured."""
+    calls = script(args.test_command)
+    scripted = FunctionBackend(lambda request: scripted_reply(request.messages, calls))
+    if args.scripted:
+        return scripted
+    env = read_env("OPENAI")
+    if not (env.api_key or env.base_url or args.base_url):
+        print(f"{NAME}: OPENAI_API_KEY / OPENAI_BASE_URL are not set: using the scripted model")
+        return scripted
+    return openai_backend(args, DEFAULT_MODEL)
+
+
+# -- bash without a sandbox ------------------------------------------------------------------------
+
+
+def ask_on_terminal(call: ToolCall, reason: str) -> bool:
+    """y/N for one bash command; no terminal (or end of input) is a no."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input(f"{reason}\n  $ {call.args.get('command', '')}\nrun it? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def bash_permission(workspace: Workspace, allow_bash: bool) -> PermissionHook:
+    """Everything is allowed, except bash without a sandbox: asked about (decision 9), unless allowed."""
+    engine = PermissionEngine(default="allow")
+    if workspace.sandbox.kind == "none" and not allow_bash:
+        engine.ask(
+            "bash",
+            reason=f"bash would run without a sandbox ({workspace.sandbox.reason})",
+        )
+    return PermissionHook(engine, ask_handler=ask_on_terminal)
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def build_hooks(workspace: Workspace, args: argparse.Namespace) -> tuple[list[Any], EvalHook, Any]:
+    """The run's hooks, in the order their end-of-run work must happen: tests, evals, then the trace."""
+    gate = TestsPassGate(workspace, args.test_command)
+    evals = EvalHook(CODING_EVALS)
+    hooks: list[Any] = [SandboxLabel(), bash_permission(workspace, args.allow_bash), gate, evals]
+    sink = None
+    if args.trace is not None:
+        from looplet.provenance import ProvenanceSink
+
+        sink = ProvenanceSink(args.trace)
+        hooks.append(sink)
+    return hooks, evals, sink
+
+
+def describe_sandbox(workspace: Workspace, allow_bash: bool) -> str:
+    if workspace.sandbox.kind == "bwrap":
+        return "bash runs in bubblewrap (no network; only the workspace is writable)"
+    how = "runs without asking (--allow-bash)" if allow_bash else "asks before each command"
+    return f"bash has no sandbox ({workspace.sandbox.reason}); it {how}"
+
+
+def report(result: RunResult, evals: EvalReport | None) -> int:
+    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
+    if result.final_answer:
+        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
+    if evals is not None:
+        print(evals)
+    return 0 if result.ok and evals is not None and evals.passed else 1
+
+
+def run_agent(llm: Any, args: argparse.Namespace) -> int:
+    workspace = Workspace(args.workspace)
+    print(f"workspace: {workspace.root}")
+    print(describe_sandbox(workspace, args.allow_bash))
+    hooks, evals, sink = build_hooks(workspace, args)
+    loop = composable_loop(
+        llm=llm,
+        task={"goal": args.task},
+        tools=coding_tools(workspace),
+        hooks=hooks,
+        max_steps=args.max_steps,
+        system_prompt=SYSTEM_PROMPT,
+    )
+    for step in loop:
+        print(step.pretty())
+    result = loop.result
+    assert result is not None
+    code = report(result, evals.report)
+    if sink is not None:
+        where = sink.path_of(loop.state.run_id)
+        print(f"trace: {where}")
+        print(f"  python -m looplet show {shlex.quote(str(where))}")
+        print(f"  python -m looplet eval {shlex.quote(str(where))} --evals {shlex.quote(__file__)}")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ExampleParser(NAME, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", nargs="?", default=DEFAULT_TASK, metavar="TASK", help="what to do")
+    parser.add_argument("--scripted", action="store_true", help="use a scripted model (no key needed)")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=DEFAULT_WORKSPACE,
+        help=f"the directory the agent works in, created if missing (default: ./{DEFAULT_WORKSPACE})",
+    )
+    parser.add_argument("--trace", type=Path, default=None, metavar="DIR", help="record the run in DIR")
+    parser.add_argument(
+        "--max-steps", type=step_budget, default=20, help="step budget, at least 1 (default 20)"
+    )
+    parser.add_argument(
+        "--test-command",
+        default=default_test_command(),
+        help="how the guard runs the tests, without a shell (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-bash",
+        action="store_true",
+        help="where there is no sandbox, run bash commands without asking",
+    )
+    add_model_options(parser, DEFAULT_MODEL)
+    args = parser.parse_args(argv)
+    if not shlex.split(args.test_command):
+        parser.error("--test-command is empty")
+
+    def run(llm: Any) -> int:
+        try:
+            return run_agent(llm, args)
+        except (OSError, WorkspaceError) as exc:  # the workspace or trace directory cannot be used
+            print(f"{NAME}: {exc}", file=sys.stderr)
+            return 2
+
+    return run_guarded(NAME, lambda: make_llm(args), run, (ConfigError, ImportError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
