@@ -85,6 +85,7 @@ __all__ = [
     "assert_evals_pass",
     "case_params",
     "DEFAULT_THRESHOLD",
+    "STATUSES",
     "BUILTIN_EVALS",
     "eval_finished",
     "eval_no_tool_errors",
