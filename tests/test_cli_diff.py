@@ -200,3 +200,38 @@ def test_python_dash_m_looplet_diff_exits_with_the_comparison(tmp_path: Path, ba
     )
     assert (same.returncode, differ.returncode) == (0, 1)
     assert "--- first divergence at step 3: different data ---" in differ.stdout
+
+
+def test_two_forks_of_one_run_share_what_they_both_inherited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_replay import second_thoughts
+
+    tools, _ = refund_tools()
+    original = DefaultState(task="Refund order 17", run_id="refund-5")
+    record(tmp_path / "p", FunctionBackend(refund_reply), tools, state=original, task=None)
+    fork_1, fork_2 = original.fork(at_step=3), original.fork(at_step=3)
+    first, _ = record(tmp_path / "f1", FunctionBackend(refund_reply), tools, state=fork_1, task=None)
+    second, _ = record(tmp_path / "f2", FunctionBackend(second_thoughts), tools, state=fork_2, task=None)
+    code, out, _ = run_cli([str(first), str(second)], capsys)
+    assert code == 1
+    assert "A and B are forks of refund-5 (A at step 3, B at step 3)" in out
+    assert out.count("(shared, before the fork)") == 2
+    assert "--- first divergence at step 3: different call: done vs look_up ---" in out
+
+
+def test_control_characters_in_a_step_file_are_not_printed(
+    basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tampered = tmp_path / "t" / basket.name
+    shutil.copytree(basket, tampered)
+    step = tampered / "steps" / "0001.json"
+    data = json.loads(step.read_text())
+    data["pretty"] = "#1 \x1b[2J\x1b]0;owned\x07 look_up"
+    step.write_text(json.dumps(data))
+    code, out, _ = run_cli([str(basket), str(tampered)], capsys)
+    assert code == 0  # the pretty line is shown, not compared
+    assert "\x1b" not in out and "\x07" not in out
+    assert "  = #1 ✓ look_up(item='tea')" in out
+    code, out, _ = run_cli([str(tampered), str(basket)], capsys)
+    assert "  = #1 �[2J�]0;owned� look_up" in out

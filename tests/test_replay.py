@@ -381,3 +381,59 @@ def test_a_secret_masked_in_the_recording_still_matches_the_live_value(
     assert masked != args
     recorded = {"call": {"tool": "t", "args": masked}, "result": {"data": {}}}
     assert step_difference(recorded, live, live=True) is None
+
+
+# -- the replay backend presents itself as the recorded one -----------------------------------
+
+
+class NativeScript(MockLLMBackend):
+    """A scripted backend that says it calls tools natively (as the SDK backends do)."""
+
+    native_tool_calls = True
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_native_backends_hint_for_a_reply_without_a_call_is_reproduced(mode: str, tmp_path: Path) -> None:
+    replies = ["Let me think about the basket.", ToolCall("done", {"answer": "none"}, call_id="d1")]
+    path, result = record(tmp_path, NativeScript(replies), Shop().tools)
+    error = result.steps[0].tool_result.error
+    assert error is not None and "Use your tool-calling interface" in error
+    assert ReplayLLM(path).native_tool_calls is True
+    _, report = replay(mode, path, tools=Shop().tools)
+    assert report.identical and report.steps_compared == 2
+
+
+def test_a_text_backends_hint_is_reproduced_too(tmp_path: Path) -> None:
+    replies = ["No call here.", json.dumps({"tool": "done", "args": {}})]
+    path, _ = record(tmp_path, MockLLMBackend(replies), Shop().tools)
+    assert ReplayLLM(path).native_tool_calls is False
+    assert replay_loop(path, tools=Shop().tools).run().identical
+
+
+# -- iterating a replay like a loop ---------------------------------------------------------------
+
+
+def test_a_replay_left_after_a_break_reports_the_steps_it_did_not_take(recorded: Path) -> None:
+    with replay_loop(recorded, tools=Shop().tools) as replayed:
+        for step in replayed:
+            assert replayed.divergence is None
+            if step.number == 2:
+                break
+    assert replayed.result is not None and replayed.result.stop_reason == "cancelled"
+    report = replayed.report()
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (3, "missing")
+    assert replayed.llm.remaining == 2
+
+
+def test_an_async_replay_is_an_async_context_manager(recorded: Path) -> None:
+    async def main() -> tuple[list[str], ReplayReport]:
+        async with async_replay_loop(recorded, tools=Shop(discount=0.5).tools) as replayed:
+            tools = [step.tool_call.tool async for step in replayed]
+            assert replayed.divergence is not None and replayed.divergence.step == 3
+            assert replayed.result is not None and replayed.result.stop_reason == "done"
+        return tools, replayed.report()
+
+    tools, report = asyncio.run(main())
+    assert tools == ["look_up", "look_up", "price", "done"]
+    assert report.divergence is not None and report.divergence.kind == "result"

@@ -821,14 +821,27 @@ def _fork_point(parent: Any, child: Any) -> int | None:
 
 
 def _relation(a: Any, b: Any) -> tuple[str, int | None, str | None]:
-    """``(words, fork step, which side is the fork)``."""
+    """``(words, fork step, which side holds inherited steps: "a", "b" or "both")``."""
     at = _fork_point(a, b)
     if at is not None:
         return f"B is a fork of A at step {at}", at, "b"
     at = _fork_point(b, a)
     if at is not None:
         return f"A is a fork of B at step {at}", at, "a"
+    ma, mb = _manifest(a), _manifest(b)
+    parent, at_a, at_b = ma.get("parent_run_id"), ma.get("forked_at"), mb.get("forked_at")
+    if parent and parent == mb.get("parent_run_id") and isinstance(at_a, int) and isinstance(at_b, int):
+        words = f"A and B are forks of {parent} (A at step {at_a}, B at step {at_b})"
+        return words, min(at_a, at_b), "both"
     return "", None, None
+
+
+def _is_shared(n: int, at: int | None, side: str | None, x: Any, y: Any) -> bool:
+    """Whether step `n` is one a fork inherited (before its fork point): shown as shared."""
+    if at is None or n >= at:
+        return False
+    sides = {"a": [x], "b": [y], "both": [x, y]}.get(side or "", [])
+    return all(r is None or bool(r.get("inherited")) for r in sides)
 
 
 def diff_runs(a: Any, b: Any) -> RunDiff:
@@ -844,8 +857,7 @@ def diff_runs(a: Any, b: Any) -> RunDiff:
     divergence: Divergence | None = None
     for n in sorted(set(steps_a) | set(steps_b)):
         x, y = steps_a.get(n), steps_b.get(n)
-        fork_record = x if fork_side == "a" else y
-        shared = at is not None and n < at and (fork_record is None or bool(fork_record.get("inherited")))
+        shared = _is_shared(n, at, fork_side, x, y)
         difference = None if shared and (x is None or y is None) else _pair_difference(x, y)
         pairs.append(StepPair(n, x, y, difference, shared=shared))
         if difference is not None and divergence is None:

@@ -68,7 +68,7 @@ def render(diff: Any) -> str:
             lines.append(f"  B {_line(pair.b, pair.number)}")
     lines.append("")
     lines.extend(_ending(diff))
-    return "\n".join(lines)
+    return "\n".join(_printable(line) for line in lines)
 
 
 def _header(label: str, run: Any) -> str:
@@ -91,6 +91,11 @@ def _line(record: Mapping[str, Any] | None, number: int) -> str:
     call = record.get("call")
     tool = call.get("tool") if isinstance(call, dict) else None
     return f"#{number} {tool or '(no tool call)'}"
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters replaced: a step file is data, not terminal commands."""
+    return "".join(ch if ch.isprintable() else "�" for ch in text)
 
 
 def _ending(diff: Any) -> list[str]:
