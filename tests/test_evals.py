@@ -693,3 +693,28 @@ def test_a_recorded_run_gets_the_same_verdicts_as_the_live_one(tmp_path: Path, d
     assert hook.report is not None
     assert [r.to_dict() for r in recorded] == [r.to_dict() for r in hook.report]
     assert [r.status for r in recorded] == ["failed", "passed", "passed"]
+
+
+def test_ask_judge_awaits_an_async_backend() -> None:
+    from looplet import AsyncFunctionBackend
+
+    async def answer(request: Any) -> str:
+        return "PASS" if "polite" in request.messages[0].content else "FAIL"
+
+    assert ask_judge(AsyncFunctionBackend(answer), "is it polite?") == "PASS"
+
+
+def test_a_report_is_read_by_eval_name_and_a_run_not_ended_is_graded_as_it_stands() -> None:
+    report = run_evals(EvalContext(steps=[]), [eval_answer_is_five])
+    assert len(report) == 1 and report["eval_answer_is_five"].status == "failed"
+    with pytest.raises(KeyError):
+        report["eval_missing"]
+    loop = composable_loop(_script(), tools=_tools(), task="t")
+    next(loop)
+    mid_run = EvalContext.from_run(loop.state)  # the state as it stands; the run goes on
+    assert (mid_run.stop_reason, mid_run.tools_used, mid_run.task) == (None, ["add"], "t")
+    assert next(loop).tool_call.tool == "done"
+    with pytest.raises(StopIteration):
+        next(loop)
+    assert [c.tool for c in EvalContext.from_run(loop).tool_calls] == ["add", "done"]
+    assert EvalResult("e", 1.0, False, status="passed").status == "failed"  # the flag and the status agree

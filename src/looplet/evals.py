@@ -389,21 +389,21 @@ class EvalContext:
         """The context of a live run: a `Loop` (after iterating it), a `DefaultState` or a `RunResult`.
 
         A `RunResult` does not carry the task, run id or metadata; pass the
-        run's `state` too for them (a `Loop` has both).
+        run's `state` too for them (a `Loop` has both). A `Loop` left after a
+        ``break`` is ended first, as reading ``loop.result`` does; to grade a
+        run that should go on, pass ``loop.state``.
         """
-        result: RunResult | None = None
+        source: RunResult | DefaultState
         if isinstance(run, RunResult):
-            result = run
+            source = run
         elif isinstance(run, DefaultState):
-            state = run
+            state = source = run
         elif isinstance(getattr(run, "state", None), DefaultState):  # a Loop or an AsyncLoop
-            state = state or run.state
-            result = run.result
+            loop_state: DefaultState = run.state
+            state = state or loop_state
+            source = run.result if run.result is not None else loop_state  # not ended: as it stands
         else:
             raise TypeError(f"cannot read a run from a {type(run).__name__}")
-        source: RunResult | DefaultState | None = result if result is not None else state
-        if source is None:
-            raise TypeError("the loop has not ended: iterate it before grading it")
         metadata = dict(state.metadata) if state is not None else {}
         return cls(
             task=state.task if state is not None else None,
