@@ -133,6 +133,7 @@ class MetricsHook:
             self.usage = Usage()
             self._cost = 0.0
             self._costed = False
+            self._last_model = ""
 
     # -- hook methods --------------------------------------------------------------------
 
@@ -182,7 +183,11 @@ class MetricsHook:
 
     def _model_call(self, seconds: float, response: Any, error: str | None) -> None:
         usage = getattr(response, "usage", None) or Usage()
-        model = getattr(response, "model", "") or self.model or ""
+        answered = getattr(response, "model", "") or ""
+        if answered:
+            self._last_model = answered
+        # A reply that does not name its model was answered by the one named last (or configured).
+        model = answered or self._last_model or self.model or ""
         cost = cost_of(usage, model, self.prices) if self.prices else usage.cost
         with self._lock:
             self.model_ms.append(seconds * 1000)

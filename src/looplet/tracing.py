@@ -398,8 +398,10 @@ class TracingHook:
             attrs["gen_ai.tool.call.id"] = tool_call.call_id
         if run is not None:
             attrs["gen_ai.conversation.id"] = run.span.record.attributes["gen_ai.conversation.id"]
+        if self.capture_content:
+            attrs["gen_ai.tool.call.arguments"] = _content(tool_call.args)
         span = self._start(f"execute_tool {tool_call.tool}", "internal", _parent_id(run), attrs, run)
-        self._end(span, {}, tool_result.error_kind or None)
+        self._end(span, self._tool_end(tool_result), tool_result.error_kind or None)
 
     # -- spans ---------------------------------------------------------------------------
 
