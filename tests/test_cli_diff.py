@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_replay import Shop, parent_and_fork, record, refund_reply, refund_tools, script
@@ -235,3 +236,34 @@ def test_control_characters_in_a_step_file_are_not_printed(
     assert "  = #1 ✓ look_up(item='tea')" in out
     code, out, _ = run_cli([str(tampered), str(basket)], capsys)
     assert "  = #1 �[2J�]0;owned� look_up" in out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("stop_reason", "max_steps", "different stop reason: done vs max_steps"),
+        ("final_answer", {"answer": "80"}, "different final answer"),
+    ],
+)
+def test_same_steps_that_end_differently_differ_at_the_end(
+    field: str, value: Any, reason: str, basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "o" / basket.name
+    shutil.copytree(basket, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest[field] = value
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    code, out, _ = run_cli([str(basket), str(other)], capsys)
+    assert code == 1
+    assert out.count("  = #") == 4 and "first divergence" not in out
+    assert out.splitlines()[-1] == f"different: first at the end: {reason}"
+
+
+def test_a_changed_prompt_with_the_same_steps_still_differs(
+    basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other, _ = record(tmp_path / "b", MockLLMBackend(script()), Shop().tools, system_prompt="Be brief.")
+    code, out, _ = run_cli([str(basket), str(other)], capsys)
+    assert code == 1
+    assert "prompts: B's model call 1 (before step 1) differs from A's in the system prompt" in out
+    assert out.splitlines()[-1] == "different: same steps and ending, but the prompts differ"

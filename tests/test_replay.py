@@ -394,7 +394,7 @@ class NativeScript(MockLLMBackend):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_native_backends_hint_for_a_reply_without_a_call_is_reproduced(mode: str, tmp_path: Path) -> None:
-    replies = ["Let me think about the basket.", ToolCall("done", {"answer": "none"}, call_id="d1")]
+    replies: list[Any] = ["Let me think.", ToolCall("done", {"answer": "none"}, call_id="d1")]
     path, result = record(tmp_path, NativeScript(replies), Shop().tools)
     error = result.steps[0].tool_result.error
     assert error is not None and "Use your tool-calling interface" in error
@@ -437,3 +437,59 @@ def test_an_async_replay_is_an_async_context_manager(recorded: Path) -> None:
     tools, report = asyncio.run(main())
     assert tools == ["look_up", "look_up", "price", "done"]
     assert report.divergence is not None and report.divergence.kind == "result"
+
+
+@pytest.mark.parametrize("results", [None, "recorded"])
+def test_a_step_the_recording_does_not_have_is_reported_as_extra(results: Any, tmp_path: Path) -> None:
+    class StopAfterFirst:
+        def should_stop(self, state: Any, step: int) -> Any:
+            return True
+
+    batch = [
+        ToolCall("look_up", {"item": "tea"}, call_id="c1"),
+        ToolCall("look_up", {"item": "cups"}, call_id="c2"),
+    ]
+    shop = Shop()
+    path, result = record(tmp_path, MockLLMBackend([batch]), shop.tools, hooks=[StopAfterFirst()])
+    assert len(result.steps) == 1 and shop.ran == ["look_up"]  # the second call of the batch never ran
+    replayed = replay_loop(path, tools=shop.tools, results=results)
+    steps = list(replayed)
+    report = replayed.report()
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (2, "extra")
+    assert report.divergence.before is None and report.divergence.after == steps[1].pretty()
+    if results == "recorded":  # the call has no recorded result: it gets an error, the tool does not run
+        assert shop.ran == ["look_up"]
+        assert steps[1].tool_result.error == (
+            "no recorded result for call 'c2' to look_up: "
+            "the replayed run made a call the recording does not have"
+        )
+    else:
+        assert shop.ran == ["look_up", "look_up", "look_up"]
+
+
+def test_errors_differ_by_kind_before_message() -> None:
+    def step(kind: str, error: str) -> dict[str, Any]:
+        result = {"data": None, "error": error, "error_kind": kind}
+        return {"call": {"tool": "t", "args": {}}, "result": result}
+
+    assert step_difference(step("timeout", "slow"), step("execution", "slow")) == (
+        "result",
+        "different error kind: timeout vs execution",
+    )
+    assert step_difference(step("execution", "a"), step("execution", "b")) == (
+        "result",
+        "different error message",
+    )
+    assert step_difference(step("execution", "a"), step("execution", "a")) is None
+
+
+def test_request_differences_name_the_first_part_that_differs() -> None:
+    from looplet.replay import request_difference
+
+    base = {"system": "s", "tools": [], "extra": [], "messages": [{"role": "user", "content": "hi"}]}
+    longer = dict(base, messages=[*base["messages"], {"role": "assistant", "content": ""}])
+    assert request_difference(base, dict(base)) is None
+    assert request_difference(base, longer) == "the number of messages (1 vs 2)"
+    assert request_difference(base, dict(base, tools=[{"name": "x"}])) == "the tools offered"
+    assert request_difference(base, dict(base, messages=[{"role": "user", "content": "yo"}])) == "message 1"
