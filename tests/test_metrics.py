@@ -80,6 +80,16 @@ def test_without_a_table_the_cost_is_what_the_backend_priced(drive: Driver) -> N
     assert hook.cost == pytest.approx(0.25)
 
 
+def test_a_reply_without_a_model_name_is_priced_as_the_model_named_last(drive: Driver) -> None:
+    script = [
+        _reply(ToolCall("search", {"q": "a"}), usage=Usage(1_000_000, 0), model="m-large-2025"),
+        _reply(ToolCall("done", {"answer": "x"}), usage=Usage(1_000_000, 0), model=""),
+    ]
+    hook = MetricsHook({"m-large": (3.0, 0.0), "m": (100.0, 0.0)})
+    drive(MockLLMBackend(script), tools=_tools(), hooks=[hook])
+    assert hook.cost == pytest.approx(6.0)
+
+
 def test_a_failed_model_call_is_counted_by_kind(drive: Driver) -> None:
     hook = MetricsHook()
     _, result = drive(MockLLMBackend([LLMError("too many", kind="rate_limit")]), tools=_tools(), hooks=[hook])
