@@ -1,4 +1,4 @@
-"""What watching a run costs: per-step time with no hook, TracingHook, TracingHook + OpenTelemetry, MetricsHook.
+"""What watching a run costs: per-step time with no hook, the observer hooks.
 
     python benchmarks/bench_tracing.py            # full table
     python benchmarks/bench_tracing.py --quick    # fewer repeats
