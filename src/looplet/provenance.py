@@ -121,6 +121,26 @@ def _dumps(data: Any, *, indent: int | None = 2) -> bytes:
     return (text + "\n").encode("utf-8", "backslashreplace")
 
 
+#: Stands for the messages while the rest of a model-call record is encoded (see `_with_messages`).
+_MESSAGES_SLOT = f"\x00messages-{os.urandom(8).hex()}\x00"
+
+
+def _compact(data: Any) -> str:
+    """One value as one line of JSON (the C encoder: about ten times faster than indented)."""
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, default=_fallback)
+
+
+def _with_messages(record: dict[str, Any]) -> bytes:
+    """A model-call record as `_dumps` writes it, but with one message per line: the
+    conversation, most of the record, is encoded once per message, not once per call."""
+    request = record["request"]
+    lines: list[str] = request["messages"]
+    text = _dumps({**record, "request": {**request, "messages": _MESSAGES_SLOT}})
+    slot = json.dumps(_MESSAGES_SLOT, ensure_ascii=False).encode("utf-8", "backslashreplace")
+    body = "[\n" + ",\n".join("      " + line for line in lines) + "\n    ]" if lines else "[]"
+    return text.replace(slot, body.encode("utf-8", "backslashreplace"), 1)
+
+
 def _fallback(value: Any) -> Any:
     return to_jsonable(value)
 
@@ -268,7 +288,7 @@ class _RunWriter:
             "retries": self.encoder.value(_retries(error if error is not None else outcome)),
             "error": None if error is None else self._error(error),
         }
-        _write_file(self.dir / name, _dumps(record))
+        _write_file(self.dir / name, _with_messages(record))
         fields: dict[str, Any] = {"index": index, "file": name, "step": record["step"]}
         if error is not None:
             fields["error"] = record["error"]["type"]
@@ -290,9 +310,10 @@ class _RunWriter:
             ),
         }
 
-    def _messages(self, messages: Any) -> list[Any]:
-        """The conversation as sent. A message is encoded once and reused by later calls
-        (messages are frozen; the cache is dropped when the secrets to mask change)."""
+    def _messages(self, messages: Any) -> list[str]:
+        """The conversation as sent, one JSON text per message. A message is encoded once and
+        reused by later calls (messages are frozen; the cache is dropped when the secrets to
+        mask change), so a call costs what its new messages cost, plus one join."""
         version = redaction_version()
         if version != self.messages_version:
             self.messages, self.messages_version = {}, version
@@ -301,7 +322,8 @@ class _RunWriter:
             known = self.messages.get(id(message))
             if known is None or known[0] is not message:
                 to_dict = getattr(message, "to_dict", None)
-                known = (message, self.encoder.value(to_dict() if callable(to_dict) else message))
+                data = self.encoder.value(to_dict() if callable(to_dict) else message)
+                known = (message, _compact(data))
                 self.messages[id(message)] = known
             out.append(known[1])
         return out
