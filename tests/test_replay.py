@@ -493,3 +493,28 @@ def test_request_differences_name_the_first_part_that_differs() -> None:
     assert request_difference(base, longer) == "the number of messages (1 vs 2)"
     assert request_difference(base, dict(base, tools=[{"name": "x"}])) == "the tools offered"
     assert request_difference(base, dict(base, messages=[{"role": "user", "content": "yo"}])) == "message 1"
+
+
+def test_a_recording_cut_short_is_replayed_up_to_where_it_stops(recorded: Path, tmp_path: Path) -> None:
+    import shutil
+
+    killed = tmp_path / "killed" / recorded.name
+    shutil.copytree(recorded, killed)
+    kept = []
+    for line in (killed / "events.jsonl").read_text().splitlines(keepends=True):
+        event = json.loads(line)
+        if event["event"] == "step" and event["number"] == 3:
+            break  # killed while step 3's tool ran: its model call is recorded, the step is not
+        kept.append(line)
+    (killed / "events.jsonl").write_text("".join(kept))
+    manifest = json.loads((killed / "manifest.json").read_text())
+    manifest.update(status="running", stop_reason=None, final_answer=None)
+    (killed / "manifest.json").write_text(json.dumps(manifest))
+
+    replayed = replay_loop(killed, tools=Shop().tools)
+    report = replayed.run()
+    assert report.steps_compared == 2
+    assert report.divergence is not None
+    assert (report.divergence.step, report.divergence.kind) == (3, "extra")
+    assert report.divergence.detail == "the recording has no such step (the recorded run did not end)"
+    assert replayed.llm.remaining == 0

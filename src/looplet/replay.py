@@ -42,9 +42,12 @@ __all__ = [
     "AsyncReplay",
     "replay_loop",
     "async_replay_loop",
+    "RecordedResults",
     "StepPair",
     "RunDiff",
     "diff_runs",
+    "step_difference",
+    "request_difference",
     "load_run",
 ]
 
@@ -54,14 +57,14 @@ Results = Literal["recorded"] | None
 # -- reading a recording ---------------------------------------------------------------
 
 
-def load_run(path: str | os.PathLike[str] | Any) -> Any:
+def load_run(path: str | os.PathLike[str] | RecordedRun) -> RecordedRun:
     """The `RecordedRun` at `path` (a run directory, or a root holding one); a `RecordedRun` as is."""
     if isinstance(path, RecordedRun):
         return path
     return read_run(path)
 
 
-def _steps_by_number(run: Any) -> dict[int, dict[str, Any]]:
+def _steps_by_number(run: RecordedRun) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for record in run.steps:
         if isinstance(record, dict) and isinstance(record.get("number"), int):
@@ -69,9 +72,8 @@ def _steps_by_number(run: Any) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _manifest(run: Any) -> dict[str, Any]:
-    manifest = getattr(run, "manifest", None)
-    return manifest if isinstance(manifest, dict) else {}
+def _manifest(run: RecordedRun) -> dict[str, Any]:
+    return run.manifest if isinstance(run.manifest, dict) else {}
 
 
 # -- comparing values as the recorder wrote them --------------------------------------
@@ -115,7 +117,7 @@ def _matches(recorded: Any, live: Any) -> bool:
     return _same(recorded, plain) or _same(recorded, _plain(redact_value(plain)))
 
 
-def step_record(step: Step) -> dict[str, Any]:
+def _step_record(step: Step) -> dict[str, Any]:
     """The parts of a live `Step` a recording is compared on, in the step file's shape."""
     call, result = step.tool_call, step.tool_result
     return {
@@ -193,7 +195,7 @@ class ReplayMismatch(LLMError):
         super().__init__(message, kind="bad_request")
 
 
-def response_of(record: Mapping[str, Any]) -> LLMResponse:
+def _response_of(record: Mapping[str, Any]) -> LLMResponse:
     """The `LLMResponse` an ``llm/NNNN.json`` record holds (its recorded failure is raised)."""
     error = record.get("error")
     if isinstance(error, dict):
@@ -222,7 +224,7 @@ def response_of(record: Mapping[str, Any]) -> LLMResponse:
     )
 
 
-def request_record(request: LLMRequest) -> dict[str, Any]:
+def _request_record(request: LLMRequest) -> dict[str, Any]:
     """The parts of a live request a recording is compared on, in the ``llm/`` file's shape."""
     return {
         "system": request.system,
@@ -302,12 +304,12 @@ class ReplayLLM:
         record = self.records[n - 1]
         recorded_request = record.get("request")
         if isinstance(recorded_request, dict):
-            what = request_difference(recorded_request, request_record(request), live=True)
+            what = request_difference(recorded_request, _request_record(request), live=True)
             if what is not None:
                 self.mismatches.append((n, what))
                 if self.strict:
                     raise ReplayMismatch(f"model call {n} differs from the recording in {what}")
-        return response_of(record)
+        return _response_of(record)
 
     @property
     def remaining(self) -> int:
@@ -320,7 +322,7 @@ class ReplayLLM:
 _NATIVE_HINT = "Use your tool-calling interface, not text."
 
 
-def _native(run: Any) -> bool:
+def _native(run: RecordedRun | None) -> bool:
     """Whether the recorded backend called tools natively: the manifest says, or the hint a
     reply without a call was given shows it."""
     if run is None:
@@ -338,7 +340,7 @@ def _native(run: Any) -> bool:
 # -- recorded results ----------------------------------------------------------------
 
 
-def result_of(record: Mapping[str, Any], call_id: str) -> ToolResult:
+def _result_of(record: Mapping[str, Any], call_id: str) -> ToolResult:
     """The `ToolResult` a step file holds, tied to `call_id`."""
     result = _part(record, "result")
     call = _part(record, "call")
@@ -381,7 +383,7 @@ class RecordedResults:
                 error_kind=ErrorKind.EXECUTION,
                 call_id=tool_call.call_id,
             )
-        return result_of(record, tool_call.call_id)
+        return _result_of(record, tool_call.call_id)
 
 
 # -- the replay report --------------------------------------------------------------
@@ -456,7 +458,7 @@ class ReplayReport:
 class _Comparison:
     """The recorded run, and the first divergence of the live steps shown to it."""
 
-    def __init__(self, run: Any, first_step: int) -> None:
+    def __init__(self, run: RecordedRun, first_step: int) -> None:
         self.run = run
         self.recorded = {n: r for n, r in _steps_by_number(run).items() if n >= first_step}
         self.first_step = first_step
@@ -469,9 +471,10 @@ class _Comparison:
         if step.number < self.first_step:
             return
         record = self.recorded.get(step.number)
-        live = step_record(step)
+        live = _step_record(step)
         if record is None:
-            text = "the recording has no such step"
+            ended = _manifest(self.run).get("status") == "ended"
+            text = "the recording has no such step" + ("" if ended else " (the recorded run did not end)")
             self._first(Divergence(step.number, "extra", text, None, live["pretty"]))
             return
         self.compared += 1
@@ -490,7 +493,10 @@ class _Comparison:
             n = missing[0]
             text = f"the replayed run ended ({result.stop_reason}) before this step"
             return Divergence(n, "missing", text, _pretty(self.recorded[n]), None)
-        return _outcome(_manifest(self.run), result.stop_reason, result.final_answer, live=True)
+        manifest = _manifest(self.run)
+        if manifest.get("status") != "ended":
+            return None  # a recording that was cut short has no ending to compare
+        return _outcome(manifest, result.stop_reason, result.final_answer, live=True)
 
     def _first(self, divergence: Divergence) -> None:
         if self.divergence is None:
@@ -520,12 +526,14 @@ def _outcome(
 
 
 def _prepare(
-    run_dir: Any,
+    run_dir: str | os.PathLike[str] | RecordedRun,
     hooks: Iterable[object] | None,
     results: Results,
-    options: dict[str, Any],
     kwargs: dict[str, Any],
-) -> tuple[Any, ReplayLLM, list[object], int]:
+    *,
+    strict: bool,
+    parent: str | os.PathLike[str] | RecordedRun | None,
+) -> tuple[RecordedRun, ReplayLLM, list[object], int]:
     """The recording, its replay backend, the hooks, and the first step to compare."""
     if results not in (None, "recorded"):
         raise ConfigError(f'results must be None (run the tools) or "recorded", got {results!r}')
@@ -534,15 +542,17 @@ def _prepare(
     hooks = list(hooks or ())
     if results == "recorded":
         hooks.append(RecordedResults(run.steps))  # innermost: the caller's interceptors see each call
-    script = _script(run, options.get("parent"), state)
-    llm = ReplayLLM(script, strict=bool(options.get("strict")), native_tool_calls=_native(run))
+    script = _script(run, parent, state)
+    llm = ReplayLLM(script, strict=strict, native_tool_calls=_native(run))
     if state is None:
         kwargs.setdefault("task", _manifest(run).get("task"))
     first_step = 1 if state is None else len(state.steps) + 1
     return run, llm, hooks, first_step
 
 
-def _script(run: Any, parent: Any, state: Any) -> list[dict[str, Any]]:
+def _script(
+    run: RecordedRun, parent: str | os.PathLike[str] | RecordedRun | None, state: Any
+) -> list[dict[str, Any]]:
     """The model replies to serve: the run's own, after the parent's for the turns it inherited.
 
     A fork (or a resumed session) is recorded with the steps it started with,
@@ -584,7 +594,7 @@ class Replay(Iterator[Step]):
     the `ReplayLLM`.
     """
 
-    def __init__(self, run: Any, llm: ReplayLLM, loop: Loop, first_step: int) -> None:
+    def __init__(self, run: RecordedRun, llm: ReplayLLM, loop: Loop, first_step: int) -> None:
         self.llm = llm
         self.loop = loop
         self._compare = _Comparison(run, first_step)
@@ -630,13 +640,13 @@ class Replay(Iterator[Step]):
 
 
 def replay_loop(
-    run_dir: Any,
+    run_dir: str | os.PathLike[str] | RecordedRun,
     *,
     tools: BaseToolRegistry | None = None,
     hooks: Iterable[object] | None = None,
     results: Results = None,
     strict: bool = False,
-    parent: Any = None,
+    parent: str | os.PathLike[str] | RecordedRun | None = None,
     **loop_kwargs: Any,
 ) -> Replay:
     """Re-run a recorded run against its recorded model replies.
@@ -659,8 +669,7 @@ def replay_loop(
     Returns:
         A `Replay`: iterate it for Steps, then read ``report()``; or ``run()``.
     """
-    options = {"strict": strict, "parent": parent}
-    run, llm, hooks, first_step = _prepare(run_dir, hooks, results, options, loop_kwargs)
+    run, llm, hooks, first_step = _prepare(run_dir, hooks, results, loop_kwargs, strict=strict, parent=parent)
     loop = composable_loop(llm, tools=tools, hooks=hooks, **loop_kwargs)
     return Replay(run, llm, loop, first_step)
 
@@ -668,7 +677,7 @@ def replay_loop(
 class AsyncReplay(AsyncIterator[Step]):
     """The async twin of `Replay` (what `async_replay_loop` returns)."""
 
-    def __init__(self, run: Any, llm: ReplayLLM, loop: AsyncLoop, first_step: int) -> None:
+    def __init__(self, run: RecordedRun, llm: ReplayLLM, loop: AsyncLoop, first_step: int) -> None:
         self.llm = llm
         self.loop = loop
         self._compare = _Comparison(run, first_step)
@@ -712,18 +721,17 @@ class AsyncReplay(AsyncIterator[Step]):
 
 
 def async_replay_loop(
-    run_dir: Any,
+    run_dir: str | os.PathLike[str] | RecordedRun,
     *,
     tools: BaseToolRegistry | None = None,
     hooks: Iterable[object] | None = None,
     results: Results = None,
     strict: bool = False,
-    parent: Any = None,
+    parent: str | os.PathLike[str] | RecordedRun | None = None,
     **loop_kwargs: Any,
 ) -> AsyncReplay:
     """The async twin of `replay_loop`, on `async_composable_loop` (async tools and hooks awaited)."""
-    options = {"strict": strict, "parent": parent}
-    run, llm, hooks, first_step = _prepare(run_dir, hooks, results, options, loop_kwargs)
+    run, llm, hooks, first_step = _prepare(run_dir, hooks, results, loop_kwargs, strict=strict, parent=parent)
     loop = async_composable_loop(llm, tools=tools, hooks=hooks, **loop_kwargs)
     return AsyncReplay(run, llm, loop, first_step)
 
@@ -765,8 +773,8 @@ class RunDiff:
         prompt: the first model call whose prompt differs: ``(call in B, step, what)``, or None.
     """
 
-    a: Any
-    b: Any
+    a: RecordedRun
+    b: RecordedRun
     relation: str
     pairs: list[StepPair]
     divergence: Divergence | None
@@ -802,7 +810,7 @@ class RunDiff:
         }
 
 
-def _summary(run: Any) -> dict[str, Any]:
+def _summary(run: RecordedRun) -> dict[str, Any]:
     manifest = _manifest(run)
     keys = ("run_id", "parent_run_id", "forked_at", "task", "status", "stop_reason", "final_answer")
     out = {k: manifest.get(k) for k in keys}
@@ -811,7 +819,7 @@ def _summary(run: Any) -> dict[str, Any]:
     return out
 
 
-def _fork_point(parent: Any, child: Any) -> int | None:
+def _fork_point(parent: RecordedRun, child: RecordedRun) -> int | None:
     """The step `child` was forked at, when it is a fork of `parent`."""
     manifest, parent_id = _manifest(child), _manifest(parent).get("run_id")
     at = manifest.get("forked_at")
@@ -820,7 +828,7 @@ def _fork_point(parent: Any, child: Any) -> int | None:
     return None
 
 
-def _relation(a: Any, b: Any) -> tuple[str, int | None, str | None]:
+def _relation(a: RecordedRun, b: RecordedRun) -> tuple[str, int | None, str | None]:
     """``(words, fork step, which side holds inherited steps: "a", "b" or "both")``."""
     at = _fork_point(a, b)
     if at is not None:
@@ -836,7 +844,9 @@ def _relation(a: Any, b: Any) -> tuple[str, int | None, str | None]:
     return "", None, None
 
 
-def _is_shared(n: int, at: int | None, side: str | None, x: Any, y: Any) -> bool:
+def _is_shared(
+    n: int, at: int | None, side: str | None, x: Mapping[str, Any] | None, y: Mapping[str, Any] | None
+) -> bool:
     """Whether step `n` is one a fork inherited (before its fork point): shown as shared."""
     if at is None or n >= at:
         return False
@@ -844,11 +854,12 @@ def _is_shared(n: int, at: int | None, side: str | None, x: Any, y: Any) -> bool
     return all(r is None or bool(r.get("inherited")) for r in sides)
 
 
-def diff_runs(a: Any, b: Any) -> RunDiff:
-    """Compare two recorded runs step by step (paths or `RecordedRun`s).
+def diff_runs(a: str | os.PathLike[str] | RecordedRun, b: str | os.PathLike[str] | RecordedRun) -> RunDiff:
+    """Compare two recorded runs step by step (directories or `RecordedRun`s).
 
-    A fork recorded without the steps it kept from its parent is compared
-    with the parent's steps before the fork point (marked `shared`).
+    When one is a fork of the other (or both are forks of one run), the steps
+    before the fork point that the fork inherited are marked `shared`; a fork
+    directory that lacks them is compared with its parent's.
     """
     run_a, run_b = load_run(a), load_run(b)
     relation, at, fork_side = _relation(run_a, run_b)
@@ -878,7 +889,7 @@ def _pair_difference(x: Mapping[str, Any] | None, y: Mapping[str, Any] | None) -
     return step_difference(x, y)
 
 
-def _calls_by_step(run: Any) -> dict[Any, list[dict[str, Any]]]:
+def _calls_by_step(run: RecordedRun) -> dict[Any, list[dict[str, Any]]]:
     out: dict[Any, list[dict[str, Any]]] = {}
     for record in run.llm_calls:
         if isinstance(record, dict):
@@ -886,7 +897,7 @@ def _calls_by_step(run: Any) -> dict[Any, list[dict[str, Any]]]:
     return out
 
 
-def _prompt_difference(a: Any, b: Any) -> tuple[int, int | None, str] | None:
+def _prompt_difference(a: RecordedRun, b: RecordedRun) -> tuple[int, int | None, str] | None:
     """The first model call of B whose prompt differs from A's call before the same step.
 
     Calls are paired by the step they came before (so a fork recorded without
