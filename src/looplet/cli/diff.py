@@ -21,6 +21,7 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "diff",
         help="compare two recorded runs step by step",
+        usage="%(prog)s [-h] [--json] DIR_A DIR_B",
         description="Compare two provenance run directories step by step: "
         "exit 0 when the same, 1 when different, 2 on bad input.",
     )
@@ -78,7 +79,6 @@ def _header(label: str, run: Any) -> str:
         parts.append(f"task {_short(manifest.get('task'))}")
     parts.append(f"{len(run.steps)} steps")
     parts.append(f"stop {manifest.get('stop_reason') or manifest.get('status') or '?'}")
-    parts.append(str(run.path))
     return "  ".join(parts)
 
 
