@@ -267,3 +267,26 @@ def test_a_changed_prompt_with_the_same_steps_still_differs(
     assert code == 1
     assert "prompts: B's model call 1 (before step 1) differs from A's in the system prompt" in out
     assert out.splitlines()[-1] == "different: same steps and ending, but the prompts differ"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_secret_in_an_unredacted_recording_is_not_printed(
+    as_json: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from looplet import ToolCall, composable_loop
+    from looplet.provenance import ProvenanceSink
+
+    canary = "sk-canary-0123456789abcdefghij"
+    monkeypatch.setenv("SHOP_API_TOKEN", canary)
+    shop = Shop()
+    paths = []
+    for name, answer in (("a", "fine"), ("b", f"leaked {canary}")):
+        replies = [ToolCall("look_up", {"item": canary}, call_id="c1"), ToolCall("done", {"answer": answer})]
+        sink = ProvenanceSink(tmp_path / name, redact=False)
+        loop = composable_loop(MockLLMBackend(replies), tools=shop.tools, hooks=[sink], task="t")
+        loop.run()
+        paths.append(sink.path_of(loop.state.run_id))
+    assert canary in (paths[1] / "manifest.json").read_text()  # recorded raw, as asked
+    code, out, _ = run_cli([str(paths[0]), str(paths[1]), *(["--json"] if as_json else [])], capsys)
+    assert code == 1
+    assert canary not in out and "[REDACTED]" in out

@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..redaction import redact_text, redact_value
     from ..replay import diff_runs
 
     if not args.dir_a or not args.dir_b:
@@ -44,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         print(f"looplet diff: error: {reason}", file=sys.stderr)
         return 2
+    # A recording made with redact=False holds secrets as they were: mask what is printed anyway.
     if args.json:
-        print(json.dumps(diff.to_dict(), indent=2, ensure_ascii=False, default=str))
+        print(json.dumps(redact_value(diff.to_dict()), indent=2, ensure_ascii=False, default=str))
     else:
-        print(render(diff))
+        print(redact_text(render(diff)))
     return 0 if diff.identical else 1
 
 
