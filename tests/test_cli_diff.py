@@ -290,3 +290,21 @@ def test_a_secret_in_an_unredacted_recording_is_not_printed(
     code, out, _ = run_cli([str(paths[0]), str(paths[1]), *(["--json"] if as_json else [])], capsys)
     assert code == 1
     assert canary not in out and "[REDACTED]" in out
+
+
+def test_a_recorded_replay_diffs_as_the_same_run_as_the_original(
+    basket: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from looplet.provenance import ProvenanceSink
+    from looplet.replay import replay_loop
+
+    sink = ProvenanceSink(tmp_path / "replays")
+    replayed = replay_loop(basket, tools=Shop().tools, hooks=[sink])
+    assert replayed.run().identical
+    again = sink.path_of(replayed.loop.state.run_id)
+    code, out, _ = run_cli([str(basket), str(again)], capsys)
+    assert code == 0, out
+    changed = replay_loop(basket, tools=Shop(discount=0.5).tools, hooks=[sink])
+    assert changed.run().divergence is not None
+    code, out, _ = run_cli([str(basket), str(sink.path_of(changed.loop.state.run_id))], capsys)
+    assert code == 1 and "--- first divergence at step 3: different data ---" in out
