@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import LoopError
+from .errors import ConfigError, LoopError
 from .redaction import redact_value, redaction_version
 from .tools.results import to_jsonable
 from .types import Step, ToolCall, ToolResult, Usage
@@ -555,7 +555,7 @@ class ProvenanceSink:
         self, root: str | os.PathLike[str], *, redact: bool = True, max_chars: int = DEFAULT_MAX_CHARS
     ):
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 2:
-            raise ValueError(f"max_chars must be a whole number >= 2, got {max_chars!r}")
+            raise ConfigError(f"max_chars must be a whole number >= 2, got {max_chars!r}")
         self.root = Path(root)
         self.redact = bool(redact)
         self.max_chars = max_chars
