@@ -518,3 +518,15 @@ def test_a_recording_cut_short_is_replayed_up_to_where_it_stops(recorded: Path, 
     assert (report.divergence.step, report.divergence.kind) == (3, "extra")
     assert report.divergence.detail == "the recording has no such step (the recorded run did not end)"
     assert replayed.llm.remaining == 0
+
+
+def test_a_parent_with_fewer_replies_than_the_fork_inherited_is_refused(tmp_path: Path) -> None:
+    _, child, _ = parent_and_fork(tmp_path / "runs")
+    short, _ = record(tmp_path / "short", MockLLMBackend([ToolCall("done", {"answer": "x"})]), Shop().tools)
+    with pytest.raises(ConfigError, match="holds 1 model replies; .* inherited 2 turns"):
+        replay_loop(child, tools=refund_tools()[0], parent=short)
+
+
+def test_an_async_replay_runs_to_its_report(recorded: Path) -> None:
+    report = asyncio.run(async_replay_loop(recorded, tools=Shop().tools).run())
+    assert report.identical and report.steps_compared == 4

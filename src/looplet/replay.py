@@ -461,15 +461,12 @@ class _Comparison:
     def __init__(self, run: RecordedRun, first_step: int) -> None:
         self.run = run
         self.recorded = {n: r for n, r in _steps_by_number(run).items() if n >= first_step}
-        self.first_step = first_step
         self.divergence: Divergence | None = None
         self.compared = 0
         self.last_number = first_step - 1
 
     def see(self, step: Step) -> None:
         self.last_number = max(self.last_number, step.number)
-        if step.number < self.first_step:
-            return
         record = self.recorded.get(step.number)
         live = _step_record(step)
         if record is None:
