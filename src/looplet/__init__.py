@@ -39,18 +39,24 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
         ScriptExhaustedError,
         ToolDefinitionError,
     )
+    from .evals import EvalCase, EvalContext, EvalHook, EvalResult
+    from .events import EventHook, LiveDisplay
     from .guards import BudgetWarningHook, PerToolLimitHook, StagnationHook
     from .history import History, Message
     from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
     from .hooks.protocols import LoopHook
     from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
+    from .metrics import MetricsHook
     from .permissions import PermissionDecision, PermissionEngine, PermissionHook
     from .prompt import PromptContext
+    from .provenance import ProvenanceSink, RecordedRun, read_run
     from .redaction import register_secret
+    from .replay import async_replay_loop, replay_loop
     from .state import DefaultState
     from .tools.builtins import register_done_tool, register_think_tool
     from .tools.context import CancelToken, ToolContext
     from .tools.registry import BaseToolRegistry, ToolSpec, tool
+    from .tracing import TracingHook
     from .types import (
         ErrorCategory,
         ErrorKind,
@@ -112,6 +118,20 @@ __all__ = [
     "ContextBudget",
     "ThresholdCompactHook",
     "ContextPressureHook",
+    # observability and evals
+    "ProvenanceSink",
+    "RecordedRun",
+    "read_run",
+    "replay_loop",
+    "async_replay_loop",
+    "TracingHook",
+    "MetricsHook",
+    "EventHook",
+    "LiveDisplay",
+    "EvalHook",
+    "EvalContext",
+    "EvalResult",
+    "EvalCase",
     # hooks
     "LoopHook",
     "Allow",
@@ -184,6 +204,19 @@ _WHERE = {
     "MemoryRunStore": ".checkpoints",
     "RunStore": ".checkpoints",
     "load_run": ".checkpoints",
+    "ProvenanceSink": ".provenance",
+    "RecordedRun": ".provenance",
+    "read_run": ".provenance",
+    "replay_loop": ".replay",
+    "async_replay_loop": ".replay",
+    "TracingHook": ".tracing",
+    "MetricsHook": ".metrics",
+    "EventHook": ".events",
+    "LiveDisplay": ".events",
+    "EvalHook": ".evals",
+    "EvalContext": ".evals",
+    "EvalResult": ".evals",
+    "EvalCase": ".evals",
     "CheckpointError": ".errors",
     "CheckpointLocked": ".errors",
     "DecisionError": ".errors",
