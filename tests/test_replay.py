@@ -530,3 +530,64 @@ def test_a_parent_with_fewer_replies_than_the_fork_inherited_is_refused(tmp_path
 def test_an_async_replay_runs_to_its_report(recorded: Path) -> None:
     report = asyncio.run(async_replay_loop(recorded, tools=Shop().tools).run())
     assert report.identical and report.steps_compared == 4
+
+
+# -- property: any scripted run replays as it was recorded ---------------------------------------
+
+
+def test_any_scripted_run_replays_as_it_was_recorded() -> None:
+    """Scripts of data, errors (unknown tool, wrong argument type, a tool that raises) and
+    replies without a call, in single calls and batches: the replay takes the same steps."""
+    import tempfile
+    from collections import Counter
+
+    from hypothesis import event, given, settings
+    from hypothesis import strategies as st
+
+    from looplet import LoopConfig
+
+    text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+    call = st.one_of(
+        st.builds(lambda item: ("look_up", {"item": item}), text),
+        st.builds(lambda total: ("price", {"total": total}), st.integers(-(10**6), 10**6)),
+        st.builds(lambda total: ("price", {"total": total}), text),  # wrong type: validation error
+        st.just(("lookup", {"item": "tea"})),  # unknown tool
+        st.just(("explode", {})),  # raises
+    )
+    reply = st.one_of(st.lists(call, min_size=1, max_size=3), text.map(lambda t: f"no call: {t}"))
+    seen: Counter[str] = Counter()
+
+    def tools() -> BaseToolRegistry:
+        shop = Shop()
+
+        @shop.tools.tool
+        def explode() -> str:
+            """Always fails."""
+            raise ValueError("kaboom")
+
+        return shop.tools
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(reply, min_size=1, max_size=4))
+    def replays_the_same(replies: list[Any]) -> None:
+        script_items: list[Any] = []
+        for turn, item in enumerate(replies):
+            if isinstance(item, str):
+                script_items.append(item)
+            else:
+                script_items.append([ToolCall(t, a, call_id=f"t{turn}_{i}") for i, (t, a) in enumerate(item)])
+        script_items.append(ToolCall("done", {"answer": "ok"}, call_id="end"))
+        with tempfile.TemporaryDirectory() as root:
+            config = LoopConfig(max_no_tool_calls=10)
+            path, result = record(Path(root), MockLLMBackend(script_items), tools(), config=config)
+            report = replay_loop(path, tools=tools(), config=config).run()
+            assert report.identical, str(report)
+            assert report.steps_compared == len(result.steps)
+            assert report.result is not None and report.result.stop_reason == result.stop_reason
+        for step in result.steps:
+            kind = "text" if not step.tool_call.tool else ("error" if step.tool_result.error else "data")
+            seen[kind] += 1
+            event(kind)
+
+    replays_the_same()
+    assert seen["data"] >= 30 and seen["error"] >= 30 and seen["text"] >= 10, seen
