@@ -547,7 +547,7 @@ def test_any_scripted_run_replays_as_it_was_recorded() -> None:
     from looplet import LoopConfig
 
     text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-    call = st.one_of(
+    call: st.SearchStrategy[tuple[str, dict[str, Any]]] = st.one_of(
         st.builds(lambda item: ("look_up", {"item": item}), text),
         st.builds(lambda total: ("price", {"total": total}), st.integers(-(10**6), 10**6)),
         st.builds(lambda total: ("price", {"total": total}), text),  # wrong type: validation error
