@@ -7,9 +7,10 @@ python -m looplet.examples.coding_agent TASK --trace runs/                   # r
 The agent has read, write, edit, multi_edit, list_dir, glob, grep, bash,
 think and done (`looplet.examples.workspace`): every path stays inside the
 workspace, and bash runs in bubblewrap when it can (no network, nothing
-outside the workspace writable). Where bubblewrap cannot run, each bash
-command is asked about first (y/N on a terminal, refused without one) unless
-``--allow-bash`` is given, and its steps say ``sandbox: none``.
+outside the workspace writable). Where bubblewrap cannot run (or with
+``--sandbox none``), each bash command is asked about first (y/N on a
+terminal, refused without one) unless ``--allow-bash`` is given, and its
+steps say ``sandbox: none``.
 
 A guard blocks ``done`` until the workspace's tests pass (``--test-command``,
 by default pytest, run in the same sandbox); the model reads the failing
@@ -290,7 +291,7 @@ def report(result: RunResult, evals: EvalReport | None) -> int:
 
 
 def run_agent(llm: Any, args: argparse.Namespace) -> int:
-    workspace = Workspace(args.workspace)
+    workspace = Workspace(args.workspace, sandbox=args.sandbox)
     print(f"workspace: {workspace.root}")
     print(describe_sandbox(workspace, args.allow_bash))
     hooks, evals, sink = build_hooks(workspace, args)
@@ -333,6 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--test-command",
         default=default_test_command(),
         help="how the guard runs the tests, without a shell (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "none"],
+        default="auto",
+        help="where bash runs: bubblewrap when it works here (auto), always (bwrap) or never (none)",
     )
     parser.add_argument(
         "--allow-bash",
