@@ -773,11 +773,17 @@ def test_the_models_name_request_id_and_finish_reason_are_kept_on_the_step(drive
                 tool_calls=[native("done", answer="x")],
                 model="m-1",
                 request_id="req_9",
+                response_id="chatcmpl-1",
                 stop_reason="tool_calls",
             )
 
     steps, _ = drive(Native(), tools=tools)
-    assert steps[0].metadata["llm"] == {"model": "m-1", "request_id": "req_9", "finish_reason": "tool_calls"}
+    assert steps[0].metadata["llm"] == {
+        "model": "m-1",
+        "request_id": "req_9",
+        "response_id": "chatcmpl-1",
+        "finish_reason": "tool_calls",
+    }
 
 
 def test_a_hooks_denial_is_not_last_error_so_retry_flaky_tool_lets_the_retry_through(drive: Any) -> None:

@@ -414,6 +414,7 @@ class Engine:
                 "llm_ms": ms,
                 "model": response.model,
                 "request_id": response.request_id,
+                "response_id": response.response_id,
                 "finish_reason": response.stop_reason,
             }
             return response
@@ -453,6 +454,7 @@ class Engine:
             step=ctx.step,
             cancel_token=self.cancel_token,
             deadline=self._deadline,
+            run_id=self.state.run_id,
         )
 
     def _screened_system(self, system: str) -> str:
@@ -751,8 +753,9 @@ class Engine:
         return call, self._ready(prepared, call, step)
 
     def _ready(self, prepared: PreparedCall, call: ToolCall, step: int) -> PreparedCall:
-        """The prepared call, tied to `call` and given its ToolContext."""
+        """The prepared call, tied to `call` and its run, and given its ToolContext."""
         prepared.call = call
+        prepared.run_id = self.state.run_id
         if prepared.spec.ctx_param is not None:
             prepared.ctx = ToolContext(
                 llm=self.llm,
@@ -1102,7 +1105,7 @@ class Engine:
         return result
 
 
-_LLM_KEYS = ("model", "request_id", "finish_reason")
+_LLM_KEYS = ("model", "request_id", "response_id", "finish_reason")
 _DECISION_KINDS: dict[type, str] = {
     Allow: "allow",
     Deny: "deny",

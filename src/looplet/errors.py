@@ -17,6 +17,7 @@ slot, every tool and both drivers):
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 __all__ = [
     "LoopError",
@@ -125,6 +126,8 @@ class LLMError(LoopError):
         super().__init__(message)
         self.kind = kind
         self.status = status
+        #: the attempts that failed before this error, as `LLMResponse.retries` lists them
+        self.retries: list[dict[str, Any]] = []
         self.request_id = request_id
         self.retriable = retriable
 

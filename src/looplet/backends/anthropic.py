@@ -160,6 +160,7 @@ class _AnthropicBase(SDKBackend):
             usage=anthropic_usage(getattr(message, "usage", None)),
             model=text_field(getattr(message, "model", None)),
             request_id=request_id if isinstance(request_id, str) else None,
+            response_id=text_field(getattr(message, "id", None)),
         )
 
     def _response(
@@ -171,6 +172,7 @@ class _AnthropicBase(SDKBackend):
         usage: Usage,
         model: str,
         request_id: str | None,
+        response_id: str = "",
     ) -> LLMResponse:
         if stop == "refusal":
             said = f": {self._provider.scrub(text)}" if text else ""
@@ -185,6 +187,7 @@ class _AnthropicBase(SDKBackend):
             stop_reason=stop,
             model=model,
             request_id=request_id or "",
+            response_id=response_id,
         )
 
 
@@ -225,6 +228,7 @@ class _StreamAssembler:
         self.usage = Usage()
         self.model = ""
         self.request_id: str | None = None
+        self.response_id = ""
 
     @property
     def ended(self) -> bool:
@@ -236,6 +240,7 @@ class _StreamAssembler:
         if kind == "message_start":
             message = getattr(event, "message", None)
             self.model = text_field(getattr(message, "model", None)) or self.model
+            self.response_id = text_field(getattr(message, "id", None)) or self.response_id
             self.usage = anthropic_usage(getattr(message, "usage", None))
         elif kind == "content_block_start":
             block = getattr(event, "content_block", None)
@@ -290,6 +295,7 @@ class _StreamAssembler:
             usage=self.usage,
             model=self.model,
             request_id=self.request_id,
+            response_id=self.response_id,
         )
 
 

@@ -179,6 +179,7 @@ class _OpenAIBase(SDKBackend):
             usage=getattr(completion, "usage", None),
             model=text_field(getattr(completion, "model", None)),
             request_id=request_id if isinstance(request_id, str) else None,
+            response_id=text_field(getattr(completion, "id", None)),
         )
 
     def _response(
@@ -191,6 +192,7 @@ class _OpenAIBase(SDKBackend):
         usage: Any,
         model: str,
         request_id: str | None,
+        response_id: str = "",
     ) -> LLMResponse:
         if refusal or finish == "content_filter":
             said = self._provider.scrub(refusal) if refusal else "finish_reason=content_filter"
@@ -204,6 +206,7 @@ class _OpenAIBase(SDKBackend):
             stop_reason=finish,
             model=model,
             request_id=request_id or "",
+            response_id=response_id,
         )
 
 
@@ -244,6 +247,7 @@ class _StreamAssembler:
         self.usage: Any = None
         self.model = ""
         self.request_id: str | None = None
+        self.response_id = ""
 
     @property
     def ended(self) -> bool:
@@ -252,6 +256,7 @@ class _StreamAssembler:
     def feed(self, chunk: Any) -> str:
         """Take one chunk; returns its new text (for the live display)."""
         self.model = text_field(getattr(chunk, "model", None)) or self.model
+        self.response_id = text_field(getattr(chunk, "id", None)) or self.response_id
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
         new = ""
@@ -298,6 +303,7 @@ class _StreamAssembler:
             usage=self.usage,
             model=self.model,
             request_id=self.request_id,
+            response_id=self.response_id,
         )
 
 

@@ -51,6 +51,8 @@ class LLMRequest:
         deadline: the run's deadline as a `time.monotonic()` value (None: no
             deadline). A backend never waits or retries past it, and bounds
             each attempt's timeout by the time left.
+        run_id: the id of the run making the call, so an interceptor shared by
+            several runs knows which one a call belongs to.
     """
 
     messages: Sequence[Message]
@@ -63,6 +65,7 @@ class LLMRequest:
     step: int = 1
     cancel_token: CancelToken | None = None
     deadline: float | None = None
+    run_id: str = ""
 
     def __init__(
         self,
@@ -76,6 +79,7 @@ class LLMRequest:
         step: int = 1,
         cancel_token: CancelToken | None = None,
         deadline: float | None = None,
+        run_id: str = "",
     ) -> None:
         # Written out (not generated): one request per model call, and setting frozen
         # fields through one local name is about a third faster.
@@ -90,6 +94,7 @@ class LLMRequest:
         set_(self, "step", step)
         set_(self, "cancel_token", cancel_token)
         set_(self, "deadline", deadline)
+        set_(self, "run_id", run_id)
 
     def conversation(self) -> list[Message]:
         """The messages to send, with the `extra` texts appended as a final user turn."""
@@ -109,7 +114,12 @@ class LLMResponse:
         usage: token counts the provider reported.
         stop_reason: the provider's own finish reason (``tool_calls``, ``end_turn``, ...).
         model: the model that answered, when the provider says.
-        request_id: the provider's request id, when it sends one.
+        request_id: the provider's request id (an HTTP header), when it sends one.
+        response_id: the id of this completion (``chatcmpl-...``, ``msg_...``), when
+            the provider gives one.
+        retries: the attempts that failed before this answer, oldest first: dicts
+            with ``attempt``, ``cause`` (the error kind and HTTP status), ``error``
+            (masked) and ``wait_s`` (the wait before the next attempt).
     """
 
     text: str = ""
@@ -118,6 +128,8 @@ class LLMResponse:
     stop_reason: str = ""
     model: str = ""
     request_id: str = ""
+    response_id: str = ""
+    retries: list[dict[str, Any]] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -35,9 +35,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, DeadlineReached, LLMError
+from ..redaction import redact_text
 from ..tools.context import CancelToken
 from .faults import Failure, parse_retry_after
 
@@ -118,7 +119,7 @@ class RetryState:
     the next one, or returns the error to raise.
     """
 
-    __slots__ = ("policy", "what", "attempts", "deadline", "_started", "_rng")
+    __slots__ = ("policy", "what", "attempts", "deadline", "failures", "_started", "_rng")
 
     def __init__(
         self,
@@ -132,6 +133,8 @@ class RetryState:
         self.what = what
         self.attempts = 0
         self.deadline = deadline
+        #: every failed attempt, oldest first (what `LLMResponse.retries` reports)
+        self.failures: list[dict[str, Any]] = []
         self._started = time.monotonic()
         self._rng = rng or _RNG
 
@@ -144,6 +147,27 @@ class RetryState:
 
     def after_failure(self, failure: Failure) -> float | LLMError:
         """Seconds to wait before trying again, or the `LLMError` to raise now."""
+        outcome = self._next(failure)
+        error = failure.error
+        cause = error.kind if error.status is None else f"{error.kind} {error.status}"
+        self.failures.append(
+            {
+                "attempt": self.attempts,
+                "cause": cause,
+                "error": redact_text(str(error))[:500],
+                "wait_s": None if isinstance(outcome, LLMError) else round(outcome, 3),
+            }
+        )
+        if isinstance(outcome, LLMError):
+            outcome.retries = list(self.failures)
+        return outcome
+
+    def ended(self, error: LLMError) -> LLMError:
+        """`error` (the deadline or a cancellation cut the retries short), carrying the failures."""
+        error.retries = list(self.failures)
+        return error
+
+    def _next(self, failure: Failure) -> float | LLMError:
         error = failure.error
         if not error.retriable:
             return error
@@ -166,6 +190,13 @@ class RetryState:
             delay,
         )
         return delay
+
+
+def _noted(result: T, state: RetryState) -> T:
+    """`result`, carrying the attempts that failed before it (when it can: an `LLMResponse`)."""
+    if state.failures and hasattr(result, "retries"):
+        result.retries = list(state.failures)
+    return result
 
 
 def _gave_up(error: LLMError, attempts: int, why: str) -> LLMError:
@@ -223,9 +254,9 @@ def call_with_retries(
     while True:
         late = state.start_attempt()
         if late is not None:
-            raise late
+            raise state.ended(late)
         try:
-            return attempt()
+            return _noted(attempt(), state)
         except Exception as exc:  # classified below, outside the except block
             failure = classify(exc)
             if failure is None:
@@ -236,7 +267,7 @@ def call_with_retries(
         if cancel_token is None:
             time.sleep(outcome)
         elif cancel_token.wait(outcome):
-            raise _cancelled(what, cancel_token)
+            raise state.ended(_cancelled(what, cancel_token))
 
 
 async def acall_with_retries(
@@ -253,9 +284,9 @@ async def acall_with_retries(
     while True:
         late = state.start_attempt()
         if late is not None:
-            raise late
+            raise state.ended(late)
         try:
-            return await attempt()
+            return _noted(await attempt(), state)
         except Exception as exc:
             failure = classify(exc)
             if failure is None:
@@ -263,7 +294,10 @@ async def acall_with_retries(
         outcome = state.after_failure(failure)
         if isinstance(outcome, LLMError):
             raise _detached(outcome)
-        await _async_wait(outcome, cancel_token, what)
+        try:
+            await _async_wait(outcome, cancel_token, what)
+        except LLMError as exc:
+            raise state.ended(exc) from None
 
 
 async def _async_wait(delay: float, token: CancelToken | None, what: str) -> None:

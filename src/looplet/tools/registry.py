@@ -93,6 +93,8 @@ class PreparedCall:
     finished: Any = None
     #: the arguments are flat scalars passed as they are (no converter, no ctx)
     plain: bool = False
+    #: the run the call belongs to (set by the loop; for interceptors shared by several runs)
+    run_id: str = ""
 
     def kwargs(self) -> dict[str, Any]:
         if self.plain:  # ``fn(**kwargs)`` copies the dict, and scalars cannot be mutated
