@@ -11,9 +11,11 @@ from types import ModuleType
 
 import pytest
 
+from looplet.evals import EvalContext, run_evals
 from looplet.provenance import read_run
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "regression_demo" / "demo.py"
+GRADER = DEMO.parent / "grader" / "evals.py"
 
 
 def _demo() -> ModuleType:
@@ -58,6 +60,11 @@ def test_the_captured_run_is_a_readable_trace_with_its_artifacts(tmp_path: Path)
     assert run.stop_reason == "done"
     assert [s["call"]["tool"] for s in run.steps] == ["list_files", "summarize_sales", "done"]
     assert len(run.llm_calls) == 3
+    # the outcome the collector read and the grader's verdicts are in the trace, for `looplet eval`
+    assert run.manifest["artifacts"]["totals.json"] == {"east": 170.0, "west": 45.5}
+    assert [r["name"] for r in run.manifest["evals"]] == ["eval_totals_match", "eval_finished"]
+    recorded = EvalContext.from_trace(tmp_path / "traces")
+    assert run_evals(recorded, GRADER).passed is False
 
 
 def test_the_demo_runs_as_a_program_and_says_the_story_holds(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def capture(work: Path, tools_module: ModuleType) -> tuple[Path, bool]:
     workspace = fresh_workspace(work, "capture")
     sink = ProvenanceSink(work / "traces")
     grader = EvalHook(GRADER)
-    hooks = [OutcomeCollector(workspace), sink, grader]
+    hooks = [OutcomeCollector(workspace), grader, sink]  # the sink last: the trace keeps both
     loop = composable_loop(
         scripted_model(), tools=tools_module.build_tools(workspace), task=TASK, hooks=hooks
     )

@@ -435,6 +435,10 @@ class _RunWriter:
             status="ended", ended_at=_iso(time.time()), stop_reason=enc(stop), detail=enc(detail)
         )
         self.manifest["final_answer"] = enc(answer)
+        metadata = getattr(state, "metadata", None)
+        for key in ("artifacts", "evals"):  # what graders read: the outcome, and verdicts already given
+            if isinstance(metadata, dict) and key in metadata:
+                self.manifest[key] = enc(metadata[key])
         _write_file(
             self.dir / "trajectory.json",
             _dumps(
