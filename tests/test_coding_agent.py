@@ -85,6 +85,51 @@ def test_a_traced_run_can_be_shown_and_graded_again_from_the_command_line(tmp_pa
     assert "eval_tests_pass" in graded.stdout and "eval_done_called" in graded.stdout
 
 
+def test_the_seeds_story_from_the_command_line_trace_show_eval_fork_and_diff(tmp_path: Path) -> None:
+    """Run with --trace, show it, grade it, fork it at step 6 with another prompt, re-run, diff the two."""
+    first = coding_agent(tmp_path, "--scripted", "--workspace", "ws", "--trace", "traces", *UNITTEST, *BASH)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (original,) = (tmp_path / "traces").iterdir()
+    assert looplet_cli(tmp_path, "show", str(original)).returncode == 0
+    graded = looplet_cli(tmp_path, "eval", str(original), "--evals", example.__file__, "--threshold", "1")
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+
+    fork_args = ["--fork", str(original), "--at", "6", "--system-prompt", "Double-check before done."]
+    forked = coding_agent(
+        tmp_path, "--scripted", "--workspace", "ws2", "--trace", "traces", *fork_args, *UNITTEST, *BASH
+    )
+    assert forked.returncode == 0, forked.stdout + forked.stderr
+    assert f"forked {original} at step 6: 5 earlier step(s) replayed" in forked.stdout
+    # the replay rebuilt the workspace as it was before step 6: the stub the run then fixed
+    assert (tmp_path / "ws2" / "calc.py").read_text().count("return a + b") == 1
+    (fork_dir,) = [d for d in (tmp_path / "traces").iterdir() if d != original]
+
+    diffed = looplet_cli(tmp_path, "diff", str(original), str(fork_dir))
+    assert diffed.returncode == 1, diffed.stdout + diffed.stderr  # the prompt changed
+    assert "B is a fork of A at step 6" in diffed.stdout
+    shared = [line for line in diffed.stdout.splitlines() if "(shared, before the fork)" in line]
+    assert [line.split()[1] for line in shared[:4]] == ["#1", "#2", "#3", "#4"]
+    # step 5 (the refused done) quotes the test run's output, whose timing may differ in the replay
+    assert len(shared) == 5 or "first divergence at step 5: different error message" in diffed.stdout
+    assert "differs from A's in the system prompt" in diffed.stdout
+
+
+def test_a_fork_of_a_directory_that_is_not_a_recording_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = example.main(
+        ["--scripted", "--workspace", str(tmp_path / "ws"), "--fork", str(tmp_path), "--at", "2"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "holds no recorded run" in err[0]
+
+
+def test_fork_and_at_go_together(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        example.main(["--scripted", "--at", "3"])
+    assert exit_.value.code == 2 and "--fork and --at go together" in capsys.readouterr().err
+
+
 def test_the_same_run_in_process_with_its_trace_and_evals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

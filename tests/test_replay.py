@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from looplet import (
+    Allow,
     BaseToolRegistry,
     DefaultState,
     FunctionBackend,
@@ -28,6 +29,8 @@ from looplet.replay import (
     ReplayMismatch,
     ReplayReport,
     async_replay_loop,
+    diff_runs,
+    fork_recording,
     replay_loop,
     step_difference,
 )
@@ -591,3 +594,94 @@ def test_any_scripted_run_replays_as_it_was_recorded() -> None:
 
     replays_the_same()
     assert seen["data"] >= 30 and seen["error"] >= 30 and seen["text"] >= 10, seen
+
+
+# -- fork_recording ----------------------------------------------------------------------
+
+
+def _noting_tools(log: list[str], suffix: str = "") -> BaseToolRegistry:
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+
+    @tools.tool
+    def note(text: str) -> dict[str, int | str]:
+        """Keep a note."""
+        log.append(text)
+        return {"kept": len(log), "as": text + suffix}
+
+    return tools
+
+
+def _noting_model(request: Any) -> ToolCall:
+    turn = sum(1 for m in request.messages if m.role == "assistant")
+    if turn < 3:
+        return ToolCall("note", {"text": f"n{turn}"}, call_id=f"c{turn}")
+    return ToolCall("done", {"answer": "careful" if "careful" in request.system else "plain"}, call_id="cd")
+
+
+def _recorded_notes(root: Path) -> tuple[Path, str]:
+    sink = ProvenanceSink(root)
+    loop = composable_loop(
+        FunctionBackend(_noting_model), tools=_noting_tools([]), hooks=[sink], task="notes"
+    )
+    loop.run()
+    return sink.path_of(loop.state.run_id), loop.state.run_id
+
+
+def test_a_fork_of_a_recording_replays_the_steps_before_it_and_continues_from_there(tmp_path: Path) -> None:
+    recorded, run_id = _recorded_notes(tmp_path / "t")
+    redone: list[str] = []
+    state = fork_recording(recorded, 3, tools=_noting_tools(redone))
+    assert redone == ["n0", "n1"]  # the side effects before the fork, done again
+    assert (state.parent_run_id, state.forked_at, len(state.steps)) == (run_id, 3, 2)
+    assert state.run_id != run_id and "fork_replay" not in state.metadata
+    sink = ProvenanceSink(tmp_path / "t")
+    loop = composable_loop(
+        FunctionBackend(_noting_model),
+        tools=_noting_tools(redone),
+        hooks=[sink],
+        state=state,
+        system_prompt="be careful",
+    )
+    assert [s.number for s in loop] == [3, 4] and loop.result.final_answer == {"answer": "careful"}
+    diff = diff_runs(recorded, sink.path_of(state.run_id))
+    assert diff.relation == "B is a fork of A at step 3"
+    assert [(p.number, p.same, p.shared) for p in diff.pairs] == [
+        (1, True, True),
+        (2, True, True),
+        (3, True, False),
+        (4, False, False),
+    ]
+
+
+def test_a_fork_at_the_first_step_replays_nothing(tmp_path: Path) -> None:
+    recorded, run_id = _recorded_notes(tmp_path / "t")
+    redone: list[str] = []
+    state = fork_recording(recorded, 1, tools=_noting_tools(redone))
+    assert redone == [] and state.steps == [] and (state.parent_run_id, state.forked_at) == (run_id, 1)
+    assert state.task == "notes"
+
+
+def test_a_result_that_now_differs_before_the_fork_is_kept_and_said(tmp_path: Path) -> None:
+    recorded, _ = _recorded_notes(tmp_path / "t")
+    state = fork_recording(recorded, 3, tools=_noting_tools([], suffix="!"))
+    assert state.steps[0].tool_result.data == {"kept": 1, "as": "n0!"}  # what happened now
+    assert state.metadata["fork_replay"].startswith("the same calls, but a result differs first at step 1")
+
+
+def test_a_fork_whose_replay_makes_other_calls_is_refused(tmp_path: Path) -> None:
+    recorded, _ = _recorded_notes(tmp_path / "t")
+
+    class Rewrite:
+        def pre_dispatch(self, state: Any, log: Any, tool_call: ToolCall, step: int) -> Any:
+            return Allow(updated_args={"text": "other"}) if tool_call.tool == "note" else None
+
+    with pytest.raises(ConfigError, match="cannot fork .* at step 3: the replay parted at step 1"):
+        fork_recording(recorded, 3, tools=_noting_tools([]), hooks=[Rewrite()])
+
+
+@pytest.mark.parametrize("at", [0, 5, -1, True, "2"])
+def test_a_fork_at_a_step_the_recording_lacks_is_refused(tmp_path: Path, at: Any) -> None:
+    recorded, _ = _recorded_notes(tmp_path / "t")
+    with pytest.raises(ConfigError, match=r"has steps 1\.\.4"):
+        fork_recording(recorded, at, tools=_noting_tools([]))

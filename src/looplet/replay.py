@@ -28,6 +28,7 @@ from .errors import ConfigError, LLMError, ScriptExhaustedError
 from .loop import AsyncLoop, Loop, async_composable_loop, composable_loop
 from .provenance import RecordedRun, read_run
 from .redaction import redact_value
+from .state import DefaultState
 from .tools.registry import BaseToolRegistry, PreparedCall
 from .tools.results import to_jsonable
 from .types import ErrorKind, RunResult, Step, ToolCall, ToolResult, Usage
@@ -42,6 +43,7 @@ __all__ = [
     "AsyncReplay",
     "replay_loop",
     "async_replay_loop",
+    "fork_recording",
     "RecordedResults",
     "StepPair",
     "RunDiff",
@@ -669,6 +671,62 @@ def replay_loop(
     run, llm, hooks, first_step = _prepare(run_dir, hooks, results, loop_kwargs, strict=strict, parent=parent)
     loop = composable_loop(llm, tools=tools, hooks=hooks, **loop_kwargs)
     return Replay(run, llm, loop, first_step)
+
+
+def fork_recording(
+    run_dir: str | os.PathLike[str] | RecordedRun,
+    at_step: int,
+    *,
+    tools: BaseToolRegistry | None = None,
+    hooks: Iterable[object] | None = None,
+    results: Results = None,
+    parent: str | os.PathLike[str] | RecordedRun | None = None,
+    **loop_kwargs: Any,
+) -> DefaultState:
+    """A new run that starts where the model turn of `at_step` started in a recorded run.
+
+    The steps before that turn are replayed against the recorded replies: the
+    tools really run (``results="recorded"``: they do not), so what they did,
+    in a fresh workspace say, is done again. The replay must make the same
+    calls with the same arguments; a result that now differs (a timing in a
+    test report, a path) is kept as it is now, and said in
+    ``state.metadata["fork_replay"]``. The state returned has those steps,
+    a new run id, ``parent_run_id`` (the recorded run) and ``forked_at``;
+    continue it with a changed prompt, hook or model, record it with the same
+    `ProvenanceSink`, and ``looplet diff`` the two directories.
+
+    Raises:
+        ConfigError: there is no step `at_step` in the recording, or the replay
+            of the steps before it parted from the recording (it names where).
+    """
+    run = load_run(run_dir)
+    numbers = {s.get("number"): s for s in run.steps if isinstance(s, dict)}
+    if not isinstance(at_step, int) or isinstance(at_step, bool) or at_step not in numbers:
+        raise ConfigError(f"fork at step {at_step!r}: the recording {run.path} has steps 1..{len(numbers)}")
+    turn = numbers[at_step].get("turn")
+    first = min(n for n, s in numbers.items() if s.get("turn") == turn and isinstance(n, int))
+    if first == 1:
+        state = DefaultState(task=_manifest(run).get("task"))
+    else:
+        replay = replay_loop(run, tools=tools, hooks=hooks, results=results, parent=parent, **loop_kwargs)
+        with replay:
+            for step in replay:
+                if step.number >= first - 1:
+                    break  # the turn of `at_step` is not asked for: the fork asks its own
+        parted = replay.divergence
+        if parted is not None and parted.kind != "result" and (parted.step is None or parted.step < first):
+            raise ConfigError(f"cannot fork {run.path} at step {at_step}: the replay parted at {parted}")
+        state = replay.loop.state
+        if parted is not None and parted.kind == "result" and parted.step is not None and parted.step < first:
+            state.metadata["fork_replay"] = f"the same calls, but a result differs first at {parted}"
+        if len(state.steps) != first - 1:
+            raise ConfigError(
+                f"cannot fork {run.path} at step {at_step}: the replay stopped after "
+                f"{len(state.steps)} of {first - 1} steps ({state.stop_reason}: {state.detail})"
+            )
+    state.parent_run_id, state.forked_at = run.run_id, at_step
+    state.fingerprint = {}  # a fork is meant to run with other settings: no warning for that
+    return state
 
 
 class AsyncReplay(AsyncIterator[Step]):

@@ -3,6 +3,7 @@
 python -m looplet.examples.coding_agent --scripted --workspace /tmp/demo     # no model, no key
 python -m looplet.examples.coding_agent "add a subtract function with a test" --workspace .
 python -m looplet.examples.coding_agent TASK --trace runs/                   # record the run
+python -m looplet.examples.coding_agent --trace runs/ --fork runs/RUN --at 6 --system-prompt TEXT
 
 The agent has read, write, edit, multi_edit, list_dir, glob, grep, bash,
 think and done (`looplet.examples.workspace`): every path stays inside the
@@ -19,6 +20,13 @@ grade it: the tests pass, and done was called and accepted. With ``--trace
 DIR`` every prompt, response, call and result is recorded there
 (`looplet.provenance.ProvenanceSink`); ``python -m looplet show`` prints it,
 ``python -m looplet eval`` grades it again.
+
+``--fork RUN_DIR --at N`` starts a new run where the model turn of step N
+started in a recorded run: the steps before it are replayed against the
+recorded replies into the (fresh) workspace, so the files are as they were,
+then the agent goes on, typically with ``--system-prompt`` changed. Record it
+with ``--trace`` into the same directory and ``python -m looplet diff`` the
+two runs.
 
 With ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` set (and ``OPENAI_MODEL``) the
 agent uses that model; otherwise, or with ``--scripted``, a scripted model
@@ -290,18 +298,38 @@ def report(result: RunResult, evals: EvalReport | None) -> int:
     return 0 if result.ok and evals is not None and evals.passed else 1
 
 
+def forked_state(workspace: Workspace, args: argparse.Namespace) -> Any:
+    """The state of a run forked from ``--fork`` at ``--at``: the earlier steps replayed into `workspace`."""
+    from looplet.replay import fork_recording
+
+    hooks = [
+        SandboxLabel(),
+        bash_permission(workspace, args.allow_bash),
+        TestsPassGate(workspace, args.test_command),
+    ]
+    state = fork_recording(
+        args.fork, args.at, tools=coding_tools(workspace), hooks=hooks, system_prompt=SYSTEM_PROMPT
+    )
+    print(f"forked {args.fork} at step {args.at}: {len(state.steps)} earlier step(s) replayed")
+    if "fork_replay" in state.metadata:
+        print(f"  note: {state.metadata['fork_replay']}")
+    return state
+
+
 def run_agent(llm: Any, args: argparse.Namespace) -> int:
     workspace = Workspace(args.workspace, sandbox=args.sandbox)
     print(f"workspace: {workspace.root}")
     print(describe_sandbox(workspace, args.allow_bash))
+    state = forked_state(workspace, args) if args.fork is not None else None
     hooks, evals, sink = build_hooks(workspace, args)
     loop = composable_loop(
         llm=llm,
-        task={"goal": args.task},
+        task=None if state is not None else {"goal": args.task},
+        state=state,
         tools=coding_tools(workspace),
         hooks=hooks,
         max_steps=args.max_steps,
-        system_prompt=SYSTEM_PROMPT,
+        system_prompt=args.system_prompt or SYSTEM_PROMPT,
     )
     for step in loop:
         print(step.pretty())
@@ -346,10 +374,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="where there is no sandbox, run bash commands without asking",
     )
+    parser.add_argument(
+        "--fork", type=Path, default=None, metavar="RUN_DIR", help="fork this recorded run (with --at)"
+    )
+    parser.add_argument("--at", type=step_budget, default=None, metavar="N", help="the step to fork at")
+    parser.add_argument("--system-prompt", default=None, metavar="TEXT", help="the system prompt to use")
     add_model_options(parser, DEFAULT_MODEL)
     args = parser.parse_args(argv)
     if not shlex.split(args.test_command):
         parser.error("--test-command is empty")
+    if (args.fork is None) != (args.at is None):
+        parser.error("--fork and --at go together")
 
     def run(llm: Any) -> int:
         try:
