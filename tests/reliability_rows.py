@@ -1,4 +1,4 @@
-"""Which tests check each row of RELIABILITY.md groups A, B, C, D, E, G, I and L.
+"""Which tests check each row of RELIABILITY.md groups A to I and L.
 
 `scripts/reliability.py` runs exactly these tests and counts the cases they try;
 `tests/test_reliability_map.py` keeps this map honest (every entry is still collected,
@@ -10,7 +10,7 @@ A row with tests and a ``gap`` is tested in part: the gap says what is not, and 
 A row with no tests must have a gap. A group is listed whole, every row of it: of group
 G, G1-G7 are built (the permission layer of issue 8 and the approval of issue 7); the
 others say which issue brings them. The groups in `LATER_GROUPS`
-(provenance, the coding agent, skills, injection) are not listed here yet.
+(skills, injection) are not listed here yet.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ GROUPS: dict[str, str] = {
     "C": "LLM API faults",
     "D": "Interruption and lifecycle",
     "E": "Checkpoint durability and resume",
+    "F": "Provenance directory",
     "G": "Permissions, hooks and approval",
+    "H": "Coding agent: paths and shell",
     "I": "Secrets in records, errors, logs and requests",
     "L": "Recursion, budgets, termination",
 }
 
 #: The groups of the matrix not listed yet, and the issue that brings them.
 LATER_GROUPS: dict[str, str] = {
-    "F": "provenance directory (issue 9)",
-    "H": "coding agent: paths and shell (issue 10)",
     "J": "skills and cartridges from untrusted folders (issue 10)",
     "K": "prompt injection from tool results (issue 10)",
 }
@@ -91,10 +91,16 @@ RECORD = "tests/test_run_record.py"
 INTERCEPTORS = "tests/test_interceptors.py"
 EFFECTS = "tests/test_engine_effects.py"
 
+
 def _in(path: str, *names: str) -> tuple[str, ...]:
     """Node ids for test functions of one file."""
     return tuple(f"{path}::{name}" for name in names)
 
+
+PROV = "tests/test_provenance.py"
+PROV_PROPS = "tests/test_provenance_properties.py"
+WS_PATHS = "tests/test_workspace_paths.py"
+WS_TOOLS = "tests/test_workspace_tools.py"
 
 ROWS: tuple[Row, ...] = (
     # -- A. Bad model output --------------------------------------------------------------------
@@ -1038,6 +1044,64 @@ ROWS: tuple[Row, ...] = (
         "must catch); it lives in tests/, not in the package, so a third-party store copies it, and "
         "the lock across processes is each store's own test",
     ),
+    # -- F. Provenance directory ----------------------------------------------------------------
+    Row(
+        "F1",
+        "a crash mid-run leaves the steps yielded, a torn last line ignored",
+        _in(
+            PROV,
+            "test_a_run_killed_by_sigkill_leaves_a_directory_read_run_and_show_accept",
+            "test_a_torn_last_line_of_the_event_log_is_ignored",
+            "test_a_line_torn_in_the_middle_of_the_log_is_an_error",
+        )
+        + _in(PROV_PROPS, "test_a_log_cut_at_any_byte_reads_back_as_the_steps_committed_before_it"),
+    ),
+    Row(
+        "F2",
+        "concurrent runs sharing one directory each write their own run directory",
+        _in(
+            PROV,
+            "test_concurrent_runs_in_threads_share_one_sink_without_mixing",
+            "test_concurrent_async_runs_share_one_sink_without_mixing",
+            "test_processes_sharing_one_root_write_only_their_own_directories",
+            "test_interleaved_runs_in_one_thread_are_kept_apart",
+        ),
+    ),
+    Row(
+        "F3",
+        "the same run id again never mixes with stale files",
+        _in(
+            PROV,
+            "test_a_second_session_of_a_run_gets_a_fresh_directory",
+            "test_a_run_id_that_is_not_a_safe_name_stays_inside_the_root",
+        ),
+    ),
+    Row(
+        "F4",
+        "huge or non-JSON payloads cut with size and sha256",
+        _in(
+            PROV,
+            "test_huge_and_non_json_values_are_cut_with_their_size_and_sha256",
+            "test_a_value_with_a_lone_surrogate_is_still_written_and_read",
+        ),
+    ),
+    Row(
+        "F5",
+        "metadata a later hook adds reaches the step record",
+        _in(PROV, "test_metadata_hooks_add_after_the_sink_reaches_the_step_file"),
+    ),
+    Row(
+        "F6",
+        "every prompt, response, call, result, decision and retry is recorded",
+        _in(
+            PROV,
+            "test_a_scripted_run_records_every_prompt_response_call_result_and_decision",
+            "test_a_failed_model_call_is_recorded_with_its_error",
+            "test_retries_a_backend_reports_on_its_response_are_recorded",
+            "test_a_call_paused_for_approval_is_recorded_as_pending",
+        )
+        + ("tests/test_step_decisions.py", "tests/backends/test_backend_attempts.py"),
+    ),
     # -- G. Permissions, hooks and approval -------------------------------------------------------
     Row(
         "G1",
@@ -1176,6 +1240,100 @@ ROWS: tuple[Row, ...] = (
         "contradictory; across hooks the first deny wins and a later deny beats an approval; a hook "
         "result of the wrong type or with wrong-typed fields is under D5",
     ),
+    # -- H. Coding agent: paths and shell --------------------------------------------------------
+    Row(
+        "H1",
+        "the path traversal corpus against every coding tool",
+        _in(
+            WS_PATHS,
+            "test_the_payload_file_covers_every_kind_of_escape_the_matrix_names",
+            "test_every_payload_against_every_tool_is_refused_and_nothing_outside_changes_or_shows",
+            "test_glob_and_grep_walks_never_enter_a_link_out_of_the_workspace",
+            "test_outside_errors_name_the_rule_and_never_echo_the_path",
+        ),
+    ),
+    Row(
+        "H2",
+        "symlinks, hardlinks, dangling links, loops and the TOCTOU race",
+        _in(
+            WS_PATHS,
+            "test_a_link_to_a_file_inside_is_followed_and_a_write_changes_the_target_not_the_link",
+            "test_a_dangling_link_is_never_written_through_even_when_its_target_would_be_inside",
+            "test_a_link_loop_is_an_error_not_a_hang",
+            "test_a_hardlinked_file_is_refused_for_reading_and_writing",
+            "test_a_link_swapped_between_inside_and_outside_during_writes_never_lets_one_out",
+            "test_a_real_directory_replaced_by_a_link_out_during_writes_never_lets_one_out",
+        ),
+    ),
+    Row(
+        "H3",
+        "protected paths inside the workspace",
+        _in(
+            WS_PATHS,
+            "test_protected_paths_are_never_written_by_any_write_tool",
+            "test_a_link_to_a_protected_directory_does_not_open_it_for_writing",
+            "test_secret_files_are_neither_read_nor_searched",
+        )
+        + _in(WS_TOOLS, "test_in_the_sandbox_git_hooks_are_read_only_and_top_level_env_files_are_empty"),
+    ),
+    Row(
+        "H4",
+        "no shell from non-shell tools; argv lists only",
+        _in(
+            WS_TOOLS,
+            "test_file_tools_start_no_process_whatever_the_names_and_patterns",
+            "test_bash_starts_one_process_from_an_argv_list_with_the_command_after_dash_c",
+            "test_the_done_guard_runs_the_test_command_as_an_argv_list",
+        ),
+    ),
+    Row(
+        "H5",
+        "bash contained by the sandbox; process group killed on timeout",
+        _in(
+            WS_TOOLS,
+            "test_a_command_killed_at_its_time_limit_leaves_no_process_behind",
+            "test_background_work_a_command_leaves_in_its_group_is_killed_when_it_returns",
+            "test_the_environment_of_a_command_holds_no_secret",
+            "test_the_environment_is_an_allowlist_that_drops_secret_looking_names",
+            "test_the_sandbox_keeps_the_outside_unchanged_unreachable_and_offline",
+            "test_without_a_sandbox_bash_results_say_so_in_their_metadata",
+        )
+        + _in(
+            "tests/test_coding_agent.py",
+            "test_without_a_sandbox_bash_is_asked_about_and_refused_with_nobody_to_ask",
+        ),
+        "the 15-command bypass corpus and the fork bomb are not run yet; `kill -9 -1` is not run "
+        "on a shared machine",
+    ),
+    Row(
+        "H6",
+        "huge files, FIFOs, devices, sparse and binary files",
+        _in(
+            WS_TOOLS,
+            "test_a_fifo_is_refused_without_blocking",
+            "test_devices_are_refused_inside_and_through_links",
+            "test_a_sparse_ten_gigabyte_file_is_read_by_its_ends_only",
+            "test_a_large_text_file_shows_its_head_and_tail_and_how_much_was_cut",
+            "test_a_binary_file_is_reported_not_shown",
+        ),
+    ),
+    Row(
+        "H7",
+        "edits byte-exact, atomic, mode kept; 0 or >1 matches a clear error",
+        _in(
+            WS_TOOLS,
+            "test_edit_is_an_exact_single_replacement_like_str_replace_or_a_clear_error",
+            "test_an_edit_that_misses_because_of_crlf_says_so",
+            "test_multi_edit_applies_all_in_order_or_nothing",
+            "test_concurrent_edits_never_leave_a_torn_file",
+        ),
+    ),
+    Row(
+        "H8",
+        "terminal escapes neutralised in pretty(), raw in the record",
+        _in(WS_TOOLS, "test_terminal_escapes_in_output_are_neutralised_in_pretty_and_kept_raw_in_the_result"),
+    ),
+    Row("H9", "web_fetch SSRF", (), "the coding agent has no web_fetch tool yet"),
     # -- I. Secrets -----------------------------------------------------------------------------
     Row(
         "I1",
@@ -1194,10 +1352,11 @@ ROWS: tuple[Row, ...] = (
         + _in(DISPATCH, "test_secrets_in_a_tool_exception_are_redacted_everywhere")
         + _in(ERRORS, "test_the_key_never_leaks_into_errors_logs_or_reprs")
         + _in(SETUP, "test_repr_shows_model_and_url_never_the_key_or_a_url_password")
-        + _in(COMMANDS, "test_doctor_shows_settings_but_never_a_key"),
+        + _in(COMMANDS, "test_doctor_shows_settings_but_never_a_key")
+        + (PROV_PROPS, "tests/test_tracing_otel.py::test_secrets_never_reach_span_attributes_or_events"),
         "checkpoint files are not scanned for canaries: a record keeps tool arguments and results "
-        "raw by design (docs/durability.md; E7); provenance files come with issue 9; every other "
-        "output the core has is checked",
+        "raw by design (docs/durability.md; E7); every other output, provenance directories and "
+        "trace spans included, is checked",
     ),
     Row(
         "I2",
@@ -1210,15 +1369,17 @@ ROWS: tuple[Row, ...] = (
     Row(
         "I3",
         "bash env/printenv",
-        (),
-        "covered by H5's --clearenv sandbox: the bash tool comes with the coding agent (group H)",
+        _in(
+            WS_TOOLS,
+            "test_the_environment_of_a_command_holds_no_secret",
+            "test_the_environment_is_an_allowlist_that_drops_secret_looking_names",
+        ),
     ),
     Row(
         "I4",
         "files 0600, directories 0700",
-        _in(FILES, "test_checkpoint_files_are_private_whatever_the_umask"),
-        "checkpoint files and their directory are checked; provenance directories come with the "
-        "provenance directory (issue 9)",
+        _in(FILES, "test_checkpoint_files_are_private_whatever_the_umask")
+        + _in(PROV, "test_files_are_0600_and_directories_0700"),
     ),
     # -- L. Recursion, budgets, termination -----------------------------------------------------
     Row(
