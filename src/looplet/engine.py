@@ -165,6 +165,7 @@ class Engine:
         self.error: BaseException | None = None  # the exception behind the stop (not saved)
         self.last_ctx: PromptContext | None = None
         self._view: Any = None  # the history view handed to the last prompt
+        self._view_step = 1  # the step number that prompt was for
         self._started = time.monotonic()
         # a continued run's deadline counts the time it already spent
         deadline_s = config.deadline_s
@@ -321,6 +322,21 @@ class Engine:
         self.history.append(Message("assistant", response.text, tuple(calls)))
         yield from self._settle(calls)
 
+    def hook_ctx(self) -> PromptContext:
+        """The context of the last prompt (for check_done and on_loop_end hooks), made on demand."""
+        if self.last_ctx is not None:
+            return self.last_ctx
+        if self._view is None:  # no prompt yet
+            return self._prompt_context()
+        self.last_ctx = PromptContext(
+            system=self.config.effective_system_prompt,
+            messages=self._view,
+            tools=self.tools.schemas(),
+            context=self.context,
+            step=self._view_step,
+        )
+        return self.last_ctx
+
     def _prompt_context(self) -> PromptContext:
         self._view = self.history.messages
         return PromptContext(
@@ -332,11 +348,15 @@ class Engine:
         )
 
     def _build_prompt(self, *, overflow: bool) -> Flow:
+        """The prompt the pre_prompt hooks leave; None when there are none (the request is then
+        built from the history and settings, and `hook_ctx` makes a context only if asked)."""
+        if not self.hooks.pre_prompt:
+            self._view = self.history.messages
+            self._view_step = len(self.state.steps) + 1
+            self.last_ctx = None
+            return None
         ctx = self._prompt_context()
         ctx.overflow = overflow
-        if not self.hooks.pre_prompt:
-            self.last_ctx = ctx
-            return ctx
         step = ctx.step
         record = (self.history.revision, len(self.history))
         for hook, fn in self.hooks.pre_prompt:
@@ -373,7 +393,7 @@ class Engine:
             return f"put a {type(bad).__name__} in ctx.messages; each must be a Message"
         return None
 
-    def _ask(self, ctx: PromptContext) -> Flow:
+    def _ask(self, ctx: PromptContext | None) -> Flow:
         """Call the model. On a context-length error, rebuild the prompt once (``ctx.overflow``
         tells the hooks to compact) and retry, unless the hooks left it unchanged."""
         retried = False
@@ -438,8 +458,21 @@ class Engine:
         reason = _LLM_STOPS.get(exc.kind, StopReason.LLM_ERROR)
         self.stop(reason, f"the model call failed: {exc}", exc)
 
-    def _request(self, ctx: PromptContext) -> LLMRequest:
+    def _request(self, ctx: PromptContext | None) -> LLMRequest:
         cfg = self.config
+        if ctx is None:  # no pre_prompt hook: the history as it is, and the settings
+            return LLMRequest(
+                messages=self._view,
+                system=self._screened_system(cfg.effective_system_prompt),
+                tools=self.tools.schemas(),
+                max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+                options=cfg.llm_options,
+                step=self._view_step,
+                cancel_token=self.cancel_token,
+                deadline=self._deadline,
+                run_id=self.state.run_id,
+            )
         messages = ctx.messages
         if messages is not self._view:  # a hook replaced them: what it wrote is not screened yet
             messages = [screened(m) for m in messages]
@@ -914,7 +947,7 @@ class Engine:
         return result, notes, stop_reason
 
     def _check_done(self, call: ToolCall, step: int) -> Flow:
-        ctx = self.last_ctx or self._prompt_context()
+        ctx = self.hook_ctx()
         for hook, fn in self.hooks.check_done:
             try:
                 out = yield from self._call(hook, "check_done", fn, self.state, self.history, ctx, step)
@@ -1091,7 +1124,7 @@ class Engine:
             dropped_calls=state.dropped_calls + unrun,
             pending=state.pending,
         )
-        ctx = self.last_ctx or self._prompt_context()
+        ctx = self.hook_ctx()
         ctx.result = result
         failures: list[str] = []
         for hook, fn in self.hooks.on_loop_end:
