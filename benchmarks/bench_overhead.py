@@ -13,7 +13,9 @@ baseline measured the same way in the same run:
   tool, divided by the number of steps, at N = 10, 100 and 1000 steps, in
   native-message mode (the backend returns ready tool calls) and text mode
   (``generate(prompt) -> str``, so the loop renders prompts and parses JSON);
-  the baseline is a minimal hand-written loop doing the same work;
+  the baselines are a minimal hand-written loop doing the same work, a
+  minimal agent loop (plain dicts), and that agent loop keeping looplet's
+  records (the "records floor": what the record alone costs);
 - peak RSS of a fresh process that runs N = 1000 steps, vs one that only
   imports looplet;
 - the size of what the backend receives at the last step.
@@ -169,6 +171,53 @@ def run_agent_loop(n: int) -> float:
     return time.perf_counter() - started
 
 
+def run_records_floor(n: int) -> float:
+    """The agent loop again, but keeping looplet's records as the contract requires them.
+
+    Per step: an `LLMRequest` over the history's view, the reply's call given a
+    run-unique id, the assistant and tool `Message`s appended to a `History`
+    (which masks secret env values as they enter: RELIABILITY I2), the
+    arguments validated by the registry (`prepare`), a `ToolResult` and a
+    `Step`. No hooks, budget, journal, cancellation or deadline: what any loop
+    that keeps this record pays before it does anything else. The gap from it
+    to looplet is the engine; the gap from the agent loop to it is the record.
+    """
+    from looplet import History, LLMRequest, Message, Step, ToolCall, ToolResult
+
+    llm = InstantNative()
+    tools = _tools()
+    history = History([Message("user", "echo things")])
+    schemas = tools.schemas()
+    steps: list[Any] = []
+    turn = 0
+    gc.collect()
+    started = time.perf_counter()
+    while len(steps) < n:
+        request = LLMRequest(messages=history.messages, tools=schemas, step=len(steps) + 1)
+        t0 = time.perf_counter()
+        response = llm.complete(request)
+        llm_ms = (time.perf_counter() - t0) * 1000
+        turn += 1
+        calls = [
+            ToolCall(c.tool, c.args, c.reasoning, f"call_{turn}_{i}")
+            for i, c in enumerate(response.tool_calls, 1)
+        ]
+        history.append(Message("assistant", response.text, tuple(calls)))
+        for call in calls:
+            prepared = tools.prepare(call)
+            if isinstance(prepared, ToolResult):
+                raise AssertionError(prepared.error)
+            t1 = time.perf_counter()
+            value = prepared.spec.fn(**prepared.kwargs())
+            took = (time.perf_counter() - t1) * 1000
+            result = ToolResult(call.tool, data=value, duration_ms=took, call_id=call.call_id)
+            steps.append(Step(len(steps) + 1, call, result, turn, response.usage, llm_ms, time.time()))
+            history.append(Message("tool", json.dumps(value), call_id=call.call_id, name=call.tool))
+            if len(steps) >= n:
+                break
+    return time.perf_counter() - started
+
+
 # -- measuring -------------------------------------------------------------------------
 
 
@@ -176,15 +225,16 @@ def _median_time(fn: Any, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
-def per_step_table(repeats: int) -> list[tuple[str, int, float, float, float]]:
+def per_step_table(repeats: int) -> list[tuple[str, int, float, float, float, float]]:
     rows = []
     for n in STEP_COUNTS:
         reps = repeats if n < 1000 else max(3, repeats // 2)
         base = _median_time(lambda n=n: run_minimal(n), reps) / n * 1e6
         agent = _median_time(lambda n=n: run_agent_loop(n), reps) / n * 1e6
+        records = _median_time(lambda n=n: run_records_floor(n), reps) / n * 1e6
         for mode in ("native", "text"):
             looplet = _median_time(lambda n=n, mode=mode: run_looplet(n, mode)[0], reps) / n * 1e6
-            rows.append((mode, n, looplet, base, agent))
+            rows.append((mode, n, looplet, base, agent, records))
     return rows
 
 
@@ -355,11 +405,17 @@ def main() -> None:
     print(f"| a first agent's imports add, with typing and dataclasses loaded | {times[4] - times[3]:.1f} |")
     print()
     rows = per_step_table(repeats)
-    print("| per-step overhead | N | looplet µs/step | floor loop | agent loop | × agent loop |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for mode, n, value, base, agent in rows:
-        print(f"| {mode} | {n} | {value:.1f} | {base:.1f} | {agent:.1f} | {value / agent:.1f} |")
-    native = {n: v for m, n, v, _, _ in rows if m == "native"}
+    print(
+        "| per-step overhead | N | looplet µs/step | floor loop | agent loop | records floor "
+        "| × agent loop | × records floor |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, n, value, base, agent, records in rows:
+        print(
+            f"| {mode} | {n} | {value:.1f} | {base:.1f} | {agent:.1f} | {records:.1f} "
+            f"| {value / agent:.1f} | {value / records:.1f} |"
+        )
+    native = {n: v for m, n, v, _, _, _ in rows if m == "native"}
     print()
     print(f"native N=1000 / N=10: {native[1000] / native[10]:.2f}x")
     print()
