@@ -8,6 +8,7 @@ up, on the `LLMError`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -84,3 +85,30 @@ def test_the_completion_id_is_on_the_reply(fault_server: Any, provider: str, mod
     response = complete(llm, _request(stream=stream), is_async=mode == "async")
     assert response.response_id == expected
     assert [c.tool for c in response.tool_calls] == ["done"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_plain_reply_keeps_the_providers_body_as_data(fault_server: Any, provider: str, mode: str) -> None:
+    call = ("c1", "done", {"answer": "ok"})
+    if provider == "openai":
+        fault_server.queue(Canned(200, {}, openai_completion(calls=[call], finish="tool_calls")))
+    else:
+        fault_server.queue(Canned(200, {}, anthropic_message(calls=[call], stop="tool_use")))
+    llm = backend(provider, fault_url(provider, fault_server.url), is_async=mode == "async")
+    raw = complete(llm, _request(), is_async=mode == "async").raw
+    assert raw["id"] == ("chatcmpl-fault" if provider == "openai" else "msg_fault")
+    json.dumps(raw)  # JSON data, ready to record
+    if provider == "openai":
+        assert raw["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "done"
+    else:
+        assert raw["content"][0]["name"] == "done"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_streamed_reply_has_no_single_body(fault_server: Any, provider: str) -> None:
+    call = ("c1", "done", {"answer": "ok"})
+    chunks = openai_tool_stream(*call) if provider == "openai" else anthropic_tool_stream(*call)
+    fault_server.queue(Canned(chunks=chunks))
+    llm = backend(provider, fault_url(provider, fault_server.url))
+    assert complete(llm, _request(stream=True), is_async=False).raw is None

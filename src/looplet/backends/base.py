@@ -226,7 +226,9 @@ class SDKBackend:
             raise self._not_a_reply("JSON that is not an object", response, retriable=False)
         missing = self._missing(parsed)
         if missing is None:
-            return self._parse(parsed)
+            reply = self._parse(parsed)
+            reply.raw = _as_data(parsed)
+            return reply
         error = getattr(parsed, "error", None)
         if error is not None:
             etype, code = _field(error, "type"), _field(error, "code")
@@ -459,6 +461,17 @@ def raise_stream_error(exc: Exception, provider: Provider, emitted: bool) -> NoR
             retriable=False,
         )
     raise error from exc
+
+
+def _as_data(parsed: Any) -> Any:
+    """The SDK's reply object as the JSON data it was read from (None if it cannot say)."""
+    dump = getattr(parsed, "model_dump", None)
+    if not callable(dump):
+        return None
+    try:
+        return dump(mode="json", exclude_unset=True, warnings=False)
+    except Exception:  # a reply the SDK read but cannot write back: the parsed fields are kept anyway
+        return None
 
 
 def _is_html(response: Any) -> bool:

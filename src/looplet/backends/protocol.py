@@ -120,6 +120,8 @@ class LLMResponse:
         retries: the attempts that failed before this answer, oldest first: dicts
             with ``attempt``, ``cause`` (the error kind and HTTP status), ``error``
             (masked) and ``wait_s`` (the wait before the next attempt).
+        raw: the provider's reply body as JSON data, when the backend has one
+            (the SDK backends, not streamed); None otherwise. Provenance records it.
     """
 
     text: str = ""
@@ -130,6 +132,7 @@ class LLMResponse:
     request_id: str = ""
     response_id: str = ""
     retries: list[dict[str, Any]] = field(default_factory=list)
+    raw: Any = field(default=None, repr=False, compare=False)
 
 
 @runtime_checkable
