@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -460,31 +460,29 @@ class Engine:
 
     def _request(self, ctx: PromptContext | None) -> LLMRequest:
         cfg = self.config
+        tools: Sequence[Mapping[str, Any]]
         if ctx is None:  # no pre_prompt hook: the history as it is, and the settings
-            return LLMRequest(
-                messages=self._view,
-                system=self._screened_system(cfg.effective_system_prompt),
-                tools=self.tools.schemas(),
-                max_tokens=cfg.max_tokens,
-                temperature=cfg.temperature,
-                options=cfg.llm_options,
-                step=self._view_step,
-                cancel_token=self.cancel_token,
-                deadline=self._deadline,
-                run_id=self.state.run_id,
+            messages, system, tools, step = (
+                self._view,
+                cfg.effective_system_prompt,
+                self.tools.schemas(),
+                self._view_step,
             )
-        messages = ctx.messages
-        if messages is not self._view:  # a hook replaced them: what it wrote is not screened yet
-            messages = [screened(m) for m in messages]
+            extra: tuple[str, ...] = ()
+        else:
+            messages, system, tools, step = ctx.messages, ctx.system, ctx.tools, ctx.step
+            if messages is not self._view:  # a hook replaced them: what it wrote is not screened yet
+                messages = [screened(m) for m in messages]
+            extra = tuple(redact_env_values(text_of(t)) for t in ctx.injected) if ctx.injected else ()
         return LLMRequest(
             messages=messages,
-            system=self._screened_system(ctx.system),
-            tools=ctx.tools,
-            extra=tuple(redact_env_values(text_of(t)) for t in ctx.injected) if ctx.injected else (),
+            system=self._screened_system(system),
+            tools=tools,
+            extra=extra,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             options=cfg.llm_options,
-            step=ctx.step,
+            step=step,
             cancel_token=self.cancel_token,
             deadline=self._deadline,
             run_id=self.state.run_id,
