@@ -241,3 +241,56 @@ def test_without_opentelemetry_otel_true_names_the_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("ConfigError") and 'pip install "looplet[otel]"' in out.stdout
+
+
+def _ping_and_done(tag: str) -> MockLLMBackend:
+    first = ToolCall("fail", {"why": tag}, call_id=f"{tag}1")
+    return MockLLMBackend([first, ToolCall("done", {"answer": tag}, call_id=f"{tag}2")])
+
+
+def _assert_each_run_owns_its_spans(hook: TracingHook, runs: dict[str, str]) -> None:
+    """Every chat and tool span hangs under the run span of the run that made it."""
+    spans = hook.spans
+    run_span = {s.attributes["gen_ai.conversation.id"]: s.span_id for s in _by_name(spans, "invoke_agent")}
+    owned = 0
+    for span in spans:
+        call_id = span.attributes.get("gen_ai.tool.call.id")
+        if call_id is None:
+            continue
+        run_id = runs[call_id[0]]
+        assert span.parent_id == run_span[run_id], (span.name, call_id)
+        assert span.attributes["gen_ai.conversation.id"] == run_id
+        owned += 1
+    assert owned == 4
+    chats = _by_name(spans, "chat")
+    assert sorted(c.parent_id for c in chats) == sorted([run_span[r] for r in runs.values()] * 2)
+
+
+def test_two_runs_stepped_in_turn_in_one_thread_keep_their_own_spans() -> None:
+    hook = TracingHook()
+    a = composable_loop(_ping_and_done("a"), tools=_tools(), task="A", hooks=[hook])
+    b = composable_loop(_ping_and_done("b"), tools=_tools(), task="B", hooks=[hook])
+    for loop in (a, b, a, b):
+        next(loop)
+    a.close()
+    b.close()
+    _assert_each_run_owns_its_spans(hook, {"a": a.state.run_id, "b": b.state.run_id})
+
+
+def test_two_async_runs_stepped_in_turn_in_one_task_keep_their_own_spans() -> None:
+    import asyncio
+
+    from looplet import async_composable_loop
+
+    hook = TracingHook()
+
+    async def main() -> dict[str, str]:
+        a = async_composable_loop(_ping_and_done("a"), tools=_tools(), task="A", hooks=[hook])
+        b = async_composable_loop(_ping_and_done("b"), tools=_tools(), task="B", hooks=[hook])
+        for loop in (a, b, a, b):
+            await loop.__anext__()
+        await a.aclose()
+        await b.aclose()
+        return {"a": a.state.run_id, "b": b.state.run_id}
+
+    _assert_each_run_owns_its_spans(hook, asyncio.run(main()))

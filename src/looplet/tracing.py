@@ -237,7 +237,7 @@ class TracingHook:
         self._open_run(state)
 
     def on_loop_end(self, state: DefaultState, log: History, ctx: PromptContext, llm: Any) -> None:
-        run = self._run_now()
+        run = self._run_now(state.run_id)
         if run is None:  # an earlier hook's pre_loop failed before ours ran
             run = self._open_run(state)
         self._learn(llm)
@@ -257,7 +257,8 @@ class TracingHook:
         with self._lock:
             if run in self._open_runs:
                 self._open_runs.remove(run)
-        self._current.set(run.previous)
+        if self._current.get() is run:
+            self._current.set(run.previous)
 
     def _open_run(self, state: DefaultState) -> _Run:
         name = f"invoke_agent {self.agent_name}" if self.agent_name else "invoke_agent"
@@ -283,10 +284,15 @@ class TracingHook:
         self._current.set(run)
         return run
 
-    def _run_now(self) -> _Run | None:
-        """The run of the calling context; else the latest open one (the loop driven from elsewhere)."""
+    def _run_now(self, run_id: str = "") -> _Run | None:
+        """The open run with id `run_id` (requests, calls and states name theirs, so runs stepped in
+        turn in one thread or task are told apart); else the run of the calling context; else the
+        latest open one (the loop driven from elsewhere)."""
         run = self._current.get()
         with self._lock:
+            named = [r for r in self._open_runs if _run_id_of(r) == run_id]
+            if run_id and named:
+                return run if run in named else named[-1]
             if run is not None and run in self._open_runs:
                 return run
             return self._open_runs[-1] if self._open_runs else None
@@ -300,7 +306,7 @@ class TracingHook:
     # -- model calls ---------------------------------------------------------------------
 
     def around_llm(self, request: LLMRequest, proceed: Callable[[LLMRequest], Any]) -> Any:
-        run = self._run_now()
+        run = self._run_now(request.run_id)
         span = self._start(*self._chat_start(request, run))
         with _Attached(span.otel):
             try:
@@ -345,7 +351,7 @@ class TracingHook:
     # -- tool runs -----------------------------------------------------------------------
 
     def around_tool(self, call: PreparedCall, proceed: Callable[[], Any]) -> Any:
-        run = self._run_now()
+        run = self._run_now(call.run_id)
         tool_call = call.call
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool",
@@ -383,7 +389,7 @@ class TracingHook:
         self, state: DefaultState, log: History, tool_call: ToolCall, tool_result: ToolResult, step: int
     ) -> None:
         """A call that never ran (invalid, denied, answered by a hook) still gets a span, of no length."""
-        run = self._run_now()
+        run = self._run_now(state.run_id)
         if run is not None:
             with self._lock:
                 if tool_call.call_id in run.ran:
@@ -465,6 +471,10 @@ class _Attached:
             from opentelemetry import context
 
             context.detach(self.token)
+
+
+def _run_id_of(run: _Run) -> Any:
+    return run.span.record.attributes["gen_ai.conversation.id"]
 
 
 def _parent_id(run: _Run | None) -> str | None:
