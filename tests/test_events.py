@@ -226,3 +226,26 @@ def test_the_rich_display_styles_the_same_lines() -> None:
     shown = out.getvalue()
     assert "\x1b[" in shown  # styled
     assert "greet Ada" in shown and "done · 3 steps" in shown
+
+
+def test_runs_stepped_in_turn_in_one_thread_keep_their_own_run_id() -> None:
+    events: list[Event] = []
+    hook = EventHook(events.append)
+
+    def loop(tag: str) -> Any:
+        script = [ToolCall("greet", {"name": tag}, call_id=f"{tag}1"), ToolCall("done", {"answer": tag})]
+        return composable_loop(MockLLMBackend(script), tools=_tools(), task=tag, hooks=[hook])
+
+    a, b = loop("a"), loop("b")
+    for each in (a, b, a, b):
+        next(each)
+    a.close()
+    b.close()
+    ids = {a.state.run_id, b.state.run_id}
+    model_starts = [e.run_id for e in events if e.type == "model_start"]
+    assert sorted(model_starts) == sorted(list(ids) * 2)
+    # every tool event names the run its step event (from the run's own state) names
+    steps = sorted((e.run_id, e.data["tool"]) for e in events if e.type == "step")
+    for kind in ("tool_start", "tool_end"):
+        assert sorted((e.run_id, e.data["tool"]) for e in events if e.type == kind) == steps
+    assert len(steps) == 4

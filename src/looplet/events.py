@@ -127,7 +127,7 @@ class EventHook:
     # -- model calls ---------------------------------------------------------------------
 
     def around_llm(self, request: LLMRequest, proceed: Callable[[LLMRequest], Any]) -> Any:
-        run_id = self._run_id()
+        run_id = self._run_id(request.run_id)
         self._emit("model_start", {"step": request.step}, run_id)
         streamed: list[bool] = []
         if request.options.get("stream"):
@@ -159,7 +159,7 @@ class EventHook:
     # -- tools ---------------------------------------------------------------------------
 
     def around_tool(self, call: PreparedCall, proceed: Callable[[], Any]) -> Any:
-        run_id = self._run_id()
+        run_id = self._run_id(call.run_id)
         tool, call_id = call.call.tool, call.call.call_id
         self._emit("tool_start", {"tool": tool, "call_id": call_id, "args": redact_value(call.args)}, run_id)
         started = time.perf_counter()
@@ -177,8 +177,10 @@ class EventHook:
 
     # -- delivery ------------------------------------------------------------------------
 
-    def _run_id(self) -> str:
-        return self._run.get() or self._latest
+    def _run_id(self, named: str) -> str:
+        """The run a request or call names (runs stepped in turn in one thread share a context);
+        else the run of this context, else the latest run started."""
+        return named or self._run.get() or self._latest
 
     def _emit(self, type_: str, data: dict[str, Any], run_id: str) -> None:
         event = Event(type_, run_id, data, time.time())
