@@ -308,3 +308,26 @@ def test_a_recorded_replay_diffs_as_the_same_run_as_the_original(
     assert changed.run().divergence is not None
     code, out, _ = run_cli([str(basket), str(sink.path_of(changed.loop.state.run_id))], capsys)
     assert code == 1 and "--- first divergence at step 3: different data ---" in out
+
+
+def test_a_secret_cut_at_the_width_of_a_line_is_masked_before_the_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from looplet import ToolCall, composable_loop
+    from looplet.provenance import ProvenanceSink
+    from looplet.redaction import REDACTED
+
+    secret = "ghp_" + "Q" * 36
+    task = "y" * 60 + " " + secret  # the task's shown form is cut inside the secret
+    paths = []
+    for name in ("a", "b"):
+        sink = ProvenanceSink(tmp_path / name, redact=False)
+        done = ToolCall("done", {"answer": f"{name} " + "z" * 60 + " " + secret})
+        loop = composable_loop(MockLLMBackend([done]), tools=Shop().tools, hooks=[sink], task=task)
+        loop.run()
+        paths.append(sink.path_of(loop.state.run_id))
+    code, out, _ = run_cli([str(paths[0]), str(paths[1])], capsys)
+    assert code == 1
+    assert secret[:8] not in out
+    headers = out.splitlines()[:2]
+    assert all(f"y {REDACTED}'" in line for line in headers), headers  # masked, and now short enough

@@ -190,3 +190,19 @@ def test_python_dash_m_looplet_show_runs(tmp_path: Path) -> None:
         [sys.executable, "-m", "looplet", "show", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+
+
+def test_show_masks_a_secret_before_cutting_a_long_value_to_width(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "ghp_" + "Q" * 36
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+    sink = ProvenanceSink(tmp_path, redact=False)
+    done = ToolCall("done", {"answer": "z" * 290 + " " + secret})
+    loop = composable_loop(MockLLMBackend([done]), tools=tools, task="y" * 280 + " " + secret, hooks=[sink])
+    loop.run()
+    assert main(["show", str(sink.path_of(loop.state.run_id))]) == 0
+    out = capsys.readouterr().out
+    assert secret[:8] not in out
+    assert "y [REDACTED]\n" in out  # the task: masked, and now short enough to show whole

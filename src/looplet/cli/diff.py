@@ -121,6 +121,10 @@ def _ending(diff: Any) -> list[str]:
 
 
 def _short(value: Any, limit: int = 80) -> str:
+    """`value` on one line, cut to `limit`; masked first, as a secret cut in two no longer reads as one."""
+    from ..redaction import redact_value
+
+    value = redact_value(value)
     text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -191,6 +191,10 @@ def _footer(recorded: Any) -> list[str]:
 
 
 def _inline(value: Any, limit: int = 300) -> str:
+    """`value` on one line, cut to `limit`; masked first, as a secret cut in two no longer reads as one."""
+    from ..redaction import redact_value
+
+    value = redact_value(value)
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
