@@ -718,3 +718,66 @@ def test_a_report_is_read_by_eval_name_and_a_run_not_ended_is_graded_as_it_stand
         next(loop)
     assert [c.tool for c in EvalContext.from_run(loop).tool_calls] == ["add", "done"]
     assert EvalResult("e", 1.0, False, status="passed").status == "failed"  # the flag and the status agree
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("cannot say")
+
+
+def test_an_eval_raising_an_exception_that_cannot_be_printed_is_an_error_result() -> None:
+    def eval_raises(ctx: EvalContext) -> bool:
+        raise _Unprintable()
+
+    def eval_asserts(ctx: EvalContext) -> bool:
+        raise AssertionError(_Unprintable())
+
+    def eval_odd_detail(ctx: EvalContext) -> dict[str, Any]:
+        return {"passed": True, "detail": _Unprintable()}
+
+    report = run_evals(EvalContext(), [eval_raises, eval_asserts, eval_odd_detail])
+    assert [r.status for r in report] == ["error", "failed", "error"]
+    assert report["eval_raises"].detail == "raised _Unprintable: <unprintable message>"
+    assert "cannot be read" in report["eval_odd_detail"].detail
+
+
+def test_an_eval_taking_llm_as_a_keyword_only_parameter_gets_the_judge() -> None:
+    judge = object()
+    seen: list[Any] = []
+
+    def eval_judged(ctx: EvalContext, *, llm: Any) -> bool:
+        seen.append(llm)
+        return True
+
+    report = run_evals(EvalContext(), [eval_judged], llm=judge)
+    assert report.passed and seen == [judge]
+
+
+def test_a_case_file_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "cases.jsonl"
+    bad.write_bytes(b'{"task": "\xff"}\n')
+    with pytest.raises(EvalInputError, match="cases.jsonl.*UTF-8"):
+        load_cases(bad)
+
+
+def test_a_package_installed_under_the_eval_folder_stays_imported_once(tmp_path: Path) -> None:
+    site = tmp_path / ".venv" / "site"
+    (site / "vendored_pkg_for_evals").mkdir(parents=True)
+    (site / "vendored_pkg_for_evals" / "__init__.py").write_text("LOADS = [1]\n")
+    (tmp_path / "helper_for_evals.py").write_text("X = 1\n")
+    (tmp_path / "eval_one.py").write_text(
+        "import vendored_pkg_for_evals, helper_for_evals\ndef eval_one(ctx): return True\n"
+    )
+    (tmp_path / "eval_two.py").write_text(
+        "import vendored_pkg_for_evals\ndef eval_two(ctx): return vendored_pkg_for_evals.LOADS == [1]\n"
+    )
+    sys.path.append(str(site))
+    try:
+        found = discover_evals(tmp_path)
+        package = sys.modules.get("vendored_pkg_for_evals")
+        assert package is not None  # imported from an installed place: kept, like any library
+        assert all(fn.__globals__["vendored_pkg_for_evals"] is package for fn in found)
+        assert "helper_for_evals" not in sys.modules  # a helper beside the evals is still forgotten
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("vendored_pkg_for_evals", None)

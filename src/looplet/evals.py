@@ -576,24 +576,48 @@ def _run_one(fn: EvalFunction, ctx: EvalContext, llm: Any, threshold: float) -> 
     if wants_llm and llm is None:
         return _skipped(name, "needs a judge model (llm=...), and none was given", required, ctx)
     try:
-        value = fn(ctx, llm) if wants_llm else fn(ctx)
+        value = _call(fn, ctx, llm) if wants_llm else fn(ctx)
         if inspect.isawaitable(value):
             value = _await(value)
     except EvalSkipped as exc:
-        return _skipped(name, str(exc) or "skipped", required, ctx)
+        return _skipped(name, _message(exc) or "skipped", required, ctx)
     except AssertionError as exc:
         return EvalResult(name, 0.0, False, _assertion_text(exc), required=required, run_id=ctx.run_id)
     except BaseException as exc:
         if propagates(exc):
             raise
-        detail = redact_text(f"{type(exc).__name__}: {exc}")
+        detail = redact_text(f"{type(exc).__name__}: {_message(exc)}")
         return replace(_error(name, f"raised {detail}", required), run_id=ctx.run_id)
-    return replace(to_result(name, value, threshold=threshold, required=required), run_id=ctx.run_id)
+    try:
+        result = to_result(name, value, threshold=threshold, required=required)
+    except Exception as exc:  # a verdict whose detail or label refuses to become text
+        result = _error(name, f"returned a verdict that cannot be read ({type(exc).__name__})", required)
+    return replace(result, run_id=ctx.run_id)
+
+
+def _call(fn: EvalFunction, ctx: EvalContext, llm: Any) -> Any:
+    """Call an eval that takes a judge: by name when it has an ``llm`` parameter (keyword-only
+    works too), else as its second positional argument."""
+    try:
+        by_name = inspect.signature(fn).parameters.get("llm")
+    except (TypeError, ValueError):
+        by_name = None
+    if by_name is not None and by_name.kind != by_name.POSITIONAL_ONLY:
+        return fn(ctx, llm=llm)
+    return fn(ctx, llm)
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the exception cannot be turned into text."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<unprintable message>"
 
 
 def _assertion_text(exc: AssertionError) -> str:
     """The assertion's message (its first line: pytest appends an explanation), else the failing line."""
-    lines = str(exc).strip().splitlines()
+    lines = _message(exc).strip().splitlines()
     if lines:
         return redact_text(lines[0])
     frames = traceback.extract_tb(exc.__traceback__)
@@ -740,16 +764,30 @@ def _import_file(file: Path) -> types.ModuleType:
         raise EvalInputError(f"{file}: could not import it: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path[:] = before_path
-        _forget_helpers(folder, before_modules - {name}, keep=name)
+        _forget_helpers(folder, before_modules - {name}, keep=name, search_path=before_path)
     return module
 
 
-def _forget_helpers(folder: str, before: set[str], keep: str) -> None:
+def _forget_helpers(folder: str, before: set[str], keep: str, search_path: list[str]) -> None:
     """Drop modules imported from `folder` during an eval file's import, so the next folder's
-    ``helpers.py`` is not mistaken for this one's."""
+    ``helpers.py`` is not mistaken for this one's.
+
+    A module found through another entry of `search_path` inside `folder` (the
+    site-packages of a ``.venv`` in the project) is an installed library, not a
+    helper: it stays imported, or the next import would run it a second time.
+    """
+    here = Path(folder)
+    installed = [
+        entry
+        for entry in (Path(p or ".").resolve() for p in search_path)
+        if entry != here and entry.is_relative_to(here)
+    ]
     for name in set(sys.modules) - before - {keep}:
         origin = getattr(sys.modules[name], "__file__", None)
-        if origin and Path(origin).resolve().is_relative_to(folder):
+        if not origin:
+            continue
+        where = Path(origin).resolve()
+        if where.is_relative_to(here) and not any(where.is_relative_to(entry) for entry in installed):
             del sys.modules[name]
 
 
@@ -889,7 +927,10 @@ def load_cases(path: str | os.PathLike[str]) -> list[EvalCase]:
 
 
 def _cases_in(file: Path) -> Iterator[tuple[str, EvalCase]]:
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if file.suffix == ".jsonl":
         # split on newlines only: str.splitlines would also cut at U+0085 or U+2028 inside a string
         entries = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
