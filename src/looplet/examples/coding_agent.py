@@ -5,13 +5,15 @@ python -m looplet.examples.coding_agent "add a subtract function with a test" --
 python -m looplet.examples.coding_agent TASK --trace runs/                   # record the run
 python -m looplet.examples.coding_agent --trace runs/ --fork runs/RUN --at 6 --system-prompt TEXT
 
-The agent has read, write, edit, multi_edit, list_dir, glob, grep, bash,
-think and done (`looplet.examples.workspace`): every path stays inside the
-workspace, and bash runs in bubblewrap when it can (no network, nothing
-outside the workspace writable). Where bubblewrap cannot run (or with
-``--sandbox none``), each bash command is asked about first (y/N on a
-terminal, refused without one) unless ``--allow-bash`` is given, and its
-steps say ``sandbox: none``.
+The agent is `looplet.presets.coding_agent_preset`: read, write, edit,
+multi_edit, list_dir, glob, grep, bash, think and done
+(`looplet.examples.workspace`). Every path stays inside the workspace, and
+bash runs in bubblewrap when it can (no network, nothing outside the
+workspace writable). Where bubblewrap cannot run (or with ``--sandbox
+none``), each bash command is asked about first (y/N on a terminal, refused
+without one) unless ``--allow-bash`` is given, and its steps say ``sandbox:
+none``. Bash never runs network clients (curl, wget, nc, ssh...) nor touches
+SSH keys, and no tool writes under ``.git/`` and the other protected paths.
 
 A guard blocks ``done`` until the workspace's tests pass (``--test-command``,
 by default pytest, run in the same sandbox); the model reads the failing
@@ -39,26 +41,15 @@ otherwise or an eval failed, 2 for a usage or setup error, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from looplet import (
-    Block,
-    ConfigError,
-    FunctionBackend,
-    PermissionEngine,
-    PermissionHook,
-    RunResult,
-    ToolCall,
-    ToolResult,
-    composable_loop,
-)
+from looplet import ConfigError, FunctionBackend, PermissionHook, RunResult, ToolCall
 from looplet.backends.env import read_env
-from looplet.evals import EvalContext, EvalHook, EvalReport, record_artifact
+from looplet.evals import EvalContext, EvalHook, EvalReport
 from looplet.examples.arguments import (
     ExampleParser,
     add_model_options,
@@ -66,14 +57,28 @@ from looplet.examples.arguments import (
     run_guarded,
     step_budget,
 )
-from looplet.examples.workspace import (
-    SandboxLabel,
-    Workspace,
-    WorkspaceError,
-    coding_tools,
-    run_command,
-)
+from looplet.examples.workspace import Workspace, WorkspaceError
 from looplet.history import Message
+from looplet.presets import (
+    CODING_SYSTEM_PROMPT,
+    AgentPreset,
+    TestsPassGate,
+    coding_agent_preset,
+    coding_permissions,
+    default_test_command,
+    why_failed,
+)
+
+__all__ = [
+    "main",
+    "TestsPassGate",
+    "why_failed",
+    "default_test_command",
+    "eval_tests_pass",
+    "eval_done_called",
+    "CODING_EVALS",
+    "script",
+]
 
 NAME = "coding_agent"
 #: Used when neither --model nor $OPENAI_MODEL names one.
@@ -83,79 +88,8 @@ DEFAULT_TASK = (
     "Create calc.py with a function add(a, b) that returns the sum of a and b, and a test for it "
     "in test_calc.py. The tests must pass."
 )
-SYSTEM_PROMPT = (
-    "You are a careful coding agent. You work only inside the workspace (the current directory): "
-    "give paths relative to it, never absolute or with '..'. Read before you edit; edit with exact "
-    "text; run the tests with bash; call done with a short summary once they pass. done is refused "
-    "while the tests fail."
-)
-TEST_TIMEOUT_S = 300.0
-
-
-def default_test_command() -> str:
-    """pytest when it is installed (quietly, without a cache folder), else unittest discovery."""
-    if importlib.util.find_spec("pytest") is not None:
-        return "python3 -m pytest -q -p no:cacheprovider"
-    return "python3 -m unittest discover -q"
-
-
-# -- the guard and the outcome -------------------------------------------------------------------
-
-
-class TestsPassGate:
-    """``check_done``: done is accepted only while the tests pass; ``on_loop_end``: the final outcome.
-
-    The tests run in the workspace's sandbox (they are code the model wrote).
-    The outcome that let done through is kept on the done step's result
-    (``metadata["tests"]``, so a recorded trace holds it), and the outcome of a
-    last run at the end as the run's artifact ``tests``; `eval_tests_pass`
-    reads them.
-    """
-
-    def __init__(self, workspace: Workspace, command: str, timeout_s: float = TEST_TIMEOUT_S) -> None:
-        self.workspace = workspace
-        self.command = command
-        self.argv = shlex.split(command)
-        self.timeout_s = timeout_s
-        self.last: dict[str, Any] | None = None
-
-    def run_tests(self) -> dict[str, Any]:
-        out = run_command(self.workspace, self.argv, self.timeout_s)
-        found = "Ran 0 tests" not in out.output  # unittest before 3.12 exits 0 when it finds none
-        return {
-            "command": self.command,
-            "exit_code": out.exit_code,
-            "passed": out.exit_code == 0 and found,
-            "timed_out": out.timed_out,
-            "sandbox": out.sandbox,
-            "output": out.output[-4000:],
-        }
-
-    def check_done(self, state: Any, log: Any, ctx: Any, step: int) -> Block | None:
-        self.last = outcome = self.run_tests()
-        if outcome["passed"]:
-            return None
-        said = outcome["output"][-2000:]
-        return Block(f"{why_failed(outcome)}; fix that before calling done. `{self.command}` said:\n{said}")
-
-    def post_dispatch(self, state: Any, log: Any, tool_call: ToolCall, result: ToolResult, step: int) -> Any:
-        """Put the passing outcome on the accepted done step, where a trace keeps it."""
-        if tool_call.tool != "done" or not result.ok or self.last is None:
-            return None
-        noted = ToolResult.from_dict(result.to_dict())
-        noted.metadata["tests"] = self.last
-        return noted
-
-    def on_loop_end(self, state: Any, log: Any, ctx: Any, llm: Any) -> None:
-        record_artifact(state, "tests", self.run_tests())
-
-
-def why_failed(outcome: dict[str, Any]) -> str:
-    if outcome["timed_out"]:
-        return "the tests did not finish in time"
-    if outcome["exit_code"] == 0 or (outcome["exit_code"] == 5 and "pytest" in outcome["command"]):
-        return "no tests were found: write a test first"
-    return f"the tests fail (exit code {outcome['exit_code']})"
+#: The preset's prompt (kept here under its old name).
+SYSTEM_PROMPT = CODING_SYSTEM_PROMPT
 
 
 # -- the evals ----------------------------------------------------------------------------------
@@ -255,24 +189,29 @@ def ask_on_terminal(call: ToolCall, reason: str) -> bool:
 
 
 def bash_permission(workspace: Workspace, allow_bash: bool) -> PermissionHook:
-    """Everything is allowed, except bash without a sandbox: asked about (decision 9), unless allowed."""
-    engine = PermissionEngine(default="allow")
-    if workspace.sandbox.kind == "none" and not allow_bash:
-        engine.ask(
-            "bash",
-            reason=f"bash would run without a sandbox ({workspace.sandbox.reason})",
-        )
-    return PermissionHook(engine, ask_handler=ask_on_terminal)
+    """The preset's permission layer, asking on this terminal where bash has no sandbox."""
+    return coding_permissions(workspace, allow_bash=allow_bash, ask_handler=ask_on_terminal)
 
 
 # -- running --------------------------------------------------------------------------------------
 
 
-def build_hooks(workspace: Workspace, args: argparse.Namespace) -> tuple[list[Any], EvalHook, Any]:
+def build_preset(workspace: Workspace, args: argparse.Namespace) -> AgentPreset:
+    """The coding agent preset for this command line."""
+    return coding_agent_preset(
+        workspace,
+        test_command=args.test_command,
+        allow_bash=args.allow_bash,
+        ask_handler=ask_on_terminal,
+        max_steps=args.max_steps,
+        system_prompt=args.system_prompt,
+    )
+
+
+def build_hooks(preset: AgentPreset, args: argparse.Namespace) -> tuple[list[Any], EvalHook, Any]:
     """The run's hooks, in the order their end-of-run work must happen: tests, evals, then the trace."""
-    gate = TestsPassGate(workspace, args.test_command)
     evals = EvalHook(CODING_EVALS)
-    hooks: list[Any] = [SandboxLabel(), bash_permission(workspace, args.allow_bash), gate, evals]
+    hooks: list[Any] = [*preset.hooks, evals]
     sink = None
     if args.trace is not None:
         from looplet.provenance import ProvenanceSink
@@ -302,13 +241,9 @@ def forked_state(workspace: Workspace, args: argparse.Namespace) -> Any:
     """The state of a run forked from ``--fork`` at ``--at``: the earlier steps replayed into `workspace`."""
     from looplet.replay import fork_recording
 
-    hooks = [
-        SandboxLabel(),
-        bash_permission(workspace, args.allow_bash),
-        TestsPassGate(workspace, args.test_command),
-    ]
+    replayed = build_preset(workspace, args)  # its own hooks: the replay's gate is not the run's
     state = fork_recording(
-        args.fork, args.at, tools=coding_tools(workspace), hooks=hooks, system_prompt=SYSTEM_PROMPT
+        args.fork, args.at, tools=replayed.tools, hooks=replayed.hooks, system_prompt=SYSTEM_PROMPT
     )
     print(f"forked {args.fork} at step {args.at}: {len(state.steps)} earlier step(s) replayed")
     if "fork_replay" in state.metadata:
@@ -321,16 +256,9 @@ def run_agent(llm: Any, args: argparse.Namespace) -> int:
     print(f"workspace: {workspace.root}")
     print(describe_sandbox(workspace, args.allow_bash))
     state = forked_state(workspace, args) if args.fork is not None else None
-    hooks, evals, sink = build_hooks(workspace, args)
-    loop = composable_loop(
-        llm=llm,
-        task=None if state is not None else {"goal": args.task},
-        state=state,
-        tools=coding_tools(workspace),
-        hooks=hooks,
-        max_steps=args.max_steps,
-        system_prompt=args.system_prompt or SYSTEM_PROMPT,
-    )
+    preset = build_preset(workspace, args)
+    hooks, evals, sink = build_hooks(preset, args)
+    loop = preset.loop(llm, None if state is not None else {"goal": args.task}, state=state, hooks=hooks)
     for step in loop:
         print(step.pretty())
     result = loop.result
