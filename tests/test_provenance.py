@@ -694,3 +694,33 @@ def test_a_run_killed_by_sigkill_leaves_a_directory_read_run_and_show_accept(
     lines = shown.stdout.splitlines()
     assert sum(line.startswith("#") for line in lines) == len(yielded)
     assert "stop reason: none: the run did not end (killed, or still running)" in lines
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
+def test_a_run_whose_last_files_cannot_be_written_still_closes_its_event_log(tmp_path: Path) -> None:
+    sink = ProvenanceSink(tmp_path)
+    tools = _tools()
+    blocked: list[Path] = []
+
+    @tools.tool
+    def block_the_trajectory() -> str:
+        """Put a directory where the sink will write trajectory.json."""
+        (run_dir,) = set(sink.runs.values()) - set(blocked)
+        (run_dir / "trajectory.json").mkdir()
+        blocked.append(run_dir)
+        return "blocked"
+
+    script = [ToolCall("block_the_trajectory", {}), ToolCall("done", {"answer": "x"})]
+    before = _open_fds()
+    for _ in range(3):
+        loop = composable_loop(MockLLMBackend(list(script)), tools=tools, task="t", hooks=[sink])
+        assert loop.run().stop_reason == "done"
+    assert len(blocked) == 3
+    assert _open_fds() == before
+    last = read_run(blocked[-1])
+    assert [e["event"] for e in last.events][-1] == "run_end"  # the log still says the run ended
+    assert last.ended and not [p.name for p in blocked[-1].iterdir() if p.name.endswith(".tmp")]

@@ -173,10 +173,14 @@ def _write_file(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _dir_name(run_id: str) -> str:
@@ -226,9 +230,13 @@ class _RunWriter:
         self.messages: dict[int, tuple[Any, Any]] = {}  # encoded messages, by the Message's id
         self.messages_version: object = None
         self.fd = os.open(self.dir / _EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
-        self.manifest = self._first_manifest(state, tools)
-        self.write_manifest()
-        self.event("run_start", {"run_id": self.manifest["run_id"], "dir": self.dir.name}, sync=True)
+        try:
+            self.manifest = self._first_manifest(state, tools)
+            self.write_manifest()
+            self.event("run_start", {"run_id": self.manifest["run_id"], "dir": self.dir.name}, sync=True)
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def _first_manifest(self, state: Any, tools: list[str]) -> dict[str, Any]:
         from . import __version__
@@ -422,6 +430,13 @@ class _RunWriter:
     # -- the end
 
     def end(self, state: Any, result: Any) -> None:
+        """Write the run's ending; the event log is closed whatever fails on the way."""
+        try:
+            self._end(state, result)
+        finally:
+            os.close(self.fd)
+
+    def _end(self, state: Any, result: Any) -> None:
         self.recheck_last()
         enc = self.encoder.value
         stop = getattr(result, "stop_reason", None) or getattr(state, "stop_reason", None)
@@ -439,22 +454,23 @@ class _RunWriter:
         for key in ("artifacts", "evals"):  # what graders read: the outcome, and verdicts already given
             if isinstance(metadata, dict) and key in metadata:
                 self.manifest[key] = enc(metadata[key])
-        _write_file(
-            self.dir / "trajectory.json",
-            _dumps(
-                {
-                    "run_id": self.manifest["run_id"],
-                    "task": self.manifest["task"],
-                    "steps": self.records,
-                    "final_answer": self.manifest["final_answer"],
-                    "stop_reason": self.manifest["stop_reason"],
-                }
-            ),
-        )
+        trajectory = {
+            "run_id": self.manifest["run_id"],
+            "task": self.manifest["task"],
+            "steps": self.records,
+            "final_answer": self.manifest["final_answer"],
+            "stop_reason": self.manifest["stop_reason"],
+        }
+        failure: OSError | None = None
+        try:
+            _write_file(self.dir / "trajectory.json", _dumps(trajectory))
+        except OSError as exc:  # the steps are in their own files: still record the ending, then say so
+            failure = exc
         self.write_manifest()
         fields = {"stop_reason": self.manifest["stop_reason"], "detail": self.manifest["detail"]}
         self.event("run_end", {**fields, "dropped_calls": dropped}, sync=True)
-        os.close(self.fd)
+        if failure is not None:
+            raise failure
 
 
 def _changeable(step: Step) -> tuple[Any, ...]:
