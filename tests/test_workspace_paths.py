@@ -310,6 +310,8 @@ PROTECTED = [
     ".git/config",
     ".git/HEAD",
     ".GIT/hooks/post-checkout",
+    "vendor/lib/.git/hooks/pre-commit",
+    "sub/.Git/config",
     ".github/workflows/ci.yml",
     ".GitHub/Workflows/release.yml",
     ".env",

@@ -23,7 +23,7 @@ without reaching outside `root` (RELIABILITY.md group H). How each rule is kept:
   name may be outside.
 - **Protected paths (H3)** are refused for writing (a deny, not a question: a
   git hook or a CI workflow runs code later, and no setting of the tool turns
-  this off): anything under ``.git/``, ``.github/workflows/``, ``.looplet/``,
+  this off): anything under a ``.git/`` (at the top or nested), ``.github/workflows/``, ``.looplet/``,
   and every ``.env*`` file (``.envrc`` included), compared case-insensitively.
   ``.env*`` files are also refused for reading and skipped by grep: they hold
   secrets the model has no need to see. The sandboxed shell gets them
@@ -182,8 +182,8 @@ def is_protected(parts: Sequence[str]) -> bool:
     low = _lower(parts)
     if not low:
         return False
-    if low[0] in (".git", ".looplet") or low[:2] == [".github", "workflows"]:
-        return True
+    if ".git" in low or low[0] == ".looplet" or low[:2] == [".github", "workflows"]:
+        return True  # a nested repository's .git (a submodule, a vendored clone) runs hooks too
     return is_secret_file(parts)
 
 
