@@ -13,8 +13,20 @@ from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
 
-#: verb modules, imported when the parser is built
-VERBS = ("version", "doctor", "show", "eval", "diff")
+#: verbs, imported when the parser is built; a verb's module is its name with "-" as "_"
+VERBS = (
+    "version",
+    "doctor",
+    "show",
+    "eval",
+    "diff",
+    "run",
+    "blueprint",
+    "export-code",
+    "package",
+    "wrap-claude-skill",
+    "list-bundles",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"looplet {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERBS:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
         module.add_parser(sub)
     for verb_parser in sub.choices.values():
         # so an argument the verb does not know is reported with the verb's usage (see main)

@@ -1,0 +1,3 @@
+"""The greeter ships a module named json: it must never replace the host's json."""
+
+LABEL = "greetings"
