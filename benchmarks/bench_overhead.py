@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 STEP_COUNTS = (10, 100, 1000)
@@ -39,7 +40,8 @@ STEP_COUNTS = (10, 100, 1000)
 # -- the workloads ------------------------------------------------------------------
 
 
-def _tools() -> Any:
+def echo_tools() -> Any:
+    """A registry of one no-op tool, `echo`."""
     from looplet import BaseToolRegistry
 
     tools = BaseToolRegistry()
@@ -53,13 +55,17 @@ def _tools() -> Any:
 
 
 class InstantNative:
-    """A backend that answers at once with a ready tool call (native-message mode)."""
+    """A backend that answers at once with a ready tool call (native-message mode).
 
-    def __init__(self) -> None:
+    `reply` adds fields to every reply (`usage`, `model`), for what reads them (tracing, metrics).
+    """
+
+    def __init__(self, **reply: Any) -> None:
         from looplet import LLMResponse, ToolCall
 
         self._response = LLMResponse
         self._call = ToolCall
+        self._reply = reply
         self.last_request: Any = None
         self.i = 0
 
@@ -70,7 +76,8 @@ class InstantNative:
     def complete(self, request: Any) -> Any:
         self.i += 1
         self.last_request = request
-        return self._response(tool_calls=[self._call("echo", {"text": "hello world", "n": self.i})])
+        call = self._call("echo", {"text": "hello world", "n": self.i})
+        return self._response(tool_calls=[call], **self._reply)
 
 
 class InstantText:
@@ -99,16 +106,25 @@ def _request_bytes(request: Any) -> int:
     return size
 
 
-def run_looplet(n: int, mode: str, store: Any = None) -> tuple[float, int]:
-    """Seconds for one run of `n` steps, and the bytes the backend got at the last step."""
+def run_looplet(
+    n: int, mode: str, store: Any = None, hooks: Sequence[Any] = (), llm: Any = None
+) -> tuple[float, int]:
+    """Seconds for one run of `n` steps, and the bytes the backend got at the last step.
+
+    `llm`, when given, is the backend instead of the instant one of `mode`.
+    """
     from looplet import composable_loop
 
-    llm: Any = InstantNative() if mode == "native" else InstantText()
-    tools = _tools()
+    llm = llm or (InstantNative() if mode == "native" else InstantText())
+    tools = echo_tools()
+    extra: dict[str, Any] = {}  # older looplets (baselines) have no store=
+    if store is not None:
+        extra["store"] = store
+    if hooks:
+        extra["hooks"] = list(hooks)
     gc.collect()
     started = time.perf_counter()
     count = 0
-    extra = {} if store is None else {"store": store}  # older looplets (baselines) have no store=
     for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n, **extra):
         count += 1
     elapsed = time.perf_counter() - started
@@ -185,7 +201,7 @@ def run_records_floor(n: int) -> float:
     from looplet import History, LLMRequest, Message, Step, ToolCall, ToolResult
 
     llm = InstantNative()
-    tools = _tools()
+    tools = echo_tools()
     history = History([Message("user", "echo things")])
     schemas = tools.schemas()
     steps: list[Any] = []

@@ -4,11 +4,11 @@
     python benchmarks/bench_provenance.py --quick    # fewer repeats
 
 Each figure is a median over several runs in this one process, both columns
-measured in the same run of this script: an instant native backend, a no-op
-tool, N steps, in the sync and the async loop. With the sink, every step
-writes its step file, two event lines (one fsynced) and the manifest, and
-every model call writes the whole request it was sent, so the cost per step
-grows with the conversation. The directory goes to a temporary directory
+measured in the same run of this script: bench_overhead's workload (an instant
+native backend, a no-op tool, N steps), in the sync and the async loop. With
+the sink, every step writes its step file, two event lines (one fsynced) and
+the manifest, and every model call writes the whole request it was sent, so
+the cost per step grows with the conversation. The directory goes to a temporary directory
 (on this machine's disk; fsync is the largest part of it).
 """
 
@@ -24,66 +24,42 @@ import tempfile
 import time
 from typing import Any
 
+from bench_overhead import InstantNative, echo_tools, run_looplet
+
 STEP_COUNTS = (10, 100, 300)
-
-
-def _tools() -> Any:
-    from looplet import BaseToolRegistry
-
-    tools = BaseToolRegistry()
-
-    @tools.tool
-    def echo(text: str, n: int = 0) -> dict[str, Any]:
-        """Return the text."""
-        return {"text": text, "n": n}
-
-    return tools
-
-
-class Instant:
-    """Answers at once with a ready tool call."""
-
-    def __init__(self) -> None:
-        self.i = 0
-
-    def complete(self, request: Any) -> Any:
-        from looplet import LLMResponse, ToolCall
-
-        self.i += 1
-        return LLMResponse(
-            tool_calls=[ToolCall("echo", {"text": "hello world", "n": self.i}, call_id=f"c{self.i}")]
-        )
 
 
 def run_once(n: int, loop: str, sink: bool) -> float:
     """Seconds for one run of `n` steps."""
-    from looplet import async_composable_loop, composable_loop
     from looplet.provenance import ProvenanceSink
 
     root = tempfile.mkdtemp(prefix="looplet-bench-")
     hooks = [ProvenanceSink(root)] if sink else []
-    tools = _tools()
-    gc.collect()
     try:
-        started = time.perf_counter()
         if loop == "sync":
-            count = sum(
-                1 for _ in composable_loop(Instant(), tools=tools, task="echo", max_steps=n, hooks=hooks)
-            )
-        else:
-
-            async def drive() -> int:
-                got = 0
-                async for _ in async_composable_loop(
-                    Instant(), tools=tools, task="echo", max_steps=n, hooks=hooks
-                ):
-                    got += 1
-                return got
-
-            count = asyncio.run(drive())
-        elapsed = time.perf_counter() - started
+            return run_looplet(n, "native", hooks=hooks)[0]
+        return _run_async(n, hooks)
     finally:
         shutil.rmtree(root)
+
+
+def _run_async(n: int, hooks: list[Any]) -> float:
+    """`run_looplet`'s workload, driven by `async_composable_loop`."""
+    from looplet import async_composable_loop
+
+    async def drive() -> int:
+        got = 0
+        loop = async_composable_loop(
+            InstantNative(), tools=echo_tools(), task="echo things", max_steps=n, hooks=hooks
+        )
+        async for _ in loop:
+            got += 1
+        return got
+
+    gc.collect()
+    started = time.perf_counter()
+    count = asyncio.run(drive())
+    elapsed = time.perf_counter() - started
     assert count == n, (count, n)
     return elapsed
 

@@ -3,8 +3,9 @@
     python benchmarks/bench_tracing.py            # full table
     python benchmarks/bench_tracing.py --quick    # fewer repeats
 
-One workload for every row: `composable_loop` with an instant scripted model
-(native tool calls) and a no-op tool, N steps, timed whole and divided by N.
+One workload for every row, bench_overhead's: `composable_loop` with an instant
+scripted model (native tool calls, here with usage) and a no-op tool, N steps,
+timed whole and divided by N.
 Each figure is the median of several runs in this one process, the rows
 interleaved so drift hits them alike. The OpenTelemetry row uses the SDK's
 `TracerProvider` with a `SimpleSpanProcessor` into an `InMemorySpanExporter`
@@ -14,42 +15,14 @@ interleaved so drift hits them alike. The OpenTelemetry row uses the SDK's
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_overhead import InstantNative, run_looplet
+
 STEP_COUNTS = (10, 100)
-
-
-def _tools() -> Any:
-    from looplet import BaseToolRegistry
-
-    tools = BaseToolRegistry()
-
-    @tools.tool
-    def echo(text: str, n: int = 0) -> dict[str, Any]:
-        """Return the text."""
-        return {"text": text, "n": n}
-
-    return tools
-
-
-class Instant:
-    """A backend that answers at once with a ready tool call and some usage."""
-
-    def __init__(self) -> None:
-        from looplet import LLMResponse, ToolCall, Usage
-
-        self._response, self._call, self._usage = LLMResponse, ToolCall, Usage
-        self.i = 0
-
-    def complete(self, request: Any) -> Any:
-        self.i += 1
-        call = self._call("echo", {"text": "hello world", "n": self.i}, call_id=f"c{self.i}")
-        return self._response(tool_calls=[call], usage=self._usage(100, 10, 50), model="m")
 
 
 def _otel_provider() -> Any:
@@ -80,18 +53,10 @@ ROWS = ("no hook", "TracingHook (memory)", "TracingHook + OpenTelemetry SDK", "M
 
 def run_once(n: int, label: str) -> float:
     """Seconds for one run of `n` steps with the hooks of `label` (built outside the timing)."""
-    from looplet import composable_loop
+    from looplet import Usage
 
-    hooks = _hooks(label)
-    llm, tools = Instant(), _tools()
-    gc.collect()
-    started = time.perf_counter()
-    count = 0
-    for _ in composable_loop(llm, tools=tools, task="echo things", max_steps=n, hooks=hooks):
-        count += 1
-    elapsed = time.perf_counter() - started
-    assert count == n, (count, n)
-    return elapsed
+    llm = InstantNative(usage=Usage(100, 10, 50), model="m")
+    return run_looplet(n, "native", hooks=_hooks(label), llm=llm)[0]
 
 
 def table(repeats: int) -> list[tuple[int, str, float]]:

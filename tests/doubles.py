@@ -1,22 +1,42 @@
-"""Test doubles shared by the suite: a driver for both loops, a recording hook, small tool kits."""
+"""Test doubles shared by the suite: a driver for both loops, a recording hook, small tool kits,
+canary secrets, and a runner for the commands a user types."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from hypothesis import event
+from hypothesis import strategies as st
 
 from looplet import (
     AsyncLoop,
     BaseToolRegistry,
     Loop,
+    MockLLMBackend,
     RunResult,
     Step,
     ToolCall,
+    ToolContext,
+    ToolResult,
     async_composable_loop,
     composable_loop,
     register_done_tool,
 )
+
+#: This checkout's package source, put first on the path of the processes the tests start.
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 class Driver:
@@ -107,9 +127,7 @@ class Recorder:
         self.events.append(("pre_dispatch", tool_call.tool))
         return self._answer("pre_dispatch")
 
-    def post_dispatch(
-        self, state: Any, log: Any, tool_call: ToolCall, tool_result: Any, step: int
-    ) -> Any:
+    def post_dispatch(self, state: Any, log: Any, tool_call: ToolCall, tool_result: Any, step: int) -> Any:
         self.events.append(("post_dispatch", tool_call.tool))
         return self._answer("post_dispatch")
 
@@ -148,3 +166,197 @@ def greeting_tools(
     if with_done:
         register_done_tool(tools)
     return tools, greeted
+
+
+def fan_out_tools(width: int, sub_hooks: Sequence[Any] = ()) -> BaseToolRegistry:
+    """A registry with `fetch`, `delegate` and `done`, for watching runs nest and fan out.
+
+    `fetch` is concurrent-safe and waits until `width` calls run at once, so a batch of `width`
+    really runs together; `delegate` runs a sub-agent (with `sub_hooks`) in the calling thread.
+    """
+    tools = BaseToolRegistry()
+    barrier = threading.Barrier(width, timeout=10)
+
+    @tools.tool(concurrent_safe=True)
+    def fetch(n: int) -> dict[str, int]:
+        """Fetch item n (waits until the whole batch is running, so the batch really runs at once)."""
+        barrier.wait()
+        return {"n": n}
+
+    @tools.tool
+    def delegate(task: str) -> Any:
+        """Runs a sub-agent in the calling thread."""
+        sub_tools = BaseToolRegistry()
+        register_done_tool(sub_tools)
+        inner = MockLLMBackend([ToolCall("done", {"answer": f"sub: {task}"}, call_id="s1")])
+        return composable_loop(inner, tools=sub_tools, task=task, hooks=list(sub_hooks)).run().final_answer
+
+    register_done_tool(tools)
+    return tools
+
+
+def call(tools: Any, name: str, **args: Any) -> ToolResult:
+    """One call dispatched straight to a registry, without a loop."""
+    result: ToolResult = tools.dispatch(ToolCall(name, args, call_id="c1"))
+    return result
+
+
+# -- canary secrets: planted in a run, then looked for at every place it could leak ----------------
+
+#: How a planted secret is written where it is put.
+SECRET_ENCODINGS = ("raw", "json_escaped", "url_encoded", "basic_auth", "bearer")
+
+# Characters real passwords hold, the escape-prone ones among them.
+_SECRET_CHARS = st.sampled_from(
+    list("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") + list("\\\"'%/+=&?:@#!$")
+)
+
+
+@st.composite
+def canaries(draw: st.DrawFn) -> str:
+    """A secret of 10-24 password characters behind a fixed prefix (unlike anything else in a run)."""
+    return "Qz7" + draw(st.text(_SECRET_CHARS, min_size=10, max_size=24))
+
+
+def key_shaped(secret: str) -> str:
+    """`secret` as an OpenAI-style key: redaction finds it by its pattern, not by the environment."""
+    return "sk-proj-" + "".join(c for c in secret if c.isalnum()).ljust(20, "x")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A secret to plant in one place of a run, written one way, and how it is known to be secret."""
+
+    secret: str
+    place: str
+    how: str
+    depth: int
+    as_env: bool
+
+    @property
+    def planted(self) -> str:
+        """The text put in the run: the secret in its encoding."""
+        return encode_secret(self.secret, self.how)
+
+    @property
+    def env_value(self) -> str:
+        """What the secret-named environment variable holds during the run."""
+        return self.secret if self.as_env else "unrelated-value-123"
+
+    def tally(self) -> None:
+        """Count this example by place, encoding and kind in hypothesis' statistics (a too-narrow
+        strategy shows there)."""
+        event(f"place={self.place}")
+        event(f"encoding={self.how}")
+        event("env secret" if self.as_env else "key-shaped secret")
+
+
+@st.composite
+def placed_canaries(draw: st.DrawFn, places: Sequence[str], max_depth: int) -> Canary:
+    """Canaries in one of `places`, in any of `SECRET_ENCODINGS`, nested up to `max_depth` deep; each
+    either the value of a secret-named environment variable or a known key shape (found by its
+    pattern rather than by the environment)."""
+    secret = draw(canaries())
+    place = draw(st.sampled_from(places))
+    how = draw(st.sampled_from(SECRET_ENCODINGS))
+    depth = draw(st.integers(0, max_depth))
+    as_env = draw(st.booleans())
+    return Canary(secret if as_env else key_shaped(secret), place, how, depth, as_env)
+
+
+def encode_secret(secret: str, how: str) -> str:
+    """`secret` written as one of `SECRET_ENCODINGS` (in a URL, an auth header, JSON text)."""
+    if how == "json_escaped":
+        return json.dumps(secret)[1:-1]
+    if how == "url_encoded":
+        return f"https://api.example.com/v1?user=bob&token={urllib.parse.quote(secret, safe='')}"
+    if how == "basic_auth":
+        return "Authorization: Basic " + base64.b64encode(f"bob:{secret}".encode()).decode()
+    if how == "bearer":
+        return f"Authorization: Bearer {secret}"
+    return secret
+
+
+def leak_forms(secret: str) -> set[str]:
+    """What would count as a leak of `secret` in any text a run writes, prints or logs."""
+    return {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(json.dumps(secret)[1:-1])[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        base64.b64encode(f"bob:{secret}".encode()).decode(),
+    }
+
+
+def nested(value: Any, depth: int) -> Any:
+    """`value` buried `depth` levels deep in alternating lists and dicts."""
+    for i in range(depth):
+        value = {"level": i, "items": [value, {"other": "x"}]} if i % 2 else [{"v": value}]
+    return value
+
+
+@contextlib.contextmanager
+def env_var(name: str, value: str) -> Iterator[None]:
+    """The environment variable `name` set to `value` for the block, then as it was."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+#: The places `canary_tools`' `work` carries a canary: its argument (the reply that calls it
+#: plants it there), an exception, a warning, its result, its result nested.
+WORK_PLACES = ("args", "result", "nested_result", "exception", "warning")
+
+
+def canary_tools(place: str, planted: str, depth: int) -> BaseToolRegistry:
+    """A registry with `done` and `work`, a tool that carries `planted` where `place` says: in an
+    exception, a warning, its result, or its result `depth` levels deep."""
+    tools = BaseToolRegistry()
+
+    @tools.tool
+    def work(text: str, ctx: ToolContext) -> Any:
+        """A tool that carries the canary where the example puts it."""
+        if place == "exception":
+            raise ConnectionError(f"login refused: {planted}")
+        if place == "warning":
+            ctx.warn(f"careful with {planted}")
+        if place == "result":
+            return {"token_hint": planted}
+        if place == "nested_result":
+            return nested(planted, depth)
+        return {"ok": True}
+
+    register_done_tool(tools)
+    return tools
+
+
+# -- commands as a user runs them ----------------------------------------------------------------
+
+
+def run_as_user(
+    module: str, cwd: Path, *args: str, stdin: Any = subprocess.DEVNULL, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m module args` in a fresh process in `cwd`, as a user without a model runs it.
+
+    No OPENAI_* variables (so the scripted model answers), stdin not a terminal unless one is
+    given, and this checkout's `src` first on PYTHONPATH.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

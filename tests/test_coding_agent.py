@@ -10,44 +10,30 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import run_as_user
 
 from looplet import Block, ToolCall, ToolResult
 from looplet.evals import EvalContext, run_evals
 from looplet.examples import coding_agent as example
 from looplet.examples.workspace import Workspace, probe_sandbox
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 UNITTEST = ["--test-command", "python3 -m unittest discover -q"]
 #: Where bubblewrap cannot run, bash asks; these runs have nobody to ask, so they allow it.
 BASH = [] if probe_sandbox().kind == "bwrap" else ["--allow-bash"]
 
 
 def coding_agent(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "looplet.examples.coding_agent", *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_as_user("looplet.examples.coding_agent", cwd, *args, timeout=120)
 
 
 def looplet_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    return subprocess.run(
-        [sys.executable, "-m", "looplet", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
+    return run_as_user("looplet", cwd, *args)
 
 
 def step_lines(output: str) -> list[str]:

@@ -12,30 +12,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from doubles import run_as_user
 
 from looplet.examples.data_agent import generate_orders, parse_filter
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 RESUME = "python -m looplet.examples.data_agent --resume"
 #: The generated orders placed before 2020, the ones the scripted agent deletes.
 OLD_ORDER_COUNT = 11
 ALL_ORDER_COUNT = 24
 
 
-def data_agent(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "looplet.examples.data_agent", *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def data_agent(cwd: Path, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    return run_as_user("looplet.examples.data_agent", cwd, *args, stdin=stdin)
 
 
 def workdir(cwd: Path) -> Path:
@@ -218,19 +209,9 @@ def test_a_filter_outside_the_grammar_is_refused_never_evaluated(where: str, com
 )
 def test_on_a_terminal_the_delete_is_asked_y_or_n(tmp_path: Path, answer: str, left: int) -> None:
     leader, follower = os.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env["PYTHONPATH"] = str(SRC)
     try:
         os.write(leader, f"{answer}\n".encode())  # typed ahead: read when the question is asked
-        out = subprocess.run(
-            [sys.executable, "-m", "looplet.examples.data_agent", "--clean"],
-            cwd=tmp_path,
-            env=env,
-            stdin=follower,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = data_agent(tmp_path, "--clean", stdin=follower)
     finally:
         os.close(follower)
         os.close(leader)

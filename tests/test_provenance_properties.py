@@ -3,21 +3,17 @@ I1, INV-6), and a log cut at any byte reads back as the steps committed before t
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
-import os
 import shutil
 import tempfile
-import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
+from doubles import WORK_PLACES, Canary, canary_tools, env_var, leak_forms, placed_canaries
+from hypothesis import given, settings
 
 from looplet import (
     BaseToolRegistry,
@@ -25,7 +21,6 @@ from looplet import (
     FunctionBackend,
     LoopConfig,
     ToolCall,
-    ToolContext,
     composable_loop,
     register_done_tool,
 )
@@ -35,71 +30,7 @@ from looplet.provenance import ProvenanceSink, read_run
 ENV_NAME = "LOOPLET_PROVENANCE_CANARY_TOKEN"
 
 #: where the canary is put: each is one way a value reaches the run directory
-PLACES = (
-    "args",
-    "result",
-    "nested_result",
-    "exception",
-    "warning",
-    "deny_reason",
-    "task",
-    "system_prompt",
-    "model_text",
-)
-ENCODINGS = ("raw", "json_escaped", "url_encoded", "basic_auth", "bearer")
-
-_SECRET_CHARS = st.sampled_from(
-    list("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") + list("\\\"'%/+=&?:@#!$")
-)
-
-
-@st.composite
-def canaries(draw: st.DrawFn) -> str:
-    return "Qz7" + draw(st.text(_SECRET_CHARS, min_size=10, max_size=24))
-
-
-def _encode(secret: str, how: str) -> str:
-    if how == "json_escaped":
-        return json.dumps(secret)[1:-1]
-    if how == "url_encoded":
-        return f"https://api.example.com/v1?user=bob&token={urllib.parse.quote(secret, safe='')}"
-    if how == "basic_auth":
-        return "Authorization: Basic " + base64.b64encode(f"bob:{secret}".encode()).decode()
-    if how == "bearer":
-        return f"Authorization: Bearer {secret}"
-    return secret
-
-
-def _forms(secret: str) -> set[str]:
-    """What would count as a leak of `secret`, in the text of a file or a printed line."""
-    return {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(json.dumps(secret)[1:-1])[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        repr(secret)[1:-1],
-        urllib.parse.quote(secret, safe=""),
-        base64.b64encode(f"bob:{secret}".encode()).decode(),
-    }
-
-
-def _nest(value: Any, depth: int) -> Any:
-    for i in range(depth):
-        value = {"level": i, "items": [value, {"other": "x"}]} if i % 2 else [{"v": value}]
-    return value
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+PLACES = (*WORK_PLACES, "deny_reason", "task", "system_prompt", "model_text")
 
 
 class _DenyPlanted:
@@ -114,22 +45,7 @@ class _DenyPlanted:
 
 def _record(root: Path, place: str, planted: str, depth: int, redact: bool = True) -> None:
     """A scripted run that carries `planted` where `place` says, recorded into `root`."""
-    tools = BaseToolRegistry()
-
-    @tools.tool
-    def work(text: str, ctx: ToolContext) -> Any:
-        """A tool that carries the canary where the example puts it."""
-        if place == "exception":
-            raise ConnectionError(f"login refused: {planted}")
-        if place == "warning":
-            ctx.warn(f"careful with {planted}")
-        if place == "result":
-            return {"token_hint": planted}
-        if place == "nested_result":
-            return _nest(planted, depth)
-        return {"ok": True}
-
-    register_done_tool(tools)
+    tools = canary_tools(place, planted, depth)
     replies = [
         json.dumps({"tool": "work", "args": {"text": planted if place == "args" else "plain"}}),
         f"Let me think about {planted}." if place == "model_text" else "Let me think.",
@@ -167,32 +83,20 @@ def _everything_printed(root: Path) -> str:
 
 
 @settings(max_examples=150)
-@given(
-    secret=canaries(),
-    place=st.sampled_from(PLACES),
-    how=st.sampled_from(ENCODINGS),
-    depth=st.integers(0, 5),
-    as_env=st.booleans(),
-)
-def test_a_canary_appears_in_no_file_and_no_printed_line(
-    secret: str, place: str, how: str, depth: int, as_env: bool
-) -> None:
-    event(f"place={place}")
-    event(f"encoding={how}")
-    event("env secret" if as_env else "key-shaped secret")
-    if not as_env:  # a known key shape, found by its pattern rather than by the environment
-        secret = "sk-proj-" + "".join(c for c in secret if c.isalnum()).ljust(20, "x")
+@given(canary=placed_canaries(PLACES, max_depth=5))
+def test_a_canary_appears_in_no_file_and_no_printed_line(canary: Canary) -> None:
+    canary.tally()
     root = Path(tempfile.mkdtemp(prefix="looplet-canary-"))
     try:
-        with _env(ENV_NAME, secret if as_env else "unrelated-value-123"):
-            _record(root, place, _encode(secret, how), depth)
+        with env_var(ENV_NAME, canary.env_value):
+            _record(root, canary.place, canary.planted, canary.depth)
             sinks = {"files": _everything_written(root), "show": _everything_printed(root)}
         assert len(read_run(root).steps) >= 2
     finally:
         shutil.rmtree(root)
     for sink, text in sinks.items():
-        for form in _forms(secret):
-            assert form not in text, f"{place}/{how}: the canary leaked into {sink}"
+        for form in leak_forms(canary.secret):
+            assert form not in text, f"{canary.place}/{canary.how}: the canary leaked into {sink}"
 
 
 def test_every_place_of_the_property_carries_the_canary_into_the_directory(tmp_path: Path) -> None:

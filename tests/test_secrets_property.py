@@ -6,21 +6,24 @@ error, detail and ``to_dict()``, and the log."""
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
+from doubles import (
+    SECRET_ENCODINGS,
+    WORK_PLACES,
+    Canary,
+    canary_tools,
+    encode_secret,
+    env_var,
+    leak_forms,
+    placed_canaries,
+)
+from hypothesis import given, settings
 
 from looplet import (
-    BaseToolRegistry,
     Block,
     Deny,
     FunctionBackend,
@@ -28,83 +31,13 @@ from looplet import (
     LLMResponse,
     Stop,
     ToolCall,
-    ToolContext,
     composable_loop,
-    register_done_tool,
 )
 
 ENV_NAME = "LOOPLET_CANARY_API_KEY"
 
 #: where a canary is put: the one place of a run it travels through
-PLACES = (
-    "args",
-    "result",
-    "nested_result",
-    "exception",
-    "warning",
-    "deny_reason",
-    "post_note",
-    "block_reason",
-    "stop_reason",
-    "hook_error",
-    "llm_error",
-)
-#: how it is written there
-ENCODINGS = ("raw", "json_escaped", "url_encoded", "basic_auth", "bearer")
-
-# Characters real passwords hold, the escape-prone ones among them.
-_SECRET_CHARS = st.sampled_from(
-    list("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") + list("\\\"'%/+=&?:@#!$")
-)
-
-
-@st.composite
-def canaries(draw: st.DrawFn) -> str:
-    body = draw(st.text(_SECRET_CHARS, min_size=10, max_size=24))
-    return "Qz7" + body  # a fixed prefix keeps it unlike anything else in a run
-
-
-def _encode(secret: str, how: str) -> str:
-    if how == "json_escaped":
-        return json.dumps(secret)[1:-1]
-    if how == "url_encoded":
-        return f"https://api.example.com/v1?user=bob&token={urllib.parse.quote(secret, safe='')}"
-    if how == "basic_auth":
-        return "Authorization: Basic " + base64.b64encode(f"bob:{secret}".encode()).decode()
-    if how == "bearer":
-        return f"Authorization: Bearer {secret}"
-    return secret
-
-
-def _forms(secret: str) -> set[str]:
-    """What would count as a leak of `secret` in a sink."""
-    return {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(json.dumps(secret)[1:-1])[1:-1],
-        repr(secret)[1:-1],
-        urllib.parse.quote(secret, safe=""),
-        base64.b64encode(f"bob:{secret}".encode()).decode(),
-    }
-
-
-def _nest(value: Any, depth: int) -> Any:
-    for i in range(depth):
-        value = {"level": i, "items": [value, {"other": "x"}]} if i % 2 else [{"v": value}]
-    return value
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+PLACES = (*WORK_PLACES, "deny_reason", "post_note", "block_reason", "stop_reason", "hook_error", "llm_error")
 
 
 class _Capture(logging.Handler):
@@ -145,22 +78,7 @@ class _Planting:
 
 
 def _run(place: str, planted: str, depth: int) -> tuple[Any, list[Any], list[LLMResponse | Any]]:
-    tools = BaseToolRegistry()
-
-    @tools.tool
-    def work(text: str, ctx: ToolContext) -> Any:
-        """A tool that carries the canary where the example puts it."""
-        if place == "exception":
-            raise ConnectionError(f"login refused: {planted}")
-        if place == "warning":
-            ctx.warn(f"careful with {planted}")
-        if place == "result":
-            return {"token_hint": planted}
-        if place == "nested_result":
-            return _nest(planted, depth)
-        return {"ok": True}
-
-    register_done_tool(tools)
+    tools = canary_tools(place, planted, depth)
     calls: list[Any] = []
 
     script = [
@@ -182,30 +100,17 @@ def _run(place: str, planted: str, depth: int) -> tuple[Any, list[Any], list[LLM
 
 
 @settings(max_examples=150)
-@given(
-    secret=canaries(),
-    place=st.sampled_from(PLACES),
-    how=st.sampled_from(ENCODINGS),
-    depth=st.integers(0, 6),
-    as_env=st.booleans(),
-)
-def test_a_canary_never_shows_at_any_output_boundary(
-    secret: str, place: str, how: str, depth: int, as_env: bool
-) -> None:
-    event(f"place={place}")
-    event(f"encoding={how}")
-    event("env secret" if as_env else "key-shaped secret")
-    if not as_env:  # a known key shape, recognised by pattern rather than by the environment
-        secret = "sk-proj-" + "".join(c for c in secret if c.isalnum()).ljust(20, "x")
-    planted = _encode(secret, how)
+@given(canary=placed_canaries(PLACES, max_depth=6))
+def test_a_canary_never_shows_at_any_output_boundary(canary: Canary) -> None:
+    canary.tally()
     capture = _Capture()
     logger = logging.getLogger("looplet")
     logger.addHandler(capture)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        with _env(ENV_NAME, secret if as_env else "unrelated-value-123"):
-            result, steps, requests = _run(place, planted, depth)
+        with env_var(ENV_NAME, canary.env_value):
+            result, steps, requests = _run(canary.place, canary.planted, canary.depth)
             sinks = {
                 "pretty": "\n".join(s.pretty() for s in steps),
                 "repr": "\n".join(
@@ -219,19 +124,19 @@ def test_a_canary_never_shows_at_any_output_boundary(
                 "to_dict": json.dumps({k: result.to_dict()[k] for k in ("error", "detail")}),
                 "log": "\n".join(capture.lines),
             }
-            if as_env:  # the provider boundary masks env values only (I2)
+            if canary.as_env:  # the provider boundary masks env values only (I2)
                 sinks["provider"] = "\n".join(
-                    part
-                    for r in requests
-                    for part in [r.system, *r.extra, *(m.content for m in r.messages)]
+                    part for r in requests for part in [r.system, *r.extra, *(m.content for m in r.messages)]
                 )
     finally:
         logger.removeHandler(capture)
         logger.setLevel(old_level)
-    assert steps or place in ("llm_error",)
+    assert steps or canary.place in ("llm_error",)
     for sink, text in sinks.items():
-        for form in _forms(secret):
-            assert form not in text, f"{place}/{how}: the canary leaked into {sink}: {text[:300]!r}"
+        for form in leak_forms(canary.secret):
+            assert form not in text, (
+                f"{canary.place}/{canary.how}: the canary leaked into {sink}: {text[:300]!r}"
+            )
 
 
 def test_every_place_of_the_property_carries_the_canary_into_the_run() -> None:
@@ -249,12 +154,12 @@ def test_every_place_of_the_property_carries_the_canary_into_the_run() -> None:
     assert all(seen.values()), [p for p, ok in seen.items() if not ok]
 
 
-@pytest.mark.parametrize("how", ENCODINGS)
+@pytest.mark.parametrize("how", SECRET_ENCODINGS)
 def test_each_encoding_of_an_env_secret_is_masked_in_a_tool_result(how: str) -> None:
     secret = 'Qz7pa$$\\word"with%odd/chars'
-    with _env(ENV_NAME, secret):
-        result, steps, requests = _run("result", _encode(secret, how), 0)
+    with env_var(ENV_NAME, secret):
+        result, steps, requests = _run("result", encode_secret(secret, how), 0)
         sent = "\n".join(m.content for r in requests for m in r.messages)
         shown = steps[0].pretty() + repr(steps[0])
-    for form in _forms(secret):
+    for form in leak_forms(secret):
         assert form not in sent and form not in shown

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-from typing import Any
 
 import pytest
-from doubles import Driver
+from doubles import Driver, fan_out_tools
 
 from looplet import (
     BaseToolRegistry,
@@ -19,7 +17,6 @@ from looplet import (
     ToolCall,
     Usage,
     composable_loop,
-    register_done_tool,
 )
 from looplet.tracing import SpanRecord, TracingHook
 
@@ -27,30 +24,13 @@ WIDTH = 3
 
 
 def _tools(hook_for_sub: list[TracingHook] | None = None) -> BaseToolRegistry:
-    tools = BaseToolRegistry()
-    barrier = threading.Barrier(WIDTH, timeout=10)
-
-    @tools.tool(concurrent_safe=True)
-    def fetch(n: int) -> dict[str, int]:
-        """Fetch item n (waits until the whole batch is running, so the batch really runs at once)."""
-        barrier.wait()
-        return {"n": n}
+    tools = fan_out_tools(WIDTH, hook_for_sub or [])
 
     @tools.tool
     def fail(why: str) -> str:
         """Always fails."""
         raise RuntimeError(why)
 
-    @tools.tool
-    def delegate(task: str) -> Any:
-        """Runs a sub-agent in the calling thread."""
-        sub_tools = BaseToolRegistry()
-        register_done_tool(sub_tools)
-        inner = MockLLMBackend([ToolCall("done", {"answer": f"sub: {task}"}, call_id="s1")])
-        hooks = list(hook_for_sub or [])
-        return composable_loop(inner, tools=sub_tools, task=task, hooks=hooks).run().final_answer
-
-    register_done_tool(tools)
     return tools
 
 

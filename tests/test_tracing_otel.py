@@ -3,11 +3,8 @@ the SDK's in-memory exporter (the SDK is a test dependency only)."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
-from doubles import Driver
+from doubles import Driver, fan_out_tools
 
 from looplet import (
     BaseToolRegistry,
@@ -17,7 +14,6 @@ from looplet import (
     ToolCall,
     Usage,
     composable_loop,
-    register_done_tool,
 )
 from looplet.tracing import TracingHook
 
@@ -45,30 +41,13 @@ def provider(exporter: InMemorySpanExporter) -> TracerProvider:
 
 
 def _tools(sub_hook: TracingHook | None = None) -> BaseToolRegistry:
-    tools = BaseToolRegistry()
-    barrier = threading.Barrier(WIDTH, timeout=10)
-
-    @tools.tool(concurrent_safe=True)
-    def fetch(n: int) -> dict[str, int]:
-        """Fetch item n once the whole batch runs."""
-        barrier.wait()
-        return {"n": n}
+    tools = fan_out_tools(WIDTH, [sub_hook] if sub_hook else [])
 
     @tools.tool
     def explode(token: str) -> str:
         """Fails, quoting its argument."""
         raise ValueError(f"bad token {token}")
 
-    @tools.tool
-    def delegate(task: str) -> Any:
-        """Runs a sub-agent."""
-        sub_tools = BaseToolRegistry()
-        register_done_tool(sub_tools)
-        inner = MockLLMBackend([ToolCall("done", {"answer": task}, call_id="s1")])
-        hooks = [sub_hook] if sub_hook else []
-        return composable_loop(inner, tools=sub_tools, task=task, hooks=hooks).run().final_answer
-
-    register_done_tool(tools)
     return tools
 
 

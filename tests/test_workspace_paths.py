@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import call
 
-from looplet import ToolCall, ToolResult
+from looplet import ToolResult
 from looplet.examples.workspace import (
     OutsideWorkspace,
     Workspace,
@@ -71,11 +72,6 @@ def workspace(tmp_path: Path, canary: Path) -> Workspace:
     (root / "abs_link").symlink_to(canary)
     (root / "sub" / "up_link").symlink_to("../../canary")
     return Workspace(root, sandbox="none")
-
-
-def call(tools: Any, name: str, **args: Any) -> ToolResult:
-    result: ToolResult = tools.dispatch(ToolCall(name, args, call_id="c1"))
-    return result
 
 
 def shown(result: ToolResult) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import call
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -74,11 +75,6 @@ class spawns:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path / "ws", sandbox="none")
-
-
-def call(tools: Any, name: str, **args: Any) -> ToolResult:
-    result: ToolResult = tools.dispatch(ToolCall(name, args, call_id="c1"))
-    return result
 
 
 def processes_with(token: str) -> list[int]:
