@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,17 @@ def workspace(tmp_path: Path) -> Workspace:
 
 
 def processes_with(token: str) -> list[int]:
+    """The processes whose command line holds `token`, once those just killed have gone
+    (a SIGKILLed process may still be listed for a moment; this waits up to 10 s for that)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        found = _listed(token)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def _listed(token: str) -> list[int]:
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():

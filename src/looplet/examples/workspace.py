@@ -647,8 +647,24 @@ def _kill_group(pid: int) -> None:
 
 def _kill_tree(pid: int) -> None:
     """Kill a still running (unreaped) `pid`, its descendants (even those that started a session
-    of their own) and its process group."""
-    for child in _descendants(pid):
+    of their own) and its process group.
+
+    Everything is stopped first, the group and then each descendant found until no new one
+    appears: a stopped process cannot fork or leave its session, so none slips out between
+    the listing and the kill (as one could on a loaded machine).
+    """
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGSTOP)
+    stopped: set[int] = set()
+    while True:
+        fresh = [child for child in _descendants(pid) if child not in stopped]
+        if not fresh:
+            break
+        for child in fresh:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGSTOP)
+            stopped.add(child)
+    for child in stopped:
         with suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
     _kill_group(pid)
