@@ -181,3 +181,22 @@ def test_otel_histograms_record_tokens_and_durations(drive: Driver) -> None:
     assert {unit for unit, _ in durations} == {"s"}
     by_error = {p.attributes.get("error.type"): p.count for _, p in durations}
     assert by_error == {None: 2, "overloaded": 1}
+
+
+def test_runs_sharing_the_hook_never_price_a_nameless_reply_by_each_others_model() -> None:
+    hook = MetricsHook({"m-large": (3.0, 0.0), "m-small": (1.0, 0.0)})
+    large = MockLLMBackend(
+        [
+            _reply(ToolCall("search", {"q": "a"}), usage=Usage(1_000_000, 0), model="m-large-2025"),
+            _reply(ToolCall("done", {"answer": "x"}), usage=Usage(1_000_000, 0), model=""),
+        ]
+    )
+    small = MockLLMBackend(
+        [_reply(ToolCall("search", {"q": "b"}), usage=Usage(1_000_000, 0), model="m-small-1")]
+    )
+    first = composable_loop(large, tools=_tools(), task="t", hooks=[hook])
+    second = composable_loop(small, tools=_tools(), task="t", hooks=[hook], max_steps=1)
+    next(first)  # run 1 names m-large
+    second.run()  # run 2 names m-small in between
+    first.run()  # run 1's nameless reply is still m-large's: 3 + 1 + 3
+    assert hook.cost == pytest.approx(7.0)

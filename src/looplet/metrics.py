@@ -133,7 +133,7 @@ class MetricsHook:
             self.usage = Usage()
             self._cost = 0.0
             self._costed = False
-            self._last_model = ""
+            self._last_model: dict[str, str] = {}  # per run: the model that answered last
 
     # -- hook methods --------------------------------------------------------------------
 
@@ -159,9 +159,9 @@ class MetricsHook:
         try:
             response = proceed(request)
         except BaseException as exc:
-            self._model_call(time.perf_counter() - started, None, otel_error_type(exc))
+            self._model_call(time.perf_counter() - started, None, otel_error_type(exc), request.run_id)
             raise
-        self._model_call(time.perf_counter() - started, response, None)
+        self._model_call(time.perf_counter() - started, response, None, request.run_id)
         return response
 
     def around_tool(self, call: PreparedCall, proceed: Callable[[], Any]) -> Any:
@@ -181,13 +181,15 @@ class MetricsHook:
 
     # -- counting ------------------------------------------------------------------------
 
-    def _model_call(self, seconds: float, response: Any, error: str | None) -> None:
+    def _model_call(self, seconds: float, response: Any, error: str | None, run_id: str = "") -> None:
         usage = getattr(response, "usage", None) or Usage()
         answered = getattr(response, "model", "") or ""
-        if answered:
-            self._last_model = answered
-        # A reply that does not name its model was answered by the one named last (or configured).
-        model = answered or self._last_model or self.model or ""
+        with self._lock:
+            if answered:
+                self._last_model[run_id] = answered
+            # A reply that does not name its model was answered by the one its run named last
+            # (or the configured one); runs sharing this hook never lend each other theirs.
+            model = answered or self._last_model.get(run_id) or self.model or ""
         cost = cost_of(usage, model, self.prices) if self.prices else usage.cost
         with self._lock:
             self.model_ms.append(seconds * 1000)
