@@ -416,7 +416,7 @@ def render_front_matter(data: dict[str, Any], body: str = "") -> str:
             lines.append(f"{key}:")
             for sub_key, sub_value in value.items():
                 _check_key(sub_key)
-                if isinstance(sub_value, dict):
+                if isinstance(sub_value, dict) and sub_value:
                     raise SkillFormatError(f"{key}.{sub_key}: mappings nest one level at most")
                 lines.append(f"  {sub_key}: {_render_inline(sub_value, f'{key}.{sub_key}')}")
         else:
