@@ -249,3 +249,17 @@ def test_runs_stepped_in_turn_in_one_thread_keep_their_own_run_id() -> None:
     for kind in ("tool_start", "tool_end"):
         assert sorted((e.run_id, e.data["tool"]) for e in events if e.type == kind) == steps
     assert len(steps) == 4
+
+
+def test_the_display_masks_a_secret_and_neutralises_escapes_in_the_models_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPLAY_TEST_API_KEY", "sk-display-canary-0123456789")
+    out = io.StringIO()
+    said = "key sk-display-canary-0123456789 \x1b]0;owned\x07\x1b[2J done"
+    script = [LLMResponse(text=said, tool_calls=[ToolCall("done", {"answer": "ok"})])]
+    hook = EventHook(LiveDisplay(out, rich=False))
+    composable_loop(MockLLMBackend(script), tools=_tools(), task="t", hooks=[hook]).run()
+    shown = out.getvalue()
+    assert "sk-display-canary" not in shown and "\x1b" not in shown and "\x07" not in shown
+    assert "done" in shown

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import sys
 import threading
 import time
@@ -40,6 +41,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .redaction import redact_text, redact_value
 from .tracing import otel_error_type
+
+#: control characters but newline and tab: terminal escapes in a model's text are not obeyed
+_ESCAPES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 if TYPE_CHECKING:
     from .backends.protocol import LLMRequest, LLMResponse
@@ -329,7 +333,9 @@ class LiveDisplay:
         if event.type == "run_start":
             return f"▶ {d['task']}", "bold", True
         if event.type == "text" and self.show_text:
-            return d["text"], "italic", False
+            # masked piece by piece (a secret split across two pieces is beyond this), and
+            # with terminal escapes neutralised, like every other line here
+            return _ESCAPES.sub("�", redact_text(str(d["text"]))), "italic", False
         if event.type == "tool_start":
             return f"  → {d['tool']}({format_args(d['args'])})", "cyan", True
         if event.type == "step":
