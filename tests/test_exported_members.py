@@ -70,6 +70,14 @@ EXPECTED = {
     "EvalContext",
     "EvalResult",
     "EvalCase",
+    # presets, skills and cartridges (issue 10)
+    "AgentPreset",
+    "SkillStore",
+    "SkillHook",
+    "TrustList",
+    "UntrustedSkillError",
+    "CartridgeRuntime",
+    "open_cartridge",
     # hooks
     "LoopHook",
     "Allow",

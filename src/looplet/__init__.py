@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .approval import ApprovalHook
     from .backends.mock import AsyncFunctionBackend, FunctionBackend, MockLLMBackend
     from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
+    from .cartridges import CartridgeRuntime, open_cartridge
     from .checkpoints import CheckpointHook, FileCheckpointStore, MemoryRunStore, RunStore, load_run
     from .config import LoopConfig
     from .context import (
@@ -48,10 +49,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
     from .metrics import MetricsHook
     from .permissions import PermissionDecision, PermissionEngine, PermissionHook
+    from .presets import AgentPreset
     from .prompt import PromptContext
     from .provenance import ProvenanceSink, RecordedRun, read_run
     from .redaction import register_secret
     from .replay import async_replay_loop, replay_loop
+    from .skills import SkillHook, SkillStore, TrustList, UntrustedSkillError
     from .state import DefaultState
     from .tools.builtins import register_done_tool, register_think_tool
     from .tools.context import CancelToken, ToolContext
@@ -132,6 +135,14 @@ __all__ = [
     "EvalContext",
     "EvalResult",
     "EvalCase",
+    # presets, skills and cartridges
+    "AgentPreset",
+    "SkillStore",
+    "SkillHook",
+    "TrustList",
+    "UntrustedSkillError",
+    "CartridgeRuntime",
+    "open_cartridge",
     # hooks
     "LoopHook",
     "Allow",
@@ -217,6 +228,13 @@ _WHERE = {
     "EvalContext": ".evals",
     "EvalResult": ".evals",
     "EvalCase": ".evals",
+    "AgentPreset": ".presets",
+    "SkillStore": ".skills",
+    "SkillHook": ".skills",
+    "TrustList": ".skills",
+    "UntrustedSkillError": ".skills",
+    "CartridgeRuntime": ".cartridges",
+    "open_cartridge": ".cartridges",
     "CheckpointError": ".errors",
     "CheckpointLocked": ".errors",
     "DecisionError": ".errors",
