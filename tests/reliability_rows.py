@@ -10,7 +10,7 @@ A row with tests and a ``gap`` is tested in part: the gap says what is not, and 
 A row with no tests must have a gap. A group is listed whole, every row of it: of group
 G, G1-G7 are built (the permission layer of issue 8 and the approval of issue 7); the
 others say which issue brings them. The groups in `LATER_GROUPS`
-(skills, injection) are not listed here yet.
+(injection) is not listed here yet.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ GROUPS: dict[str, str] = {
     "G": "Permissions, hooks and approval",
     "H": "Coding agent: paths and shell",
     "I": "Secrets in records, errors, logs and requests",
+    "J": "Loading a skill or cartridge from an untrusted folder",
     "L": "Recursion, budgets, termination",
 }
 
 #: The groups of the matrix not listed yet, and the issue that brings them.
 LATER_GROUPS: dict[str, str] = {
-    "J": "skills and cartridges from untrusted folders (issue 10)",
     "K": "prompt injection from tool results (issue 10)",
 }
 
@@ -101,6 +101,11 @@ PROV = "tests/test_provenance.py"
 PROV_PROPS = "tests/test_provenance_properties.py"
 WS_PATHS = "tests/test_workspace_paths.py"
 WS_TOOLS = "tests/test_workspace_tools.py"
+CARTRIDGES = "tests/test_cartridges.py"
+SKILL_LOADING = "tests/test_skill_loading.py"
+SKILLS = "tests/test_skills.py"
+FRONT = "tests/test_frontmatter.py"
+BUNDLES = "tests/test_cli_bundles.py"
 
 ROWS: tuple[Row, ...] = (
     # -- A. Bad model output --------------------------------------------------------------------
@@ -1224,8 +1229,11 @@ ROWS: tuple[Row, ...] = (
     Row(
         "G9",
         "a skill's hooks run after the host's gates",
-        (),
-        "skills and cartridges that ship hooks come with issue 10",
+        _in(
+            CARTRIDGES,
+            "test_host_gates_run_before_the_cartridges_hooks_and_observers_after",
+            "test_a_cartridge_hook_cannot_undo_a_host_gates_deny",
+        ),
     ),
     Row(
         "G10",
@@ -1380,6 +1388,76 @@ ROWS: tuple[Row, ...] = (
         "files 0600, directories 0700",
         _in(FILES, "test_checkpoint_files_are_private_whatever_the_umask")
         + _in(PROV, "test_files_are_0600_and_directories_0700"),
+    ),
+    # -- J. Loading a skill or cartridge from an untrusted folder ----------------------------------
+    Row(
+        "J1",
+        "no code runs on inspect, list or validate; load needs trust",
+        _in(
+            SKILL_LOADING,
+            "test_inspect_list_and_validate_run_no_code",
+            "test_a_declared_mcp_command_is_kept_as_data_and_never_started",
+            "test_loading_untrusted_raises_before_any_code_runs",
+            "test_a_trust_list_entry_lets_exactly_that_folder_as_it_is_load",
+            "test_a_folder_changed_after_it_was_trusted_is_refused",
+        )
+        + _in(CARTRIDGES, "test_opening_without_trust_is_refused_before_any_code_runs")
+        + _in(BUNDLES, "test_list_bundles_lists_cartridges_without_importing_them"),
+    ),
+    Row(
+        "J2",
+        "a cartridge's modules never shadow the host's; sys.path untouched",
+        _in(
+            SKILL_LOADING,
+            "test_loading_replaces_no_host_module_and_leaves_sys_path_alone",
+            "test_two_cartridges_with_the_same_helper_name_each_get_their_own",
+            "test_no_bytecode_is_written_into_or_read_from_the_folder",
+        )
+        + _in(CARTRIDGES, "test_a_cartridge_module_named_json_does_not_replace_the_hosts"),
+    ),
+    Row(
+        "J3",
+        "every path a manifest names resolves inside the folder",
+        _in(
+            SKILL_LOADING,
+            "test_the_payload_corpus_is_refused_in_every_path_key",
+            "test_an_entrypoint_through_a_link_out_is_refused_and_never_runs",
+            "test_a_linked_tool_directory_pointing_outside_is_a_problem",
+            "test_a_helper_linked_to_outside_the_folder_is_not_imported",
+            "test_a_skill_md_that_is_a_link_or_a_fifo_is_not_read",
+        )
+        + _in(CARTRIDGES, "test_a_cartridge_naming_a_path_outside_its_folder_is_refused"),
+    ),
+    Row(
+        "J4",
+        "YAML bombs, tags, deep nesting and huge manifests refused in bounded time",
+        _in(
+            FRONT,
+            "test_a_yaml_bomb_is_refused_at_its_first_anchor_without_expanding",
+            "test_a_python_object_tag_is_refused",
+            "test_deep_nesting_is_refused_at_the_second_level",
+            "test_a_text_over_the_cap_is_refused_before_it_is_read",
+            "test_pathological_texts_under_the_cap_finish",
+            "test_any_text_raises_nothing_but_skill_format_error_and_what_it_accepts_round_trips",
+        )
+        + _in(SKILLS, "test_a_huge_skill_md_is_refused_without_reading_it_all"),
+    ),
+    Row(
+        "J5",
+        "name collisions are an error naming both; the rest stay listed",
+        _in(
+            SKILLS,
+            "test_two_skills_with_one_name_are_an_error_naming_both_and_the_rest_stay_listed",
+            "test_skill_tools_refuse_to_replace_a_host_tool",
+        )
+        + _in(BUNDLES, "test_list_bundles_marks_two_cartridges_with_one_name_invalid_and_keeps_the_others"),
+    ),
+    Row(
+        "J6",
+        "archive install: zip slip, links in archives",
+        (),
+        "not supported by design: looplet installs no archives (a skill is a folder the user puts in "
+        "place and trusts; docs/skills.md says why), so there is nothing to extract",
     ),
     # -- L. Recursion, budgets, termination -----------------------------------------------------
     Row(
