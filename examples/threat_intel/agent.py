@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-steps", type=step_budget, default=25, help="step budget, at least 1 (default 25)"
     )
-    parser.add_argument("--task", default=intel.TASK, help="what to ask the analyst (default: a full briefing)")
+    parser.add_argument(
+        "--task", default=intel.TASK, help="what to ask the analyst (default: a full briefing)"
+    )
     add_model_options(parser, DEFAULT_MODEL)
     args = parser.parse_args(argv)
 

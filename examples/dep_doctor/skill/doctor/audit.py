@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .manifests import Dependency, normalize_name
-from .versions import SpecError, VersionSet, contains, overlaps, parse_spec, pinned_version
+from .versions import Ecosystem, SpecError, VersionSet, contains, overlaps, parse_spec, pinned_version
 
 __all__ = ["GRADES", "Table", "Grade", "Verdict", "check", "worst", "grade_points"]
 
@@ -52,7 +52,7 @@ def worst(grades: list[str]) -> str:
 @dataclass(frozen=True)
 class Advisory:
     id: str
-    ecosystem: str
+    ecosystem: Ecosystem
     package: str
     severity: str
     summary: str
@@ -153,7 +153,7 @@ _POSSIBLE_GRADE = {"critical": "D", "high": "D", "medium": "C", "low": "C"}
 
 
 def _affected(advisory: Advisory) -> VersionSet:
-    return tuple(i for spec in advisory.affected for i in parse_spec(spec, advisory.ecosystem))  # type: ignore[arg-type]
+    return tuple(i for spec in advisory.affected for i in parse_spec(spec, advisory.ecosystem))
 
 
 def _fix_hint(advisory: Advisory) -> str:

@@ -198,10 +198,10 @@ def parse_pyproject(text: str, source: str) -> Manifest:
     if isinstance(project, dict):
         _requirement_list(manifest, project.get("dependencies", []), "main", "[project] dependencies")
         optional = project.get("optional-dependencies", {})
-        for extra, values in (optional.items() if isinstance(optional, dict) else ()):
+        for extra, values in optional.items() if isinstance(optional, dict) else ():
             _requirement_list(manifest, values, f"optional:{extra}", f"optional-dependencies.{extra}")
     groups = data.get("dependency-groups", {})
-    for name, values in (groups.items() if isinstance(groups, dict) else ()):
+    for name, values in groups.items() if isinstance(groups, dict) else ():
         _requirement_list(manifest, values, f"group:{name}", f"dependency-groups.{name}")
     if "poetry" in data.get("tool", {}):
         manifest.notes.append("[tool.poetry] dependencies are not read (only the standard [project] tables)")

@@ -89,7 +89,11 @@ def render_card(project: str, as_of: str, verdicts: Sequence[Verdict], unchecked
             if v.overall == "A":
                 continue
             lines.append(f"  {_label(v)} {v.dependency.spec or '*'} ({v.dependency.source})")
-            for aspect, grade in (("security", v.security), ("license", v.license), ("maintenance", v.maintenance)):
+            for aspect, grade in (
+                ("security", v.security),
+                ("license", v.license),
+                ("maintenance", v.maintenance),
+            ):
                 if grade.letter != "A":
                     lines += [f"    {aspect} {grade.letter}: {reason}" for reason in grade.reasons]
     if unchecked:

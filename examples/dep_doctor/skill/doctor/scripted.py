@@ -1,4 +1,4 @@
-"""The scripted model of ``--scripted`` runs: the calls a careful auditor makes, decided from the conversation.
+"""The scripted model of ``--scripted`` runs: a careful auditor's calls, decided from the conversation.
 
 The policy is fixed (find, parse each file, check each file, report card,
 done) and reads only what the tools returned, so the run is deterministic and

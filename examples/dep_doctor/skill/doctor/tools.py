@@ -82,22 +82,31 @@ def _read_manifest(workspace: Workspace, path: str) -> str:
     return text
 
 
-def _find(workspace: Workspace, path: str) -> list[dict[str, str]]:
+def _find(workspace: Workspace, path: str) -> tuple[list[dict[str, str]], list[str]]:
+    """The dependency files under `path`, and the ones refused (links that lead outside)."""
     files: list[dict[str, str]] = []
+    refused: list[str] = []
     for folder, dirs, names, _fd in workspace.walk(path):
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info")]
         for name in names:
             kind = manifest_kind(name)
-            if kind is not None:
-                files.append({"path": f"{folder}/{name}" if folder else name, "kind": kind})
+            shown = f"{folder}/{name}" if folder else name
+            if kind is None:
+                continue
+            try:
+                workspace.locate(shown)
+            except WorkspaceError:
+                refused.append(shown)
+                continue
+            files.append({"path": shown, "kind": kind})
             if len(files) >= MAX_FILES:
-                return files
-    return files
+                return files, refused
+    return files, refused
 
 
 def find_manifests(project: Path) -> list[str]:
     """The dependency files of `project`, as `find_dependency_files` lists them."""
-    return [f["path"] for f in _find(Workspace(project, sandbox="none"), ".")]
+    return [f["path"] for f in _find(Workspace(project, sandbox="none"), ".")[0]]
 
 
 def _row(verdict: Verdict) -> dict[str, Any]:
@@ -132,11 +141,14 @@ def build_tools(project: Path, table: Table | None = None) -> tuple[BaseToolRegi
         Args:
             path: a folder relative to the project ("." for all of it).
         """
-        files = _find(workspace, path)
+        files, refused = _find(workspace, path)
         for entry in files:
             if entry["path"] not in audit.found:
                 audit.found.append(entry["path"])
-        return {"found": len(files), "files": files, "skipped": sorted(SKIPPED_DIRS)}
+        found: dict[str, Any] = {"found": len(files), "files": files}
+        if refused:
+            found["refused_links_outside"] = refused
+        return found
 
     @tools.tool
     def parse_dependency_file(path: str) -> dict[str, Any]:

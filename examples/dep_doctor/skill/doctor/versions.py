@@ -373,7 +373,7 @@ _NON_REGISTRY = re.compile(r"^(?:[a-z+]+:|\.{0,2}/|[\w.-]+/[\w.-]+)", re.IGNOREC
 
 
 def parse_npm_range(spec: str) -> VersionSet:
-    """``^1.2.5``, ``>=1.0.0 <2``, ``1.x || 2.1.0``, ``1.0.0 - 1.4``; git, file and alias specs are refused."""
+    """``^1.2.5``, ``>=1.0.0 <2``, ``1.x || 2.1.0``, ``1.0.0 - 1.4``; git, file and alias specs: refused."""
     text = spec.strip()
     if _NON_REGISTRY.match(text):
         raise SpecError(f"{spec!r} is not a registry version range (a git, file, alias or tag spec)")

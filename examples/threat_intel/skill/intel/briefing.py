@@ -62,9 +62,15 @@ def _techniques(briefing: Briefing) -> list[str]:
 def _actions(briefing: Briefing) -> list[str]:
     ratings = sorted(briefing.ratings.values(), key=lambda r: (-r.points, r.cve))
     actions = [
-        f"patch {r.cve} on {', '.join(r.exposed)} ({r.priority})" for r in ratings if r.exposed and r.points >= 3
+        f"patch {r.cve} on {', '.join(r.exposed)} ({r.priority})"
+        for r in ratings
+        if r.exposed and r.points >= 3
     ]
-    actions += [f"check whether anything unlisted runs {r.cve}'s products ({r.priority})" for r in ratings if not r.exposed and r.points >= 3]
+    actions += [
+        f"check whether anything unlisted runs {r.cve}'s products ({r.priority})"
+        for r in ratings
+        if not r.exposed and r.points >= 3
+    ]
     found = briefing.indicators
     blockable = len(found.ips) + len(found.domains) + len(found.urls)
     if blockable:

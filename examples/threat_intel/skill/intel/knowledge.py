@@ -158,7 +158,9 @@ def map_techniques(text: str, feeds: Feeds, named: tuple[str, ...] = ()) -> dict
     unknown: list[str] = []
     for tid in [*named, *_TECHNIQUE_ID.findall(text)]:
         if tid in feeds.techniques:
-            evidence.setdefault(tid, []).append("named in the text" if tid not in named else "listed for the CVE")
+            evidence.setdefault(tid, []).append(
+                "named in the text" if tid not in named else "listed for the CVE"
+            )
         elif tid not in unknown:
             unknown.append(tid)
     lower = text.lower()

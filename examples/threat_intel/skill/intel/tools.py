@@ -109,6 +109,16 @@ def _reader(workspace: Workspace) -> Any:
     return read
 
 
+def _list_feeds(workspace: Workspace) -> list[dict[str, str]]:
+    feeds = []
+    for folder_name, _dirs, names, _fd in workspace.walk("."):
+        for name in names:
+            kind = _feed_kind(name)
+            if kind is not None:
+                feeds.append({"name": f"{folder_name}/{name}" if folder_name else name, "kind": kind})
+    return feeds
+
+
 def build_tools(folder: Path) -> tuple[BaseToolRegistry, Briefing]:
     """The analyst's tools over the feed `folder`, and the `Briefing` they fill in."""
     workspace = Workspace(folder, sandbox="none")
@@ -134,13 +144,7 @@ def build_tools(folder: Path) -> tuple[BaseToolRegistry, Briefing]:
     @tools.tool
     def list_feeds() -> dict[str, Any]:
         """List the feed files: advisories (text) and the CVE, ATT&CK and asset tables."""
-        feeds = []
-        for folder_name, _dirs, names, _fd in workspace.walk("."):
-            for name in names:
-                kind = _feed_kind(name)
-                if kind is not None:
-                    feeds.append({"name": f"{folder_name}/{name}" if folder_name else name, "kind": kind})
-        return {"feeds": feeds}
+        return {"feeds": _list_feeds(workspace)}
 
     @tools.tool
     def read_feed(name: str) -> dict[str, Any]:
