@@ -21,7 +21,7 @@ from doubles import run_as_user
 from looplet import Block, ToolCall, ToolResult
 from looplet.evals import EvalContext, run_evals
 from looplet.examples import coding_agent as example
-from looplet.examples.workspace import Workspace, probe_sandbox
+from looplet.workspace import Workspace, probe_sandbox
 
 UNITTEST = ["--test-command", "python3 -m unittest discover -q"]
 #: Where bubblewrap cannot run, bash asks; these runs have nobody to ask, so they allow it.

@@ -18,10 +18,10 @@ import pytest
 
 from looplet import MockLLMBackend
 from looplet.cartridges import fit_to_host, make_runtime
-from looplet.examples.workspace import probe_sandbox
 from looplet.presets import CODING_SYSTEM_PROMPT, TestsPassGate
 from looplet.provenance import read_run
 from looplet.skills import inspect
+from looplet.workspace import probe_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "coder"

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from looplet import ConfigError, MockLLMBackend, ToolCall
-from looplet.examples.workspace import Workspace, WorkspaceError, probe_sandbox
 from looplet.permissions import AUDIT_KEY, PermissionHook
 from looplet.presets import (
     CODING_SYSTEM_PROMPT,
@@ -29,6 +28,7 @@ from looplet.presets import (
     research_agent_preset,
     writes_protected_path,
 )
+from looplet.workspace import Workspace, WorkspaceError, probe_sandbox
 
 UNITTEST = "python3 -m unittest discover -q"
 SANDBOXED = probe_sandbox().kind == "bwrap"

@@ -34,11 +34,11 @@ import pytest
 
 from looplet import BaseToolRegistry, FunctionBackend, LLMRequest, ToolCall, composable_loop
 from looplet.backends.text import render_prompt
-from looplet.examples.workspace import probe_sandbox
 from looplet.permissions import AUDIT_KEY
 from looplet.presets import coding_agent_preset
 from looplet.provenance import ProvenanceSink, read_run
 from looplet.tools import register_done_tool
+from looplet.workspace import probe_sandbox
 
 SANDBOXED = probe_sandbox().kind == "bwrap"
 needs_bwrap = pytest.mark.skipif(not SANDBOXED, reason="bubblewrap cannot run here")

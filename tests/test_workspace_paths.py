@@ -21,7 +21,7 @@ import pytest
 from doubles import call
 
 from looplet import ToolResult
-from looplet.examples.workspace import (
+from looplet.workspace import (
     OutsideWorkspace,
     Workspace,
     WorkspaceError,

@@ -26,7 +26,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from looplet import Step, ToolCall, ToolResult
-from looplet.examples.workspace import (
+from looplet.workspace import (
     MAX_SHOWN_BYTES,
     SandboxLabel,
     Workspace,

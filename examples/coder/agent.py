@@ -44,8 +44,8 @@ from looplet.examples.arguments import (
     run_guarded,
     step_budget,
 )
-from looplet.examples.workspace import WorkspaceError
 from looplet.skills import inspect
+from looplet.workspace import WorkspaceError
 
 NAME = "coder"
 SKILL = Path(__file__).resolve().parent / "skill"

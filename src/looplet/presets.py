@@ -6,7 +6,7 @@ once, handed around, described (``looplet blueprint``) and run many times. A
 cartridge's ``build(runtime)`` returns one.
 
 `minimal_preset` is the smallest one; the coding and research presets add
-the workspace tools of `looplet.examples.workspace`:
+the workspace tools of `looplet.workspace`:
 
 - `coding_agent_preset(workspace)`: read, write, edit, multi_edit, list_dir,
   glob, grep, bash, think and done, every path confined to the workspace;
@@ -34,7 +34,14 @@ from typing import Any
 from .config import LoopConfig
 from .errors import ConfigError
 from .evals import record_artifact
-from .examples.workspace import (
+from .hooks.decisions import Block
+from .loop import AsyncLoop, Loop, async_composable_loop, composable_loop
+from .permissions import PermissionEngine, PermissionHook
+from .state import DefaultState
+from .tools.builtins import register_done_tool
+from .tools.registry import BaseToolRegistry
+from .types import RunResult, ToolCall, ToolResult
+from .workspace import (
     SandboxLabel,
     Workspace,
     WorkspaceError,
@@ -43,13 +50,6 @@ from .examples.workspace import (
     is_protected,
     run_command,
 )
-from .hooks.decisions import Block
-from .loop import AsyncLoop, Loop, async_composable_loop, composable_loop
-from .permissions import PermissionEngine, PermissionHook
-from .state import DefaultState
-from .tools.builtins import register_done_tool
-from .tools.registry import BaseToolRegistry
-from .types import RunResult, ToolCall, ToolResult
 
 __all__ = [
     "AgentPreset",

@@ -14,7 +14,7 @@ from typing import Any
 
 from backend_kit import reply
 
-from looplet.examples.workspace import probe_sandbox
+from looplet.workspace import probe_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"

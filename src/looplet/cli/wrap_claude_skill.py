@@ -170,7 +170,7 @@ import sys
 from pathlib import Path
 
 from looplet import LoopConfig, PermissionEngine, PermissionHook, ToolCall
-from looplet.examples.workspace import Workspace, check_relative, coding_tools, run_command
+from looplet.workspace import Workspace, check_relative, coding_tools, run_command
 from looplet.presets import AgentPreset
 
 #: Tools of the coding agent this skill does not get: it reads the workspace, never writes it.

@@ -7,7 +7,7 @@ python -m looplet.examples.coding_agent --trace runs/ --fork runs/RUN --at 6 --s
 
 The agent is `looplet.presets.coding_agent_preset`: read, write, edit,
 multi_edit, list_dir, glob, grep, bash, think and done
-(`looplet.examples.workspace`). Every path stays inside the workspace, and
+(`looplet.workspace`). Every path stays inside the workspace, and
 bash runs in bubblewrap when it can (no network, nothing outside the
 workspace writable). Where bubblewrap cannot run (or with ``--sandbox
 none``), each bash command is asked about first (y/N on a terminal, refused
@@ -57,7 +57,6 @@ from looplet.examples.arguments import (
     run_guarded,
     step_budget,
 )
-from looplet.examples.workspace import Workspace, WorkspaceError
 from looplet.history import Message
 from looplet.presets import (
     CODING_SYSTEM_PROMPT,
@@ -68,6 +67,7 @@ from looplet.presets import (
     default_test_command,
     why_failed,
 )
+from looplet.workspace import Workspace, WorkspaceError
 
 __all__ = [
     "main",

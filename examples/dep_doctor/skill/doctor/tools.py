@@ -1,6 +1,6 @@
 """The doctor's tools, its guard and its preset: what the model calls, and what the card is made of.
 
-Every file the tools read goes through `looplet.examples.workspace.Workspace`,
+Every file the tools read goes through `looplet.workspace.Workspace`,
 the coding tools' confinement: relative paths only, no ``..``, no absolute
 path, no ``~``, no symbolic link leading out of the project. An `Audit`
 records what the tools found, parsed and graded; the report card is rendered
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from looplet import BaseToolRegistry, Block, LoopConfig
-from looplet.examples.workspace import Workspace, WorkspaceError
 from looplet.presets import AgentPreset
 from looplet.tools import register_done_tool
+from looplet.workspace import Workspace, WorkspaceError
 
 from .audit import Table, Verdict, check, worst
 from .manifests import Dependency, Manifest, manifest_kind, parse_manifest

@@ -1,6 +1,6 @@
 """The analyst's tools, its guard and its preset; the briefing is rendered from what the tools found.
 
-Every feed is read through `looplet.examples.workspace.Workspace` over the
+Every feed is read through `looplet.workspace.Workspace` over the
 feed folder: relative names only, nothing outside the folder (no ``..``,
 absolute paths, ``~`` or symbolic links leading out). A `Briefing` records
 the indicators, ratings and techniques the tools produced; the printed
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from looplet import BaseToolRegistry, Block, LoopConfig
-from looplet.examples.workspace import Workspace, WorkspaceError
 from looplet.presets import AgentPreset
 from looplet.tools import register_done_tool
+from looplet.workspace import Workspace, WorkspaceError
 
 from .briefing import render_briefing
 from .iocs import Indicators, extract_indicators

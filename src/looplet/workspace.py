@@ -70,8 +70,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from looplet import BaseToolRegistry, ToolResult
-from looplet.tools import register_done_tool, register_think_tool
+from .tools.builtins import register_done_tool, register_think_tool
+from .tools.registry import BaseToolRegistry
+from .types import ToolResult
 
 __all__ = [
     "Workspace",
