@@ -1,4 +1,4 @@
-"""Which tests check each row of RELIABILITY.md groups A to I and L.
+"""Which tests check each row of every group (A to L) of RELIABILITY.md.
 
 `scripts/reliability.py` runs exactly these tests and counts the cases they try;
 `tests/test_reliability_map.py` keeps this map honest (every entry is still collected,
@@ -7,10 +7,8 @@ the repository root: a file, ``file::test_function`` (all its parametrizations) 
 ``file::TestClass``.
 
 A row with tests and a ``gap`` is tested in part: the gap says what is not, and why.
-A row with no tests must have a gap. A group is listed whole, every row of it: of group
-G, G1-G7 are built (the permission layer of issue 8 and the approval of issue 7); the
-others say which issue brings them. The groups in `LATER_GROUPS`
-(injection) is not listed here yet.
+A row with no tests must have a gap. A group is listed whole, every row of it; a row
+whose feature comes with a later issue says which.
 """
 
 from __future__ import annotations
@@ -43,13 +41,12 @@ GROUPS: dict[str, str] = {
     "H": "Coding agent: paths and shell",
     "I": "Secrets in records, errors, logs and requests",
     "J": "Loading a skill or cartridge from an untrusted folder",
+    "K": "Prompt injection from tool results",
     "L": "Recursion, budgets, termination",
 }
 
-#: The groups of the matrix not listed yet, and the issue that brings them.
-LATER_GROUPS: dict[str, str] = {
-    "K": "prompt injection from tool results (issue 10)",
-}
+#: The groups of the matrix not listed yet, and the issue that brings them (none now).
+LATER_GROUPS: dict[str, str] = {}
 
 # Short names for the files, so the rows below stay readable.
 PARSER = "tests/test_text_parser.py"
@@ -106,6 +103,7 @@ SKILL_LOADING = "tests/test_skill_loading.py"
 SKILLS = "tests/test_skills.py"
 FRONT = "tests/test_frontmatter.py"
 BUNDLES = "tests/test_cli_bundles.py"
+INJECTION = "tests/test_prompt_injection.py"
 
 ROWS: tuple[Row, ...] = (
     # -- A. Bad model output --------------------------------------------------------------------
@@ -1458,6 +1456,60 @@ ROWS: tuple[Row, ...] = (
         (),
         "not supported by design: looplet installs no archives (a skill is a folder the user puts in "
         "place and trusts; docs/skills.md says why), so there is nothing to extract",
+    ),
+    # -- K. Prompt injection from tool results -------------------------------------------------
+    Row(
+        "K1",
+        "an obeyed exfiltration is stopped by permissions and the sandbox, and recorded",
+        _in(
+            INJECTION,
+            "test_the_listener_sees_an_exfiltration_when_every_layer_is_off",
+            "test_curl_exfiltration_is_denied_by_the_permission_layer_and_recorded",
+            "test_a_disguised_exfiltration_is_contained_by_the_sandbox",
+            "test_without_a_sandbox_a_disguised_exfiltration_waits_for_a_human",
+            "test_without_a_sandbox_a_human_who_says_no_stops_it",
+        ),
+        "there is no egress allowlist yet: the sandbox has no network at all",
+    ),
+    Row(
+        "K2",
+        "an injection cannot raise a sub-agent's limits",
+        (),
+        "sub-agents come with the integrations issue (issue 11), and this row with them",
+    ),
+    Row(
+        "K3",
+        "an injection cannot write to protected paths (persistence)",
+        _in(
+            INJECTION,
+            "test_writes_into_protected_paths_are_denied_and_recorded",
+            "test_writing_into_the_skill_folder_outside_the_workspace_is_refused",
+            "test_a_git_hook_planted_through_bash_is_contained_by_the_sandbox",
+            "test_without_a_sandbox_a_git_hook_through_bash_waits_for_a_human",
+        ),
+    ),
+    Row(
+        "K4",
+        "taint mode: egress needs approval once untrusted content is in context",
+        (),
+        "optional in the matrix and not built: the coding tools have no egress but bash, which the "
+        "sandbox keeps offline",
+    ),
+    Row(
+        "K5",
+        "results framed as untrusted data; no tool changes the system prompt",
+        _in(
+            INJECTION,
+            "test_no_tool_result_changes_the_system_prompt",
+            "test_a_tool_cannot_rewrite_the_system_prompt_through_its_context",
+            "test_a_data_result_cannot_fake_a_new_turn_in_the_text_prompt",
+            "test_tool_results_are_framed_as_untrusted_data_in_the_prompt",
+        )
+        + _in(
+            "tests/test_text_parser.py",
+            "test_a_tool_result_cannot_pass_for_a_turn_in_the_rendered_prompt",
+            "test_the_system_prompt_comes_from_the_settings_whatever_a_tool_returns",
+        ),
     ),
     # -- L. Recursion, budgets, termination -----------------------------------------------------
     Row(

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reliability.md"
 
 # The rows of each group in RELIABILITY.md (section 5), written out so a row cannot go missing.
-MATRIX = {"A": 11, "B": 9, "C": 12, "D": 9, "E": 11, "F": 6, "G": 10, "H": 9, "I": 4, "J": 6, "L": 7}
+MATRIX = {"A": 11, "B": 9, "C": 12, "D": 9, "E": 11, "F": 6, "G": 10, "H": 9, "I": 4, "J": 6, "K": 5, "L": 7}
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +96,20 @@ def test_every_group_of_the_matrix_is_listed_or_named_as_later() -> None:
 def test_the_map_never_covers_fewer_rows_than_when_it_was_written() -> None:
     # a guard against emptying the map by mistake; raise these numbers as rows get tests
     tested = {group: sum(1 for row in rows_module.rows_of(group) if row.tests) for group in GROUPS}
-    floor = {"A": 11, "B": 8, "C": 12, "D": 9, "E": 11, "F": 6, "G": 10, "H": 8, "I": 4, "J": 5, "L": 4}
+    floor = {
+        "A": 11,
+        "B": 8,
+        "C": 12,
+        "D": 9,
+        "E": 11,
+        "F": 6,
+        "G": 10,
+        "H": 8,
+        "I": 4,
+        "J": 5,
+        "K": 3,
+        "L": 4,
+    }
     assert all(tested[group] >= floor[group] for group in GROUPS), tested
 
 
