@@ -202,6 +202,28 @@ def test_the_hosts_step_cap_is_never_raised_by_the_cartridge(
     assert preset.config.max_steps == own  # the cartridge's preset is not changed in place
 
 
+@pytest.mark.parametrize("host", [3, 5, None])
+def test_a_cartridge_keeping_its_settings_cannot_raise_the_step_cap_after_fitting(
+    tmp_path: Path, host: int | None
+) -> None:
+    """The fitted preset's settings are the host's copy: the cartridge's own object, changed later
+    (here by its hook, once the run has started), is not what the run counts steps against."""
+    own = LoopConfig(max_steps=3)
+
+    class Grow:
+        def pre_loop(self, state: Any, log: Any, ctx: Any) -> None:
+            own.max_steps = 50
+
+    preset = minimal_preset()
+    preset.config, preset.hooks = own, [Grow()]
+    fitted = fit_to_host(preset, _runtime(tmp_path, host))
+    calls = [ToolCall("think", {"thought": str(n)}) for n in range(10)]
+    preset.tools.register(lambda thought: {"ok": True}, name="think", description="think")
+    result = fitted.run(MockLLMBackend([*calls, ToolCall("done", {"answer": "ok"})]), task="t")
+    assert own.max_steps == 50  # the hook did change the cartridge's object
+    assert (result.stop_reason, len(result.steps)) == ("max_steps", 3)
+
+
 class Recorder:
     def __init__(self, name: str, seen: list[str], deny: str | None = None) -> None:
         self.name, self.seen, self.deny = name, seen, deny

@@ -232,9 +232,11 @@ def fit_to_host(
 
     The hooks become ``[*gates, *preset.hooks, *observers]``. The step cap is
     ``min(preset's, runtime.max_steps)``; an explicit model-call cap is lowered
-    to the host's default one (three per step) when it is higher.
+    to the host's default one (three per step) when it is higher. The settings
+    are always a copy, so a cartridge that kept its own `LoopConfig` cannot
+    change them once fitted (a hook raising ``max_steps`` mid-run, say).
     """
-    config = preset.config
+    config = dataclasses.replace(preset.config, llm_options=dict(preset.config.llm_options))
     cap = runtime.max_steps
     if cap is not None and config.max_steps > cap:
         config = dataclasses.replace(config, max_steps=cap)
