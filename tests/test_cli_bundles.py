@@ -453,6 +453,17 @@ def test_wrap_claude_skill_refuses_bad_input_and_leaves_nothing(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
 
 
+def test_wrap_claude_skill_refuses_an_output_inside_the_skill_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy would walk into the folder it is writing (a copy of a copy of ...): refused up front."""
+    skill = claude_skill(tmp_path)
+    before = sorted(p.relative_to(skill).as_posix() for p in skill.rglob("*"))
+    assert main(["wrap-claude-skill", str(skill), str(skill / "wrapped")]) == 2
+    assert "inside the skill folder" in one_line_refusal(capsys, "wrap-claude-skill")
+    assert sorted(p.relative_to(skill).as_posix() for p in skill.rglob("*")) == before
+
+
 # -- list-bundles ---------------------------------------------------------------------------------
 
 
@@ -499,6 +510,53 @@ def test_list_bundles_refuses_a_root_that_is_not_a_folder(
 ) -> None:
     assert main(["list-bundles", str(tmp_path / "missing")]) == 2
     assert "not a folder" in one_line_refusal(capsys, "list-bundles")
+
+
+# -- text from a folder on the terminal -----------------------------------------------------------
+
+#: A folder's own words that a terminal would obey: clear the screen, hide text, a title, a bell.
+_ESCAPES = "\x1b[2J", "\x1b[8m", "\x1b]0;pwned\x07", "\x9b31m"
+
+
+def hostile_cartridges(where: Path) -> Path:
+    """Two cartridges in folders whose names hold an escape: one whose instructions and build error
+    hold escapes, one whose description and tags do (an invalid manifest, listed with its problems)."""
+    body = "".join(f"line {n}: {e} hidden\n" for n, e in enumerate(_ESCAPES))
+    for name, front in [
+        ("hostile", "description: A cartridge.\n"),
+        ("invalid", 'description: "ok\\e[2Jcleared"\ntags: ["\\e[31mred"]\n'),
+    ]:
+        folder = where / f"{name}\x1b[2J"
+        folder.mkdir(parents=True)
+        (folder / "SKILL.md").write_text(f"---\nname: {name}\n{front}entrypoint: agent.py\n---\n{body}")
+        (folder / "agent.py").write_text(
+            "def build(runtime):\n    raise RuntimeError('failed \\x1b]0;pwned\\x07 \\x9b31m')\n"
+        )
+    return where / "hostile\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list-bundles", "{root}", "--include-invalid"],
+        ["list-bundles", "{root}", "--include-invalid", "--json"],
+        ["blueprint", "{folder}"],
+        ["blueprint", "{folder}", "--json"],
+        ["blueprint", "{folder}", "--trust"],
+        ["blueprint", "{root}/invalid\x1b[2J"],
+        ["run", "{folder}", "a task", "--scripted", "--no-trace", "--workspace", "{root}/ws"],
+    ],
+)
+def test_a_folders_text_reaches_the_terminal_without_control_characters(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = hostile_cartridges(tmp_path / "root")
+    main([a.format(root=tmp_path / "root", folder=folder) for a in argv])
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "hostile" in shown or "invalid" in shown  # a cartridge was found and talked about
+    assert "Traceback" not in shown
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", shown), repr(shown)
 
 
 # -- the seed README's commands -------------------------------------------------------------------

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .terminal import json_text, missing_manifest, one_line, refuse, shown
 
 __all__ = ["add_parser", "run", "render_blueprint", "card_blueprint"]
 
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as exc:  # a trusted cartridge's own code can raise anything: one line
-        return _fail(" ".join(str(exc).split()) or type(exc).__name__)
+        return _fail(one_line(exc))
     if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+        print(json_text(data, indent=2, sort_keys=True))
     else:
-        print("\n".join(render_blueprint(data)))
+        print(shown("\n".join(render_blueprint(data))))  # the card's text is the folder's: no escapes
     return 0
 
 
@@ -69,10 +70,9 @@ def _describe(args: argparse.Namespace) -> dict[str, Any]:
     from ..skills import inspect
 
     folder = Path(args.bundle)
-    if not (folder / "SKILL.md").is_file():
-        raise ValueError(
-            f"{folder}: no SKILL.md there (a cartridge is a folder with SKILL.md and an entrypoint)"
-        )
+    missing = missing_manifest(folder)
+    if missing is not None:
+        raise ValueError(missing)
     card = checked_card(inspect(folder))
     if not args.trust:
         return card_blueprint(card)
@@ -159,7 +159,4 @@ def _indented(title: str, text: str) -> list[str]:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    from ..redaction import redact_text
-
-    print(f"looplet {VERB}: {redact_text(message)}", file=sys.stderr)
-    return code
+    return refuse(VERB, message, code)

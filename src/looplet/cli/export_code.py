@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .terminal import missing_manifest, refuse
 
 __all__ = ["add_parser", "run", "export_source", "bundle_files", "MAX_EXPORT_BYTES"]
 
@@ -59,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.bundle or not args.out:
         return _fail("name the cartridge and the file to write: looplet export-code BUNDLE OUT.py")
     folder = Path(args.bundle)
-    if not (folder / "SKILL.md").is_file():
-        return _fail(f"{folder}: no SKILL.md there (a cartridge is a folder with SKILL.md and an entrypoint)")
+    missing = missing_manifest(folder)
+    if missing is not None:
+        return _fail(missing)
     try:
         card = checked_card(inspect(folder))
         files = bundle_files(folder)
@@ -165,8 +167,7 @@ def _file_entry(rel: str, data: bytes) -> str:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"looplet {VERB}: {message}", file=sys.stderr)
-    return code
+    return refuse(VERB, message, code)
 
 
 # Keep in step with looplet/cli/run.py: the same options, the same output, the same exit codes.
@@ -196,6 +197,7 @@ import tempfile
 from pathlib import Path
 
 from looplet.cartridges import make_runtime, open_cartridge
+from looplet.cli.terminal import one_line, shown
 from looplet.skills import inspect
 
 NAME = {name_literal}
@@ -251,18 +253,18 @@ def run(args, folder):
     sink = ProvenanceSink(trace_dir) if trace_dir is not None else None
     preset = cartridge.build(runtime, observers=[sink] if sink is not None else [])
     llm = cartridge.scripted_llm(runtime) if args.scripted else model(args)
-    print(f"cartridge: {{NAME}} · workspace: {{runtime.workspace}}")
+    print(shown(f"cartridge: {{NAME}} · workspace: {{runtime.workspace}}"))
     loop = preset.loop(llm, task=args.task)
     for step in loop:
         print(step.pretty())
     result = loop.result
     why = f" ({{result.detail}})" if not result.ok and result.detail else ""
-    print(f"stopped: {{result.stop_reason}}{{why}}")
+    print(shown(f"stopped: {{result.stop_reason}}{{why}}"))
     print(f"{{len(result.steps)}} steps · {{result.llm_calls}} model calls")
     if result.final_answer:
-        print(f"answer: {{result.final_answer.get('answer', result.final_answer)}}")
+        print(shown(f"answer: {{result.final_answer.get('answer', result.final_answer)}}"))
     if sink is not None:
-        print(f"trace: {{sink.path_of(loop.state.run_id)}}")
+        print(shown(f"trace: {{sink.path_of(loop.state.run_id)}}"))
     return 0 if result.ok else 1
 
 
@@ -293,7 +295,7 @@ def main(argv=None):
         print(f"{{NAME}}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        print(f"{{NAME}}: {{' '.join(str(exc).split()) or type(exc).__name__}}", file=sys.stderr)
+        print(f"{{NAME}}: {{shown(one_line(exc))}}", file=sys.stderr)
         return 2
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -22,11 +22,12 @@ Exit codes: 0 listed (even none), 2 for bad input (a ROOT that is not a folder).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from .terminal import json_text, refuse, shown
 
 __all__ = ["add_parser", "run", "find_bundles", "bundle_rows"]
 
@@ -57,14 +58,14 @@ def run(args: argparse.Namespace) -> int:
         if not Path(root).is_dir():
             return _fail(f"{root}: not a folder")
     rows = bundle_rows(find_bundles(args.roots))
-    shown = [row for row in rows if args.include_invalid or row["status"] == "ok"]
-    hidden = len(rows) - len(shown)
+    listed = [row for row in rows if args.include_invalid or row["status"] == "ok"]
+    hidden = len(rows) - len(listed)
     if args.json:
-        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        print(json_text(listed, indent=2))
     else:
-        for line in _table(shown):
-            print(line)
-        if not shown:
+        for line in _table(listed):
+            print(shown(line))  # names, paths and descriptions are the folders' own text
+        if not listed:
             print("no cartridges found")
     if hidden:
         print(f"{hidden} invalid cartridge(s) not shown (--include-invalid shows them)", file=sys.stderr)
@@ -136,5 +137,4 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"looplet {VERB}: {message}", file=sys.stderr)
-    return code
+    return refuse(VERB, message, code)

@@ -33,6 +33,8 @@ from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
+from .terminal import refuse
+
 __all__ = ["add_parser", "run", "find_module_file", "entrypoint_source", "NAME_PATTERN"]
 
 VERB = "package"
@@ -217,5 +219,4 @@ def _write(args: argparse.Namespace, module: str, factory: str, source: str) -> 
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"looplet {VERB}: {message}", file=sys.stderr)
-    return code
+    return refuse(VERB, message, code)

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .terminal import missing_manifest, one_line, refuse, shown
+
 __all__ = ["add_parser", "run", "summary_lines", "DEFAULT_MODEL"]
 
 VERB = "run"
@@ -76,15 +78,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"looplet {VERB}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a cartridge's own code can raise anything: one line, never a traceback
-        return _fail(_one_line(exc))
+        return _fail(one_line(exc))
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..cartridges import make_runtime, open_cartridge
 
     folder = Path(args.bundle)
-    if not (folder / "SKILL.md").is_file():
-        return _fail(f"{folder}: no SKILL.md there (a cartridge is a folder with SKILL.md and an entrypoint)")
+    missing = missing_manifest(folder)
+    if missing is not None:
+        return _fail(missing)
     cartridge = open_cartridge(folder, trust=True)  # naming it on the command line is the trust
     trace_dir = None if args.no_trace else args.trace_dir
     if trace_dir is None and not args.no_trace:
@@ -108,16 +111,16 @@ def _run(args: argparse.Namespace) -> int:
     llm = cartridge.scripted_llm(runtime) if args.scripted else _real_model(args)
     if llm is None:
         return 2
-    print(f"cartridge: {cartridge.card.name} · workspace: {runtime.workspace}")
+    print(shown(f"cartridge: {cartridge.card.name} · workspace: {runtime.workspace}"))
     loop = preset.loop(llm, task=args.task)
     for step in loop:
         print(step.pretty())
     result = loop.result
     assert result is not None
     for line in summary_lines(result):
-        print(line)
+        print(shown(line))  # the answer is the model's text, and the model read the cartridge's
     if sink is not None:
-        print(f"trace: {sink.path_of(loop.state.run_id)}")
+        print(shown(f"trace: {sink.path_of(loop.state.run_id)}"))
     return 0 if result.ok else 1
 
 
@@ -149,13 +152,5 @@ def summary_lines(result: Any) -> list[str]:
     return lines
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 def _fail(message: str, code: int = 2) -> int:
-    from ..redaction import redact_text
-
-    print(f"looplet {VERB}: {redact_text(message)}", file=sys.stderr)
-    return code
+    return refuse(VERB, message, code)

@@ -36,9 +36,10 @@ import argparse
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
+
+from .terminal import refuse
 
 __all__ = ["add_parser", "run", "wrap_claude_skill", "ENTRYPOINT_NAME", "ENTRYPOINT_SOURCE"]
 
@@ -104,6 +105,8 @@ def wrap_claude_skill(src: str | os.PathLike[str], out: str | os.PathLike[str]) 
             raise WrapError(f"{manifest}: the front matter has no {key}")
     if "entrypoint" in data:
         raise WrapError(f"{manifest}: already names an entrypoint (it is a cartridge; run it as it is)")
+    if Path(out).resolve().is_relative_to(source.resolve()):  # the copy would walk into itself
+        raise WrapError(f"{out}: is inside the skill folder {source}; choose a folder outside it")
     with atomic_folder(out) as work:
         _copy_tree(source.resolve(), work)
         if (work / ENTRYPOINT_NAME).exists():
@@ -151,8 +154,7 @@ def _with_entrypoint(text: str, *, add_tags: bool) -> str:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"looplet {VERB}: {message}", file=sys.stderr)
-    return code
+    return refuse(VERB, message, code)
 
 
 ENTRYPOINT_SOURCE = '''"""The looplet entry of a wrapped Claude Agent Skill (``looplet wrap-claude-skill``).
