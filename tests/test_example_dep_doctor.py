@@ -4,6 +4,7 @@ the version-range matching, the parsers, the confinement of the file tools, and 
 from __future__ import annotations
 
 import importlib.util
+import marshal
 import os
 import re
 import shutil
@@ -604,3 +605,27 @@ def test_looplet_run_runs_the_cartridge_on_a_project(
     assert code == 0, out
     assert card_rows(out)["PyYAML"]["security"] == "F" and "Overall grade: D" in out
     assert sorted(p.name for p in project.iterdir()) == sorted(p.name for p in DEMO.iterdir())
+
+
+def test_the_cartridges_helper_code_runs_from_source_never_from_planted_bytecode(tmp_path: Path) -> None:
+    """The digest leaves ``__pycache__`` out because looplet never runs bytecode from a cartridge: a
+    trusted copy with a ``.pyc`` planted later still runs its ``doctor`` package from source."""
+    from looplet.cartridges import open_cartridge
+    from looplet.skills import TrustList, inspect
+
+    folder = tmp_path / "skill"
+    shutil.copytree(EXAMPLE / "skill", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    card = inspect(folder)
+    canary = tmp_path / "canary"
+    source = folder / "doctor" / "__init__.py"
+    code = compile(source.read_text() + f"\nopen({str(canary)!r}, 'w').write('ran')\n", str(source), "exec")
+    info = source.stat()
+    header = importlib.util.MAGIC_NUMBER + bytes(4)
+    header += (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + info.st_size.to_bytes(4, "little")
+    planted = Path(importlib.util.cache_from_source(str(source)))
+    planted.parent.mkdir()
+    planted.write_bytes(header + marshal.dumps(code))
+    assert inspect(folder).digest == card.digest  # the plant does not change what was trusted
+    opened = open_cartridge(folder, trust=TrustList([(folder, card.digest)]))
+    assert not canary.exists()
+    assert opened.module.doctor.__name__ == opened.module.__name__ + ".doctor"

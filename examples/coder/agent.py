@@ -26,7 +26,6 @@ stopped otherwise, 2 for a usage or setup error, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 from collections.abc import Sequence
@@ -34,13 +33,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from looplet import ConfigError, MockLLMBackend, RunResult
+from looplet import ConfigError, LoopError, MockLLMBackend
 from looplet.backends.env import read_env
 from looplet.cartridges import CartridgeError, CartridgeRuntime, fit_to_host, make_runtime
 from looplet.examples.arguments import (
     ExampleParser,
     add_model_options,
+    open_example,
     openai_backend,
+    print_outcome,
+    print_steps,
     run_guarded,
     step_budget,
 )
@@ -55,18 +57,8 @@ DEFAULT_TASK = "Create a tiny add function with tests"
 
 
 def load_skill() -> ModuleType:
-    """The cartridge's entrypoint, imported under a name of its own (nothing of the host is shadowed)."""
-    card = inspect(SKILL)
-    if card.problems or card.entrypoint is None:
-        raise CartridgeError(f"{SKILL}: not a valid cartridge: {'; '.join(card.problems) or 'no entrypoint'}")
-    spec = importlib.util.spec_from_file_location(
-        f"looplet_example_{NAME}_{card.digest[:8]}", card.entrypoint
-    )
-    if spec is None or spec.loader is None:
-        raise CartridgeError(f"{card.entrypoint}: cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The cartridge's entrypoint, opened as ``looplet run`` opens it (nothing of the host is shadowed)."""
+    return open_example(SKILL).module
 
 
 def runtime_for(args: argparse.Namespace) -> CartridgeRuntime:
@@ -94,13 +86,6 @@ def make_llm(skill: ModuleType, runtime: CartridgeRuntime, args: argparse.Namesp
     return openai_backend(args, DEFAULT_MODEL)
 
 
-def report(result: RunResult) -> int:
-    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
-    if result.final_answer:
-        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
-    return 0 if result.ok else 1
-
-
 def run_agent(llm: Any, skill: ModuleType, runtime: CartridgeRuntime, task: str) -> int:
     observers: list[Any] = []
     if runtime.trace_dir is not None:
@@ -110,11 +95,9 @@ def run_agent(llm: Any, skill: ModuleType, runtime: CartridgeRuntime, task: str)
     preset = fit_to_host(skill.build(runtime), runtime, observers=observers)
     print(f"workspace: {runtime.workspace}")
     print(preset.description)
-    loop = preset.loop(llm, task)
-    for step in loop:
-        print(step.pretty())
+    loop = print_steps(preset, llm, task)
     assert loop.result is not None
-    code = report(loop.result)
+    code = print_outcome(loop.result)
     for sink in observers:
         where = sink.path_of(loop.state.run_id)
         print(f"trace: {where}\n  python -m looplet show {shlex.quote(str(where))}")
@@ -157,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         skill = load_skill()
         runtime = runtime_for(args)
-    except (CartridgeError, OSError) as exc:
+    except (CartridgeError, LoopError, OSError) as exc:
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 2
 

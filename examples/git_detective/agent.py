@@ -23,7 +23,6 @@ usage or setup error (not a git repository, no git), 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 from collections.abc import Sequence
@@ -31,13 +30,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from looplet import ConfigError, FunctionBackend, RunResult
+from looplet import ConfigError, FunctionBackend, LoopError, RunResult
 from looplet.backends.env import read_env
 from looplet.cartridges import CartridgeError, CartridgeRuntime, fit_to_host, make_runtime
 from looplet.examples.arguments import (
     ExampleParser,
     add_model_options,
+    open_example,
     openai_backend,
+    print_steps,
     run_guarded,
     step_budget,
 )
@@ -50,18 +51,8 @@ TASK = "How healthy is this repository? Gather the evidence, then give your verd
 
 
 def load_skill() -> ModuleType:
-    """The cartridge's entrypoint, imported under a name of its own (nothing of the host is shadowed)."""
-    card = inspect(SKILL)
-    if card.problems or card.entrypoint is None:
-        raise CartridgeError(f"{SKILL}: not a valid cartridge: {'; '.join(card.problems) or 'no entrypoint'}")
-    spec = importlib.util.spec_from_file_location(
-        f"looplet_example_{NAME}_{card.digest[:8]}", card.entrypoint
-    )
-    if spec is None or spec.loader is None:
-        raise CartridgeError(f"{card.entrypoint}: cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The cartridge's entrypoint, opened as ``looplet run`` opens it (nothing of the host is shadowed)."""
+    return open_example(SKILL).module
 
 
 def make_llm(skill: ModuleType, runtime: CartridgeRuntime, args: argparse.Namespace) -> Any:
@@ -93,9 +84,7 @@ def run_agent(llm: Any, skill: ModuleType, runtime: CartridgeRuntime, args: argp
         observers.append(ProvenanceSink(runtime.trace_dir))
     preset = fit_to_host(skill.build(runtime), runtime, observers=observers)
     print(preset.description)
-    loop = preset.loop(llm, args.task)
-    for step in loop:
-        print(step.pretty())
+    loop = print_steps(preset, llm, args.task)
     assert loop.result is not None
     (health,) = [h for h in preset.hooks if isinstance(h, skill.HealthReport)]
     code = report(loop.result, health.text, args.report)
@@ -127,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     try:
         skill = load_skill()
-    except (CartridgeError, OSError) as exc:
+    except (CartridgeError, LoopError, OSError) as exc:
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 2
     try:

@@ -22,18 +22,19 @@ reason, 2 for a usage or setup error, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from looplet import ConfigError, FunctionBackend
 from looplet.examples.arguments import (
     ExampleParser,
     add_model_options,
+    open_example,
     openai_backend,
+    print_outcome,
+    print_steps,
     run_guarded,
     step_budget,
 )
@@ -44,19 +45,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
-def load_cartridge() -> ModuleType:
-    """The cartridge's entrypoint (and through it the ``intel`` package): the one copy of the code."""
-    name = "_threat_intel_cartridge"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "skill" / "cartridge.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-cartridge = load_cartridge()
+cartridge = open_example(HERE / "skill").module
 intel: Any = cartridge.intel
 
 
@@ -69,17 +58,12 @@ def make_llm(args: argparse.Namespace) -> Any:
 def brief(llm: Any, feeds: Path, max_steps: int, task: str) -> int:
     """Run the analyst over `feeds`, printing each step, how it ended, and the briefing."""
     preset, briefing = intel.build_preset(feeds, max_steps=max_steps)
-    loop = preset.loop(llm, task)
-    for step in loop:
-        print(step.pretty())
-    result = loop.result
+    result = print_steps(preset, llm, task).result
     assert result is not None
-    print(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else ""))
-    if result.final_answer:
-        print(f"answer: {result.final_answer.get('answer', result.final_answer)}")
+    code = print_outcome(result)
     print()
     print(briefing.render())
-    return 0 if result.ok else 1
+    return code
 
 
 def feed_dir(text: str) -> Path:

@@ -8,46 +8,19 @@ imports them from here, so there is one copy.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from looplet.presets import AgentPreset
 
+# This cartridge's own package, imported relatively: looplet finds it in the folder, under the
+# cartridge's unique module name, and compiles it from source (never from a ``__pycache__``).
+from . import doctor
+
 HERE = Path(__file__).resolve().parent
 #: The step budget build() asks for; a host's smaller --max-steps wins.
 MAX_STEPS = 20
-
-
-def load_package(folder: Path, prefix: str) -> ModuleType:
-    """Import the package in `folder` under a name unique to that folder, once per process.
-
-    A plain ``import doctor`` would need the folder on ``sys.path`` and could
-    pick up, or shadow, a host module of the same name; a unique name can do
-    neither.
-    """
-    name = f"{prefix}_{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-doctor = load_package(HERE / "doctor", "_dep_doctor")
 
 
 def build(runtime: Any) -> AgentPreset:

@@ -10,10 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..backends.env import url_problem
 from ..errors import ConfigError, LoopError
+
+if TYPE_CHECKING:
+    from ..cartridges import Cartridge
+    from ..loop import Loop
+    from ..presets import AgentPreset
+    from ..types import RunResult
 
 __all__ = [
     "ExampleParser",
@@ -23,6 +30,9 @@ __all__ = [
     "add_model_options",
     "openai_backend",
     "run_guarded",
+    "open_example",
+    "print_steps",
+    "print_outcome",
 ]
 
 
@@ -116,3 +126,41 @@ def run_guarded(
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+# -- the repository examples: each is a cartridge, run by a command of its own --------------------
+
+
+def open_example(folder: Path) -> Cartridge:
+    """An example's own cartridge, opened as ``looplet run`` opens one.
+
+    Its entrypoint gets a unique module name, its helper modules are its
+    submodules (``from . import doctor``), and everything is compiled from
+    source, so the command runs exactly what the cartridge would. The
+    example ships the folder: running its command is the trust.
+
+    Raises:
+        CartridgeError: the folder is not a valid cartridge (the problems named).
+        SkillLoadError: its code failed on import.
+    """
+    from ..cartridges import open_cartridge
+
+    return open_cartridge(folder, trust=True)
+
+
+def print_steps(preset: AgentPreset, llm: Any, task: str) -> Loop:
+    """Run `preset`, printing each step's ``pretty()`` line as it happens; returns the finished loop."""
+    loop = preset.loop(llm, task)
+    for step in loop:
+        print(step.pretty())
+    return loop
+
+
+def print_outcome(result: RunResult) -> int:
+    """Print how the run stopped (with why, when not done) and its answer; return the exit code (0 or 1)."""
+    from ..cli.terminal import shown
+
+    print(shown(f"stopped: {result.stop_reason}" + (f" ({result.detail})" if not result.ok else "")))
+    if result.final_answer:
+        print(shown(f"answer: {result.final_answer.get('answer', result.final_answer)}"))
+    return 0 if result.ok else 1
