@@ -177,6 +177,7 @@ class Engine:
         # (tool, its thread's finished event) for each call of this run that timed out
         self._orphans: list[tuple[str, Any]] = []
         self._validated: dict[str, dict[str, Any]] = {}  # args of calls a hook answered
+        self._tool_decisions: dict[str, dict[str, Any]] = {}  # for tools that asked: what was decided
         self._rejected_in_turn = False  # a human rejected a call of the turn being settled
         self._system_key: tuple[str, object] | None = None  # the system prompt last screened
         self._system = ""
@@ -219,7 +220,7 @@ class Engine:
                 raise DecisionError(f"the arguments of paused call {p.call_id!r} changed after it paused")
             if p.decision not in (None, "approved", "rejected"):
                 raise DecisionError(f"paused call {p.call_id!r} has an unknown decision {p.decision!r}")
-            if p.decision != "approved":
+            if p.decision != "approved" or p.asked_by == "tool":  # a tool's own question: its answer
                 continue
             args = p.args if p.approved_args is None else p.approved_args
             checked = self._prepare(ToolCall(p.tool, args, call_id=p.call_id))
@@ -667,7 +668,11 @@ class Engine:
                 if halted:
                     self._scratch.pop(call.call_id, None)
                     continue
-                yield from self._conclude(call, results[id(outcome)], outcome.spec, outcome.args)
+                result = results[id(outcome)]
+                if result.error_kind == ErrorKind.PAUSED:
+                    self._paused_by_tool(call, outcome, result)
+                    continue
+                yield from self._conclude(call, result, outcome.spec, outcome.args)
             else:
                 args = self._validated.pop(call.call_id, None)
                 yield from self._conclude(call, outcome, self.tools.get(call.tool), args)
@@ -788,14 +793,19 @@ class Engine:
         prepared.call = call
         prepared.run_id = self.state.run_id
         if prepared.spec.ctx_param is not None:
+            state = self.state
             prepared.ctx = ToolContext(
                 llm=self.llm,
                 call_id=call.call_id,
                 tool=call.tool,
                 step=step,
                 cancel_token=self.cancel_token,
-                metadata=self.state.metadata,
+                metadata=state.metadata,
                 approver=self.approver,
+                run_id=state.run_id,
+                steps_left=max(0, self.config.max_steps - state.steps_charged - 1),
+                gates=tuple(hook for hook, _ in self.hooks.pre_dispatch),
+                decision=self._tool_decisions.pop(call.call_id, None) if self._tool_decisions else None,
             )
         return prepared
 
@@ -814,6 +824,17 @@ class Engine:
         self.state.pending.append(pending)
         self._scratch.pop(call.call_id, None)
         return pending
+
+    def _paused_by_tool(self, call: ToolCall, prepared: PreparedCall, result: ToolResult) -> None:
+        """The tool returned ``Ask``: its call waits for a person, like one a gate paused; the
+        continued run calls the tool again with the decision (`_settled`)."""
+        self.state.in_flight.pop(call.call_id, None)  # it asked, it did not finish: no intent left
+        original = self._rewrites.pop(call.call_id, None)
+        ask = Ask(text_of(result.metadata.get("ask", "")))
+        pending = self._pause(call, prepared.args, ask, original, len(self.hooks.pre_dispatch) - 1)
+        pending.asked_by = "tool"
+        details = result.metadata.get("details")
+        pending.details = details if isinstance(details, dict) else None
 
     def _settled(self, call: ToolCall, step: int) -> tuple[ToolCall, Any] | _Approved | None:
         """What an earlier session already settled for `call`, or None to gate it as new.
@@ -849,6 +870,10 @@ class Engine:
             return None
         if pending.decision is None:
             return call, pending
+        if pending.asked_by == "tool":  # the tool asked: it hears the decision, either way
+            decided = {"decision": pending.decision, "args": pending.approved_args, "note": pending.note}
+            self._tool_decisions[call.call_id] = decided
+            return _Approved(call, call, len(self.hooks.pre_dispatch))
         if pending.decision == "rejected":
             note = pending.note or "rejected"
             self._rejected_in_turn = True

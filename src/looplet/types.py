@@ -59,6 +59,7 @@ class ErrorKind:
     BUSY = "busy"  #: the tool is still running from an earlier timed-out call
     INTERRUPTED = "interrupted"  #: the run stopped while the tool ran; it may or may not have completed
     CANCELLED = "cancelled"  #: the run was cancelled before the call ran
+    PAUSED = "paused"  #: the tool returned ``Ask``: its call waits for a person (never a step)
 
 
 class ErrorCategory:
@@ -292,6 +293,11 @@ class PendingCall:
         original_args: the model's arguments, when a hook rewrote them before the pause.
         gate: the position of the ``pre_dispatch`` hook that asked; once approved,
             the hooks after it still decide the call (a later ``Deny`` wins).
+        asked_by: ``"tool"`` when the tool itself returned ``Ask`` (its call is
+            run again with the decision, approved or rejected, in ``ctx.decision``,
+            and `approved_args` is handed to it rather than replacing the call's);
+            empty when a gate asked.
+        details: what the asker attached for the person deciding (JSON data).
     """
 
     call_id: str
@@ -304,6 +310,8 @@ class PendingCall:
     note: str = ""
     original_args: dict[str, Any] | None = None
     gate: int = field(default=-1, compare=False)
+    asked_by: str = ""
+    details: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return masked_repr(self)
@@ -319,6 +327,10 @@ class PendingCall:
         }
         if self.original_args is not None:
             out["original_args"] = self.original_args
+        if self.asked_by:
+            out["asked_by"] = self.asked_by
+        if self.details is not None:
+            out["details"] = self.details
         if self.decision is not None:
             out["decision"] = self.decision
             out["approved_args"] = self.approved_args
@@ -340,6 +352,8 @@ class PendingCall:
             note=str(data.get("note", "")),
             original_args=None if original is None else dict(original),
             gate=int(data.get("gate", -1)),
+            asked_by=str(data.get("asked_by", "")),
+            details=None if data.get("details") is None else dict(data["details"]),
         )
 
 

@@ -67,13 +67,20 @@ class Ask(_Decision):
     and ``state.pending`` lists the call. Decide with ``state.approve(call_id)``
     or ``state.reject(call_id, reason)`` (in any process, on a saved state)
     and pass the state back to the loop to continue.
+
+    A tool that takes a ``ctx`` may return ``Ask`` too, to pause its own call
+    (a sub-agent whose own call waits for a person does this). Whatever the
+    person decides, the continued run calls the tool again with the decision
+    in ``ctx.decision``; `details` (JSON data) is shown with the pending call.
     """
 
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "details")
     reason: str
+    details: dict[str, Any] | None
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, details: dict[str, Any] | None = None) -> None:
         object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "details", details)
 
 
 class Block(_Decision):

@@ -116,6 +116,14 @@ class ToolContext:
             the async loop.
         event_loop: set by the async loop, so a sync tool running in a worker
             thread can have an async approver answered on it.
+        run_id: the id of the run making the call.
+        steps_left: the run's step budget left after this call (None outside a loop);
+            a tool that starts work of its own (a sub-agent) keeps within it.
+        gates: the run's ``pre_dispatch`` hooks, in order, for a tool that runs
+            calls of its own (a sub-agent) under the same rules.
+        decision: for a tool that returned ``Ask`` and is called again: what the
+            person decided, ``{"decision": "approved" | "rejected", "args": ...,
+            "note": ...}``; None otherwise.
     """
 
     llm: Any = None
@@ -129,6 +137,10 @@ class ToolContext:
     approver: Callable[[str], Any] | None = None
     on_progress: Callable[[str, float | None], None] | None = None
     event_loop: Any = field(default=None, repr=False)
+    run_id: str = ""
+    steps_left: int | None = None
+    gates: tuple[Any, ...] = field(default=(), repr=False)
+    decision: dict[str, Any] | None = None
 
     def warn(self, message: object) -> None:
         """Attach a warning to this call's result; the model sees it (any value is kept as text)."""

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from ..errors import propagates
+from ..hooks.decisions import Ask
 from ..redaction import redact_text
 from ..types import ErrorKind, ToolResult, text_of
 from .registry import PreparedCall, error_result
@@ -45,6 +46,8 @@ BAD_RESULT = "bad_result"
 def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
     call = prepared.call
     duration = (time.perf_counter() - started) * 1000
+    if isinstance(value, Ask):
+        return _paused(prepared, value, duration)
     try:
         data = normalize_result(value)
     except Exception as exc:  # the tool ran; its value cannot be recorded
@@ -60,6 +63,22 @@ def finish_ok(prepared: PreparedCall, value: Any, started: float) -> ToolResult:
             tool=call.tool, data=data, duration_ms=duration, call_id=call.call_id
         ).summary_of(prepared.args)
     _keep_context(prepared, result)
+    return result
+
+
+def _paused(prepared: PreparedCall, ask: Ask, duration: float) -> ToolResult:
+    """The result of a tool that returned ``Ask``: its call waits for a person (the engine
+    turns it into a pending call). A tool without a ``ctx`` could never hear the decision,
+    so for it this is an error instead."""
+    call = prepared.call
+    if prepared.ctx is None:
+        text = f"{call.tool} returned Ask, but takes no ctx parameter to hear the decision in"
+        result = error_result(call, ErrorKind.EXECUTION, text)
+    else:
+        reason = redact_text(text_of(ask.reason))
+        details = ask.details if isinstance(ask.details, dict) else None
+        result = error_result(call, ErrorKind.PAUSED, f"paused: {reason}", ask=reason, details=details)
+    result.duration_ms = duration
     return result
 
 
