@@ -678,12 +678,26 @@ def test_async_hook_advancing_its_own_loop_gets_a_runtime_error() -> None:
 
 
 def test_no_hook_config_fields_leak_between_runs() -> None:
-    # one setting in one place: the loop reads the config it was given
+    # one setting in one place: the loop reads the config it was given (as a copy it keeps)
     tools, _ = greeting_tools()
     config = LoopConfig(max_steps=1)
     loop = composable_loop(MockLLMBackend([as_text("greet", name="A")]), tools=tools, config=config, task="t")
     assert loop.run().stop_reason == "max_steps"
-    assert loop.state.config is config
+    assert loop.state.config == config
+
+
+def test_a_hook_cannot_raise_the_step_budget_by_changing_the_config(drive: Any) -> None:
+    class Greedy:
+        def pre_dispatch(self, state: Any, log: Any, call: Any, step: int) -> None:
+            state.config.max_steps = 50
+            state.config.max_llm_calls = 500
+
+    tools, _ = greeting_tools()
+    config = LoopConfig(max_steps=3)
+    llm = MockLLMBackend([as_text("greet", name=str(i)) for i in range(12)])
+    steps, result = drive(llm, tools=tools, config=config, task="t", hooks=[Greedy()])
+    assert len(steps) == 3 and result.stop_reason == "max_steps"
+    assert config.max_steps == 3  # the caller's own object is never changed either
 
 
 def test_a_hook_method_of_the_original_looplet_is_reported_with_its_replacement() -> None:

@@ -134,7 +134,9 @@ class Engine:
         self.llm = llm
         self.tools = tools
         self.hooks = hooks
-        self.config = config
+        # The run's limits come from the host, once: hooks and tools read `state.config`,
+        # a copy, so changing it cannot raise the budget the engine keeps (decision 11).
+        self.config = _settled_copy(config)
         self.state = state
         self.context = context
         self.approver = approver
@@ -156,7 +158,7 @@ class Engine:
         if not len(self.history):
             self.history.append(Message("user", render_task(task)))
         state.task = task
-        state.config = config
+        state.config = _settled_copy(config)
         self._fingerprint(continuing)
         if continuing:
             self._check_decisions()  # before anything in the record changes
@@ -1174,6 +1176,11 @@ _DECISION_KINDS: dict[type, str] = {
     Continue: "continue",
 }
 _LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
+
+
+def _settled_copy(config: LoopConfig) -> LoopConfig:
+    """A copy of `config` that shares nothing mutable with it."""
+    return replace(config, llm_options=dict(config.llm_options))
 
 
 def _same_prompt(a: LLMRequest, b: LLMRequest) -> bool:
