@@ -389,3 +389,23 @@ def test_python_dash_m_runs_a_trusted_cartridges_code_only_when_asked(tmp_path: 
         capture_output=True,
     )
     assert sorted(p.name for p in canaries.iterdir()) == ["agent.imported", "helpers.imported"]
+
+
+def test_a_build_that_calls_exit_is_a_cartridge_error_not_the_end_of_the_host(tmp_path: Path) -> None:
+    from looplet.cartridges import CartridgeError, make_runtime, open_cartridge
+    from looplet.frontmatter import render_front_matter
+
+    folder = tmp_path / "quitter"
+    folder.mkdir()
+    front = {"name": "quitter", "description": "Exits.", "entrypoint": "agent.py"}
+    (folder / "SKILL.md").write_text(render_front_matter(front, "Exit.\n"))
+    (folder / "agent.py").write_text(
+        "import sys\n\ndef build(runtime):\n    sys.exit(3)\n\n"
+        "def scripted_responses():\n    raise SystemExit(4)\n"
+    )
+    cartridge = open_cartridge(folder, trust=True)
+    runtime = make_runtime(cartridge.card, workspace=tmp_path / "ws")
+    with pytest.raises(CartridgeError, match="build\\(runtime\\) failed: SystemExit"):
+        cartridge.build(runtime)
+    with pytest.raises(CartridgeError, match="scripted_responses failed: SystemExit"):
+        cartridge.scripted_llm(runtime)

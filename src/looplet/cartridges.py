@@ -33,6 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .errors import propagates
 from .presets import AgentPreset
 
 if TYPE_CHECKING:
@@ -144,7 +145,9 @@ class Cartridge:
             raise CartridgeError(f"{self._where()}: defines no build(runtime) function")
         try:
             preset = build(runtime)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a cartridge does not end its host
+            if propagates(exc):
+                raise
             raise CartridgeError(f"{self._where()}: build(runtime) failed: {_describe(exc)}") from exc
         if not isinstance(preset, AgentPreset):
             raise CartridgeError(
@@ -169,7 +172,9 @@ class Cartridge:
             )
         try:
             script = make(runtime) if _takes_an_argument(make) else make()
-        except Exception as exc:
+        except BaseException as exc:
+            if propagates(exc):
+                raise
             raise CartridgeError(f"{self._where()}: scripted_responses failed: {_describe(exc)}") from exc
         if callable(script):
             return FunctionBackend(script)
