@@ -10,8 +10,9 @@ retry policy is `looplet.backends.retry`'s, and the same for every backend.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMError
 from ..history import Message
@@ -31,12 +32,15 @@ from .base import (
 )
 from .env import require_sdk
 from .pairing import pair_tool_results
-from .pricing import PriceTable
+from .pricing import PriceTable, cost_of
 from .protocol import LLMRequest, LLMResponse
 from .retry import RetryPolicy
 from .text import parse_arguments
 
-__all__ = ["AnthropicBackend", "AsyncAnthropicBackend"]
+if TYPE_CHECKING:
+    from ..caching import CachePolicy
+
+__all__ = ["AnthropicBackend", "AsyncAnthropicBackend", "anthropic_body"]
 
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -65,6 +69,7 @@ class _AnthropicBase(SDKBackend):
         prices: PriceTable | None = None,
         params: Mapping[str, Any] | None = None,
         max_tokens: int = 4096,
+        cache: CachePolicy | None = None,
     ) -> None:
         """Build the backend (and its SDK client, unless `client` is given).
 
@@ -82,6 +87,9 @@ class _AnthropicBase(SDKBackend):
             prices: a price table for `Usage.cost` (see `looplet.backends.pricing`).
             params: more keyword arguments for every create call (``tool_choice``, ``metadata``, ...).
             max_tokens: the reply limit when the loop sets none (the API requires one).
+            cache: a `looplet.caching.CachePolicy`: tools in a stable order and
+                ``cache_control`` breakpoints on the tools, the system prompt and
+                the last stable messages (None: no breakpoints, tools as given).
         """
         sdk = require_sdk("anthropic")
         key, base_url = self._credentials(api_key, base_url, client)
@@ -96,6 +104,7 @@ class _AnthropicBase(SDKBackend):
             params=params,
         )
         self.max_tokens = max_tokens
+        self.cache = cache
         if client is not None:
             self._client = client.with_options(max_retries=0)
             self.timeout = client_timeout(client)
@@ -119,12 +128,8 @@ class _AnthropicBase(SDKBackend):
         kwargs: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens or self.max_tokens,
-            "messages": anthropic_messages(request.conversation()),
+            **anthropic_body(request, self.cache),
         }
-        if request.system:
-            kwargs["system"] = request.system
-        if request.tools:
-            kwargs["tools"] = anthropic_tools(request.tools)
         kwargs.update(settings.params)
         if request.temperature is not None:
             # Sent in the body: recent SDK releases dropped the keyword, the API still reads it.
@@ -157,7 +162,7 @@ class _AnthropicBase(SDKBackend):
             text="".join(texts),
             calls=calls,
             stop=text_field(getattr(message, "stop_reason", None)),
-            usage=anthropic_usage(getattr(message, "usage", None)),
+            counts=_Counts.of(getattr(message, "usage", None)),
             model=text_field(getattr(message, "model", None)),
             request_id=request_id if isinstance(request_id, str) else None,
             response_id=text_field(getattr(message, "id", None)),
@@ -169,7 +174,7 @@ class _AnthropicBase(SDKBackend):
         text: str,
         calls: Sequence[tuple[str, str, Any]],
         stop: str,
-        usage: Usage,
+        counts: _Counts,
         model: str,
         request_id: str | None,
         response_id: str = "",
@@ -183,12 +188,26 @@ class _AnthropicBase(SDKBackend):
         return LLMResponse(
             text=text,
             tool_calls=[_tool_call(call_id, name, raw, cut) for call_id, name, raw in calls],
-            usage=self._priced(usage, model),
+            usage=self._priced_counts(counts, model),
             stop_reason=stop,
             model=model,
             request_id=request_id or "",
             response_id=response_id,
         )
+
+
+    def _priced_counts(self, counts: _Counts, model: str) -> Usage:
+        """The reply's `Usage`, with its cost when there are prices: cache writes at write prices."""
+        usage = counts.usage()
+        if self.prices:
+            usage.cost = cost_of(
+                usage,
+                model or self.model,
+                self.prices,
+                cache_writes=counts.written,
+                cache_writes_1h=counts.written_1h,
+            )
+        return usage
 
 
 class AnthropicBackend(_AnthropicBase, SyncSDKBackend):
@@ -225,7 +244,7 @@ class _StreamAssembler:
         self.backend = backend
         self.blocks: dict[int, _Block] = {}
         self.stop = ""
-        self.usage = Usage()
+        self.counts = _Counts()
         self.model = ""
         self.request_id: str | None = None
         self.response_id = ""
@@ -241,7 +260,7 @@ class _StreamAssembler:
             message = getattr(event, "message", None)
             self.model = text_field(getattr(message, "model", None)) or self.model
             self.response_id = text_field(getattr(message, "id", None)) or self.response_id
-            self.usage = anthropic_usage(getattr(message, "usage", None))
+            self.counts = _Counts.of(getattr(message, "usage", None))
         elif kind == "content_block_start":
             block = getattr(event, "content_block", None)
             start = _Block(
@@ -258,9 +277,7 @@ class _StreamAssembler:
             return self._delta(event)
         elif kind == "message_delta":
             self.stop = text_field(getattr(getattr(event, "delta", None), "stop_reason", None)) or self.stop
-            out = getattr(getattr(event, "usage", None), "output_tokens", None)
-            if out is not None:
-                self.usage.output_tokens = count_field(out)
+            self.counts.update(getattr(event, "usage", None))
         return ""
 
     def _delta(self, event: Any) -> str:
@@ -292,7 +309,7 @@ class _StreamAssembler:
             text="".join(texts),
             calls=calls,
             stop=self.stop,
-            usage=self.usage,
+            counts=self.counts,
             model=self.model,
             request_id=self.request_id,
             response_id=self.response_id,
@@ -302,15 +319,49 @@ class _StreamAssembler:
 # -- wire format --------------------------------------------------------------------
 
 
-def anthropic_messages(conversation: Sequence[Message]) -> list[dict[str, Any]]:
+def anthropic_body(request: LLMRequest, cache: CachePolicy | None = None) -> dict[str, Any]:
+    """The ``messages``, ``system`` and ``tools`` of the Messages API request for `request`.
+
+    With a `cache` policy the tools go in its stable order and get
+    ``cache_control`` breakpoints as it says (see `looplet.caching`): the
+    system prompt becomes one text block, and the last tool and the last
+    stable messages are marked. The texts hooks add for this call only
+    (``request.extra``) come after every breakpoint.
+    """
+    tools = list(request.tools) if cache is None else cache.ordered_tools(request.tools)
+    history = pair_tool_results(request.messages)
+    marks = cache.message_marks(history) if cache is not None else []
+    extra = [Message("user", "\n\n".join(request.extra))] if request.extra else []
+    control = cache.control() if cache is not None else {}
+    body: dict[str, Any] = {"messages": anthropic_messages(history + extra, marks=marks, control=control)}
+    if request.system:
+        if cache is not None and cache.system:
+            body["system"] = [{"type": "text", "text": request.system, "cache_control": dict(control)}]
+        else:
+            body["system"] = request.system
+    if tools:
+        body["tools"] = anthropic_tools(tools)
+        if cache is not None and cache.tools:
+            body["tools"][-1]["cache_control"] = dict(control)
+    return body
+
+
+def anthropic_messages(
+    conversation: Sequence[Message],
+    *,
+    marks: Collection[int] = (),
+    control: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The conversation as Messages API turns.
 
     Roles alternate (consecutive turns of one role are merged), tool calls
     are ``tool_use`` blocks, their results ``tool_result`` blocks at the start
     of the next user turn, and empty text is left out (the API rejects it).
+    After each message whose index (in the paired conversation) is in
+    `marks`, the last block sent so far gets ``cache_control`` = `control`.
     """
     out: list[dict[str, Any]] = []
-    for message in pair_tool_results(conversation):
+    for i, message in enumerate(pair_tool_results(conversation)):
         if message.role == "assistant":
             blocks = _text_block(message.content) + [_tool_use(c) for c in message.tool_calls]
             _add(out, "assistant", blocks)
@@ -325,6 +376,8 @@ def anthropic_messages(conversation: Sequence[Message]) -> list[dict[str, Any]]:
             _add(out, "user", [result])
         else:
             _add(out, "user", _text_block(message.content))
+        if i in marks and out:
+            out[-1]["content"][-1]["cache_control"] = dict(control or {"type": "ephemeral"})
     for turn in out:
         if turn["role"] == "user":  # tool results first, as the API requires
             turn["content"].sort(key=lambda block: block.get("type") != "tool_result")
@@ -369,15 +422,61 @@ def anthropic_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def anthropic_usage(usage: Any) -> Usage:
     """Token counts from a Messages ``usage`` object; input counts cache reads and writes too."""
-    if usage is None:
-        return Usage()
-    read = count_field(getattr(usage, "cache_read_input_tokens", 0))
-    written = count_field(getattr(usage, "cache_creation_input_tokens", 0))
-    return Usage(
-        input_tokens=count_field(getattr(usage, "input_tokens", 0)) + read + written,
-        output_tokens=count_field(getattr(usage, "output_tokens", 0)),
-        cached_tokens=read,
-    )
+    return _Counts.of(usage).usage()
+
+
+@dataclass
+class _Counts:
+    """A Messages ``usage`` as the API reports it: uncached input, cache reads, cache writes, output.
+
+    The API's ``input_tokens`` are only the tokens after the last cache
+    breakpoint; the prompt's size is all three input counts together.
+    """
+
+    input: int = 0
+    output: int = 0
+    read: int = 0
+    written: int = 0
+    written_1h: int = 0  # of `written`, those kept for an hour
+
+    @classmethod
+    def of(cls, usage: Any) -> _Counts:
+        counts = cls()
+        counts.update(usage)
+        return counts
+
+    def update(self, usage: Any) -> None:
+        """Take the counts `usage` reports. A stream's ``message_delta`` repeats them as running
+        totals (or reports some only there), so a count it has replaces the one from the start."""
+        if usage is None:
+            return
+        for name, field in (
+            ("input", "input_tokens"),
+            ("output", "output_tokens"),
+            ("read", "cache_read_input_tokens"),
+            ("written", "cache_creation_input_tokens"),
+        ):
+            value = _usage_field(usage, field)
+            if value is not None:
+                setattr(self, name, count_field(value))
+        hour = _usage_field(_usage_field(usage, "cache_creation"), "ephemeral_1h_input_tokens")
+        if hour is not None:
+            self.written_1h = count_field(hour)
+        self.written_1h = min(self.written_1h, self.written)
+
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input + self.read + self.written,
+            output_tokens=self.output,
+            cached_tokens=self.read,
+        )
+
+
+def _usage_field(usage: Any, name: str) -> Any:
+    """A field of an SDK usage object, or of the plain dict an older SDK leaves an unknown field as."""
+    if isinstance(usage, Mapping):
+        return usage.get(name)
+    return getattr(usage, name, None)
 
 
 def _tool_call(call_id: str, name: str, raw: Any, cut: bool) -> ToolCall:

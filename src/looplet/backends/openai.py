@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMError
 from ..history import Message
@@ -38,6 +38,9 @@ from .pricing import PriceTable
 from .protocol import LLMRequest, LLMResponse
 from .retry import RetryPolicy
 from .text import parse_arguments
+
+if TYPE_CHECKING:
+    from ..caching import CachePolicy
 
 __all__ = ["OpenAIBackend", "AsyncOpenAIBackend"]
 
@@ -73,6 +76,7 @@ class _OpenAIBase(SDKBackend):
         params: Mapping[str, Any] | None = None,
         max_tokens_param: str = "max_tokens",
         stream_usage: bool = True,
+        cache: CachePolicy | None = None,
     ) -> None:
         """Build the backend (and its SDK client, unless `client` is given).
 
@@ -93,6 +97,9 @@ class _OpenAIBase(SDKBackend):
                 refuse ``max_tokens``.
             stream_usage: ask for token usage at the end of a stream
                 (``stream_options``); turn off for servers that reject it.
+            cache: a `looplet.caching.CachePolicy`: tools in a stable order, and its
+                ``prompt_cache_key`` if it has one (OpenAI caches long prefixes on
+                its own; the cached count is read from ``prompt_tokens_details``).
         """
         sdk = require_sdk("openai")
         key, base_url = self._credentials(api_key, base_url, client)
@@ -108,6 +115,7 @@ class _OpenAIBase(SDKBackend):
         )
         self.max_tokens_param = max_tokens_param
         self.stream_usage = stream_usage
+        self.cache = cache
         if client is not None:
             self._client = client.with_options(max_retries=0)
             self.timeout = client_timeout(client)
@@ -132,13 +140,20 @@ class _OpenAIBase(SDKBackend):
             "model": self.model,
             "messages": openai_messages(request.system, request.conversation()),
         }
+        cache = self.cache
         if request.tools:
-            kwargs["tools"] = openai_tools(request.tools)
+            tools = request.tools if cache is None else cache.ordered_tools(request.tools)
+            kwargs["tools"] = openai_tools(tools)
+        if cache is not None and cache.key is not None:  # in the body: older SDKs lack the keyword
+            kwargs["extra_body"] = {"prompt_cache_key": cache.key}
         if request.max_tokens is not None:
             kwargs[self.max_tokens_param] = request.max_tokens
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
+        extra_body = kwargs.get("extra_body")
         kwargs.update(settings.params)
+        if extra_body and kwargs.get("extra_body") is not extra_body:  # the user's keys win, ours stay
+            kwargs["extra_body"] = {**extra_body, **(kwargs.get("extra_body") or {})}
         if settings.stream:
             kwargs["stream"] = True
             if self.stream_usage:
