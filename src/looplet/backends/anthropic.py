@@ -195,7 +195,6 @@ class _AnthropicBase(SDKBackend):
             response_id=response_id,
         )
 
-
     def _priced_counts(self, counts: _Counts, model: str) -> Usage:
         """The reply's `Usage`, with its cost when there are prices: cache writes at write prices."""
         usage = counts.usage()
