@@ -202,11 +202,12 @@ class FileMemorySource:
         except OSError as exc:
             log.warning("memory file %s could not be opened: %s", real, exc)
             return None, 0
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            log.warning("memory file %s is not a regular file; not read", real)
+            return None, 0
         with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                log.warning("memory file %s is not a regular file; not read", real)
-                return None, 0
             return handle.read(self.max_bytes + 1), info.st_size
 
 
