@@ -387,9 +387,10 @@ class _Link:
                 ) from exc
             await self.drop(session)
             again = "starts it again" if self.server.transport == "stdio" else "reconnects"
+            cause = _first_leaf(exc)
             raise MCPConnectionError(
                 f"the connection to the MCP server {self.server.name!r} closed while {tool} ran "
-                f"({type(exc).__name__}: {exc}); the call may or may not have taken effect. "
+                f"({type(cause).__name__}: {cause}); the call may or may not have taken effect. "
                 f"The next call {again}"
             ) from exc
         return _wire(result)
@@ -460,10 +461,19 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 def _connect_error(server: MCPServer, exc: BaseException) -> MCPConnectionError:
-    where = f"{server.command} {' '.join(server.args)}".strip() if server.command else server.url
-    return MCPConnectionError(
-        f"could not start the MCP server {server.name!r} ({where}): {type(exc).__name__}: {exc}"
-    )
+    if server.command is not None:
+        doing = f"start the MCP server {server.name!r} ({' '.join([server.command, *server.args])})"
+    else:
+        doing = f"reach the MCP server {server.name!r} at {server.url}"
+    cause = _first_leaf(exc)
+    return MCPConnectionError(f"could not {doing}: {type(cause).__name__}: {cause}")
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups: the one that says what went wrong."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 # -- what the model sees ---------------------------------------------------------------------
@@ -656,20 +666,18 @@ class MCPTools:
             ToolDefinitionError: a name collides, or a tool cannot be offered to a model.
         """
         try:
-            listings = self._wait(self._list_all())
+            return self._add(registry, self._wait(self._list_all()))
         except BaseException:
-            self.close()
+            self.close()  # nothing was registered: close what was opened
             raise
-        return self._add(registry, listings)
 
     async def aregister(self, registry: BaseToolRegistry) -> list[ToolSpec]:
         """`register`, awaited (the connections do not block your event loop)."""
         try:
-            listings = await self._await(self._list_all())
+            return self._add(registry, await self._await(self._list_all()))
         except BaseException:
             await self.aclose()
             raise
-        return self._add(registry, listings)
 
     async def _list_all(self) -> list[tuple[MCPServer, list[dict[str, Any]]]]:
         links = list(self._links.values())

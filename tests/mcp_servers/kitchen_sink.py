@@ -127,6 +127,12 @@ def header(name: str, ctx: Context) -> str:
 
 
 @server.tool()
+def getenv(name: str) -> str:
+    """The value of an environment variable of the server's process ("" when unset)."""
+    return os.environ.get(name, "")
+
+
+@server.tool()
 def pid() -> int:
     """The server's process id."""
     return os.getpid()
