@@ -426,12 +426,18 @@ setattr(ToolResult, "args_summary", property(_read_summary, _write_summary))  # 
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts reported by the provider (zero when it reported none)."""
+    """Token counts reported by the provider (zero when it reported none).
+
+    `input_tokens` counts every prompt token; `cached_tokens` those read from the
+    provider's cache and `cache_write_tokens` those written to it (Anthropic), both
+    part of `input_tokens`, each priced at its own rate (`looplet.backends.pricing`).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     cost: float = 0.0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -443,6 +449,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cached_tokens + other.cached_tokens,
             self.cost + other.cost,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def add(self, other: Usage) -> None:
@@ -451,14 +458,18 @@ class Usage:
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
         self.cost += other.cost
+        self.cache_write_tokens += other.cache_write_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
             "cost": self.cost,
         }
+        if self.cache_write_tokens:
+            out["cache_write_tokens"] = self.cache_write_tokens
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Usage:
@@ -467,6 +478,7 @@ class Usage:
             int(data.get("output_tokens", 0)),
             int(data.get("cached_tokens", 0)),
             float(data.get("cost", 0.0)),
+            int(data.get("cache_write_tokens", 0)),
         )
 
 

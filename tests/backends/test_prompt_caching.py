@@ -123,6 +123,8 @@ def test_anthropic_marks_tools_system_and_the_last_stable_messages(fault_server:
     totals = result.usage
     assert (totals.input_tokens, totals.cached_tokens, totals.output_tokens) == (2280, 1000, 15)
     assert totals.cost == pytest.approx(steps[0].usage.cost + steps[1].usage.cost)
+    # the writes themselves reach the steps and the totals, so hooks price them as writes too
+    assert [s.usage.cache_write_tokens for s in steps] == [1000, 200] and totals.cache_write_tokens == 1200
 
 
 @pytest.mark.parametrize("mode", MODES)

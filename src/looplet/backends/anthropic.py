@@ -468,6 +468,7 @@ class _Counts:
             input_tokens=self.input + self.read + self.written,
             output_tokens=self.output,
             cached_tokens=self.read,
+            cache_write_tokens=self.written,
         )
 
 
