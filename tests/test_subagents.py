@@ -463,7 +463,8 @@ def paused_and_saved(mode: str, refunds: Refunds) -> dict[str, Any]:
     state = DefaultState(task="refund order 17")
     steps, result = Driver(mode)(llm, tools=tools, hooks=[ApprovalHook(tools=["refund"])], state=state)
     assert steps == [] and result.stop_reason == "approval_pending" and refunds.done == []
-    return json.loads(json.dumps(state.to_dict()))
+    saved: dict[str, Any] = json.loads(json.dumps(state.to_dict()))
+    return saved
 
 
 def test_a_child_paused_for_approval_pauses_its_parent_with_the_childs_call(mode: str) -> None:
