@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -150,7 +151,7 @@ def test_nested_definitions_are_written_out_so_nested_fields_are_checked(shared:
 
 
 def test_a_recursive_definition_stays_a_reference() -> None:
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": {"tree": {"$ref": "#/$defs/Node"}, "leaf": {"$ref": "#/$defs/Leaf"}},
         "$defs": {
@@ -342,11 +343,11 @@ def test_a_call_past_its_time_limit_is_cancelled_and_the_session_goes_on() -> No
     [
         (lambda: MCPServer.stdio("s", "python", "server.py --stdio"), "list of strings, never one string"),
         (lambda: MCPServer.stdio("s", "python server.py"), "looks like a shell command line"),
-        (lambda: MCPServer.stdio("s", "python", [1]), "must be a string"),
+        (lambda: MCPServer.stdio("s", "python", [1]), "must be a string"),  # type: ignore[list-item]
         (lambda: MCPServer.http("s", "ftp://x"), "http:// or https://"),
         (lambda: MCPServer("s"), "a command .* or a url"),
         (lambda: MCPServer.stdio("has space", "python"), "server name"),
-        (lambda: MCPServer.stdio("s", "python", env={"A": 1}), "map strings to strings"),
+        (lambda: MCPServer.stdio("s", "python", env={"A": 1}), "map strings to strings"),  # type: ignore[dict-item]
         (lambda: MCPServer.stdio("s", "python", timeout_s=-1), "timeout_s"),
         (lambda: MCPTools([kitchen(), kitchen()]), "two MCP servers are named 'ks'"),
     ],
@@ -518,7 +519,7 @@ def test_a_server_killed_mid_call_is_an_error_then_the_next_call_starts_it_again
     steps = list(composable_loop(MockLLMBackend(script), task=TASK, tools=tools, hooks=[mcp]))
     killer.join()
     lost = steps[0].tool_result
-    assert lost.error_kind == "execution"
+    assert lost.error is not None and lost.error_kind == "execution"
     assert lost.error.startswith(
         "MCPConnectionError: the connection to the MCP server 'ks' closed while wait ran"
     )
@@ -566,7 +567,9 @@ def test_the_hook_awaits_the_close_in_the_async_loop_and_blocks_elsewhere() -> N
 
     async def main() -> tuple[bool, list[str], list[str]]:
         await mcp.aregister(tools)
-        await tools.get("pid").fn()  # a call awaited on this loop, as async_composable_loop does
+        pid_tool = tools.get("pid")
+        assert pid_tool is not None
+        await pid_tool.fn()  # a call awaited on this loop, as async_composable_loop does
         ending = mcp.on_loop_end(None, None, None, None)
         before = mcp.open_servers
         assert inspect.isawaitable(ending)
@@ -577,3 +580,30 @@ def test_the_hook_awaits_the_close_in_the_async_loop_and_blocks_elsewhere() -> N
     assert run(tools, "pid").ok  # opens again, from plain code
     assert mcp.on_loop_end(None, None, None, None) is None
     assert (mcp.open_servers, threads_of(mcp)) == ([], [])
+
+
+def test_a_server_that_never_answers_the_handshake_times_out_and_is_stopped(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    # Reads its stdin to the end and never answers (it ends when its stdin closes).
+    silent = "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid())); sys.stdin.read()"
+    mcp = MCPTools(
+        [MCPServer.stdio("mute", sys.executable, ["-c", silent, str(pidfile)], connect_timeout_s=0.5)]
+    )
+    with pytest.raises(MCPConnectionError, match="'mute' did not answer within 0.5s"):
+        mcp.register(BaseToolRegistry())
+    assert (alive(int(pidfile.read_text())), mcp.open_servers, threads_of(mcp)) == (False, [], [])
+
+
+def test_an_unreachable_http_server_is_named_with_its_url() -> None:
+    with socket.socket() as probe:  # a port that nothing listens on: bound here, never listened to
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/mcp"
+
+        async def main() -> None:
+            async with MCPTools([MCPServer.http("away", url)]) as mcp:
+                with pytest.raises(
+                    MCPConnectionError, match=f"could not reach the MCP server 'away' at {url}"
+                ):
+                    await mcp.aregister(BaseToolRegistry())
+
+        asyncio.run(main())

@@ -303,10 +303,11 @@ class _Link:
 
     async def _hold(self, ready: asyncio.Future[Any], stop: asyncio.Event) -> None:
         """The session's whole life, in this one task: open, initialize, wait for `stop`, close."""
-        import anyio
-
         server = self.server
         try:
+            _load_sdk()  # before the clock starts: the first import takes a while
+            import anyio
+
             with anyio.CancelScope(deadline=anyio.current_time() + server.connect_timeout_s) as scope:
                 self._scope = scope
                 async with AsyncExitStack() as stack:
@@ -325,7 +326,7 @@ class _Link:
                 if isinstance(exc, asyncio.CancelledError):
                     ready.cancel()
                 else:
-                    ready.set_exception(_connect_error(server, exc))
+                    ready.set_exception(exc if isinstance(exc, ConfigError) else _connect_error(server, exc))
             if not isinstance(exc, Exception):
                 raise
             logger.info("MCP server %r: session ended with %s: %s", server.name, type(exc).__name__, exc)
@@ -394,6 +395,16 @@ class _Link:
                 f"The next call {again}"
             ) from exc
         return _wire(result)
+
+
+def _load_sdk() -> None:
+    """Import the SDK's client side (the first time, about a second), or say how to install it."""
+    try:
+        import mcp  # noqa: F401
+        import mcp.client.stdio  # noqa: F401
+        import mcp.client.streamable_http  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"{_INSTALL_HINT} ({exc})") from exc
 
 
 async def _open_session(stack: AsyncExitStack, server: MCPServer) -> Any:
