@@ -453,8 +453,11 @@ def _loads_tolerant(span: str) -> Any:
     import warnings
 
     try:
-        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for ``1and``
+        # The model's text is not ours to warn about: "invalid decimal literal" for ``1and``,
+        # "invalid escape sequence" for ``'\{'`` (a DeprecationWarning on Python 3.11).
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
             tree = ast.parse(span.strip(), mode="eval")
         return _literal(tree.body)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
