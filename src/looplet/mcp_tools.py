@@ -190,8 +190,10 @@ class MCPServer:
             raise ConfigError(f"MCP server {self.name!r}: prefix must be a string")
         check_timeout("timeout_s", self.timeout_s, error=ConfigError)
         check_timeout("connect_timeout_s", self.connect_timeout_s, error=ConfigError)
-        for attr in ("args", "inherit_env"):
+        for attr in ("args", "inherit_env") + (("include",) if self.include is not None else ()):
             object.__setattr__(self, attr, _strings(attr, getattr(self, attr), self.name))
+        object.__setattr__(self, "env", dict(self.env))  # copies: changing yours later changes nothing here
+        object.__setattr__(self, "headers", dict(self.headers))
 
     def _check_command(self, command: object) -> None:
         if not isinstance(command, str) or not command:
@@ -309,7 +311,8 @@ class _Link:
             import anyio
 
             with anyio.CancelScope(deadline=anyio.current_time() + server.connect_timeout_s) as scope:
-                self._scope = scope
+                if self._owner is asyncio.current_task():  # (not a session closed before it began)
+                    self._scope = scope
                 async with AsyncExitStack() as stack:
                     session = await _open_session(stack, server)
                     scope.deadline = math.inf  # the connect limit is over; the session stays open
