@@ -529,10 +529,12 @@ def test_usage_rolls_up_to_the_parent_once_across_a_pause(mode: str) -> None:
     assert state.usage == PARENT_USAGE and subagent_usage(state) == CHILD_USAGE
     state.approve("s1")
     tools, llm = refund_parent_kit(mode, Refunds())
-    Driver(mode)(llm, tools=tools, hooks=[ApprovalHook(tools=["refund"])], state=state)
-    assert state.usage == PARENT_USAGE + PARENT_USAGE  # the parent's own two model calls
-    assert subagent_usage(state) == CHILD_USAGE + CHILD_USAGE  # the child's two, each once
-    assert total_usage(state) == Usage(220, 12)
+    steps, _ = Driver(mode)(llm, tools=tools, hooks=[ApprovalHook(tools=["refund"])], state=state)
+    # the parent's own two model calls, and the child's two, each once, joined with the call's step
+    assert subagent_usage(state) == CHILD_USAGE + CHILD_USAGE
+    assert state.usage == PARENT_USAGE + PARENT_USAGE + CHILD_USAGE + CHILD_USAGE == Usage(220, 12)
+    assert total_usage(state) == state.usage
+    assert steps[0].metadata["tool_usage"] == (CHILD_USAGE + CHILD_USAGE).to_dict()
 
 
 def test_a_grandchilds_pause_reaches_the_top_and_its_decision_comes_back_down(mode: str) -> None:

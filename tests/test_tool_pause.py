@@ -177,3 +177,38 @@ def test_the_pending_call_round_trips_with_who_asked(asked_by: str) -> None:
 
     pending = PendingCall("c1", "t", {"a": 1}, "h", "why", asked_by=asked_by, details={"k": [1]})
     assert PendingCall.from_dict(json.loads(json.dumps(pending.to_dict()))) == pending
+
+
+def test_in_a_batch_each_call_sees_the_budget_left_after_the_calls_ahead_of_it(drive: Driver) -> None:
+    from doubles import batch
+
+    seen: list[int | None] = []
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+
+    @tools.tool(concurrent_safe=True)
+    def look(n: int, ctx: ToolContext) -> int:
+        """Look."""
+        seen.append(ctx.steps_left)
+        return n
+
+    llm = MockLLMBackend([batch(("look", {"n": 1}), ("look", {"n": 2}), ("look", {"n": 3})), done()])
+    drive(llm, tools=tools, max_steps=5)
+    assert sorted(seen, reverse=True) == [4, 3, 2]
+
+
+def test_usage_a_tool_spends_joins_the_runs_totals_with_its_step(drive: Driver) -> None:
+    from looplet import Usage
+
+    tools = BaseToolRegistry()
+    register_done_tool(tools)
+
+    @tools.tool
+    def ask_a_model(ctx: ToolContext) -> str:
+        """Ask another model."""
+        ctx.add_usage(Usage(100, 10, cost=0.5))
+        return "answered"
+
+    steps, result = drive(MockLLMBackend([as_text("ask_a_model"), done()]), tools=tools)
+    assert steps[0].metadata["tool_usage"] == Usage(100, 10, cost=0.5).to_dict()
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.cost) == (100, 10, 0.5)

@@ -180,6 +180,7 @@ class Engine:
         self._orphans: list[tuple[str, Any]] = []
         self._validated: dict[str, dict[str, Any]] = {}  # args of calls a hook answered
         self._tool_decisions: dict[str, dict[str, Any]] = {}  # for tools that asked: what was decided
+        self._tool_usage: dict[str, Usage] = {}  # what tools spent on models, counted with their step
         self._rejected_in_turn = False  # a human rejected a call of the turn being settled
         self._system_key: tuple[str, object] | None = None  # the system prompt last screened
         self._system = ""
@@ -674,6 +675,9 @@ class Engine:
                 if result.error_kind == ErrorKind.PAUSED:
                     self._paused_by_tool(call, outcome, result)
                     continue
+                ctx = outcome.ctx
+                if ctx is not None and (ctx.tool_usage.total_tokens or ctx.tool_usage.cost):
+                    self._tool_usage[call.call_id] = ctx.tool_usage
                 yield from self._conclude(call, result, outcome.spec, outcome.args)
             else:
                 args = self._validated.pop(call.call_id, None)
@@ -805,7 +809,8 @@ class Engine:
                 metadata=state.metadata,
                 approver=self.approver,
                 run_id=state.run_id,
-                steps_left=max(0, self.config.max_steps - state.steps_charged - 1),
+                # the budget left after this call and the calls of its batch ahead of it
+                steps_left=max(0, self.config.max_steps - state.steps_charged - (step - len(state.steps))),
                 gates=tuple(hook for hook, _ in self.hooks.pre_dispatch),
                 decision=self._tool_decisions.pop(call.call_id, None) if self._tool_decisions else None,
             )
@@ -1061,6 +1066,11 @@ class Engine:
             decisions = self._decisions.pop(call.call_id, None)
             if decisions:
                 step.metadata["decisions"] = decisions
+        if self._tool_usage:
+            spent = self._tool_usage.pop(call.call_id, None)
+            if spent is not None:  # a sub-agent's tokens: in the run's totals with this step
+                state.usage.add(spent)
+                step.metadata["tool_usage"] = spent.to_dict()
         if self._turn_llm[0] is not state.last_turn:
             ids = {k: str(turn.get(k, "")) for k in _LLM_KEYS}
             self._turn_llm = (state.last_turn, ids if any(ids.values()) else None)

@@ -28,10 +28,12 @@ where the tool is made, never through the model's arguments:
   parent call's id; the continued parent (in any process) applies the
   person's decision to the child's call and continues the child.
 
-Usage: the parent's ``state.usage`` stays its own model calls; each
-sub-agent call's usage (its run's and, below it, its own sub-agents') is
-kept in the parent's record, per call, set rather than added (a continued
-child is never counted twice). `total_usage(state)` sums the two.
+Usage: when a sub-agent call ends, its usage (its run's and, below it, its
+own sub-agents') joins the parent's ``state.usage`` with that call's step
+(`ToolContext.add_usage`; ``step.metadata["tool_usage"]`` shows it), once: a
+call that pauses adds nothing until it ends, and a continued child reports
+its whole usage then. The parent's record also keeps each call's usage
+(`subagent_usage` sums those).
 """
 
 from __future__ import annotations
@@ -160,8 +162,9 @@ def subagent_usage(state: DefaultState) -> Usage:
 
 
 def total_usage(state: DefaultState) -> Usage:
-    """A run's own model usage plus its sub-agents' (`subagent_usage`): the run's whole cost."""
-    return state.usage + subagent_usage(state)
+    """A run's whole usage: `state.usage`, which counts each finished sub-agent call's usage
+    (its run's and its own sub-agents') once, with that call's step (`ToolContext.add_usage`)."""
+    return state.usage + Usage()
 
 
 # -- the result ------------------------------------------------------------------------
@@ -396,7 +399,7 @@ def _finish(session: _Session) -> SubagentResult:
         detail=state.detail,
         final_answer=state.final_answer,
         steps=state.steps_charged,
-        usage=total_usage(state),
+        usage=total_usage(state),  # the child's, its own sub-agents' included
         depth=session.frame.depth,
         asked=asked,
         waiting=sum(1 for p in state.pending if p.decision is None),
@@ -405,6 +408,8 @@ def _finish(session: _Session) -> SubagentResult:
     )
     ctx = session.ctx
     if ctx is not None:
+        if asked is None:  # the call ends now: the parent counts the child's usage with its step
+            ctx.add_usage(result.usage)
         saved = state.to_dict() if asked is not None else None
         with _LOCK:
             record = _records(ctx.metadata)["calls"].setdefault(ctx.call_id, {})

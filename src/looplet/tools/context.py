@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..types import Usage
+
 __all__ = ["ToolContext", "CancelToken", "approval_verdict", "is_async_callable"]
 
 
@@ -124,6 +126,8 @@ class ToolContext:
         decision: for a tool that returned ``Ask`` and is called again: what the
             person decided, ``{"decision": "approved" | "rejected", "args": ...,
             "note": ...}``; None otherwise.
+        tool_usage: model usage the tool spent on the run's behalf (a sub-agent's),
+            added with `add_usage`; the run adds it to its totals with the step.
     """
 
     llm: Any = None
@@ -141,6 +145,14 @@ class ToolContext:
     steps_left: int | None = None
     gates: tuple[Any, ...] = field(default=(), repr=False)
     decision: dict[str, Any] | None = None
+    tool_usage: Usage = field(default_factory=Usage)
+    _usage_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count `usage` (tokens and cost a tool spent calling a model) in the run's totals,
+        once, when this call's step is recorded; a call that pauses is not counted yet."""
+        with self._usage_lock:
+            self.tool_usage.add(usage)
 
     def warn(self, message: object) -> None:
         """Attach a warning to this call's result; the model sees it (any value is kept as text)."""
