@@ -78,6 +78,13 @@ EXPECTED = {
     "UntrustedSkillError",
     "CartridgeRuntime",
     "open_cartridge",
+    # integrations (issue 11)
+    "MCPServer",
+    "MCPTools",
+    "subagent_tool",
+    "run_sub_loop",
+    "MemoryHook",
+    "CachePolicy",
     # hooks
     "LoopHook",
     "Allow",

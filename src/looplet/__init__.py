@@ -46,7 +46,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .history import History, Message
     from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
     from .hooks.protocols import LoopHook
+    from .caching import CachePolicy
     from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
+    from .mcp_tools import MCPServer, MCPTools
+    from .memory import MemoryHook
     from .metrics import MetricsHook
     from .permissions import PermissionDecision, PermissionEngine, PermissionHook
     from .presets import AgentPreset
@@ -55,6 +58,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .redaction import register_secret
     from .replay import async_replay_loop, replay_loop
     from .skills import SkillHook, SkillStore, TrustList, UntrustedSkillError
+    from .subagents import run_sub_loop, subagent_tool
     from .state import DefaultState
     from .tools.builtins import register_done_tool, register_think_tool
     from .tools.context import CancelToken, ToolContext
@@ -143,6 +147,13 @@ __all__ = [
     "UntrustedSkillError",
     "CartridgeRuntime",
     "open_cartridge",
+    # integrations
+    "MCPServer",
+    "MCPTools",
+    "subagent_tool",
+    "run_sub_loop",
+    "MemoryHook",
+    "CachePolicy",
     # hooks
     "LoopHook",
     "Allow",
@@ -235,6 +246,12 @@ _WHERE = {
     "UntrustedSkillError": ".skills",
     "CartridgeRuntime": ".cartridges",
     "open_cartridge": ".cartridges",
+    "MCPServer": ".mcp_tools",
+    "MCPTools": ".mcp_tools",
+    "subagent_tool": ".subagents",
+    "run_sub_loop": ".subagents",
+    "MemoryHook": ".memory",
+    "CachePolicy": ".caching",
     "CheckpointError": ".errors",
     "CheckpointLocked": ".errors",
     "DecisionError": ".errors",
