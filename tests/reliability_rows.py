@@ -104,6 +104,8 @@ SKILLS = "tests/test_skills.py"
 FRONT = "tests/test_frontmatter.py"
 BUNDLES = "tests/test_cli_bundles.py"
 INJECTION = "tests/test_prompt_injection.py"
+SUBAGENTS = "tests/test_subagents.py"
+SUBAGENT_LIMITS = "tests/test_subagent_limits.py"
 
 ROWS: tuple[Row, ...] = (
     # -- A. Bad model output --------------------------------------------------------------------
@@ -1474,8 +1476,14 @@ ROWS: tuple[Row, ...] = (
     Row(
         "K2",
         "an injection cannot raise a sub-agent's limits",
-        (),
-        "sub-agents come with the integrations issue (issue 11), and this row with them",
+        (SUBAGENT_LIMITS,)
+        + _in(
+            SUBAGENTS,
+            "test_an_injected_call_cannot_set_depth_workspace_or_budget",
+            "test_the_model_may_ask_for_fewer_steps_never_more",
+        ),
+        "the sub-agent tool has no workspace argument at all, so the allowlist of skill roots the "
+        "row names has nothing to check",
     ),
     Row(
         "K3",
@@ -1555,8 +1563,30 @@ ROWS: tuple[Row, ...] = (
         "looplet has no token or cost budget yet (only max_steps, max_llm_calls and deadline_s); "
         "the explicit cut of a batch past the step budget is under A10",
     ),
-    Row("L4", "subagent depth from the host", (), "subagents are a later issue"),
-    Row("L5", "a child loop inherits the parent's gates", (), "subagents are a later issue"),
+    Row(
+        "L4",
+        "subagent depth from the host",
+        (SUBAGENT_LIMITS,)
+        + _in(
+            SUBAGENTS,
+            "test_nested_subagents_go_exactly_to_the_depth_cap",
+            "test_the_deepest_child_is_told_it_cannot_go_deeper",
+            "test_a_nested_tool_with_a_larger_depth_cannot_raise_its_parents_limit",
+            "test_a_subagent_started_from_a_thread_that_lost_the_context_is_refused",
+            "test_the_childs_budget_is_at_most_what_the_parent_has_left",
+            "test_the_tree_budget_bounds_concurrent_children_together",
+        ),
+    ),
+    Row(
+        "L5",
+        "a child loop inherits the parent's gates",
+        _in(
+            SUBAGENTS,
+            "test_the_child_keeps_its_parents_deny_gate_and_cannot_widen_it",
+            "test_the_childs_denials_name_the_parents_gate",
+            "test_a_child_paused_for_approval_pauses_its_parent_with_the_childs_call",
+        ),
+    ),
     Row(
         "L6",
         "resume keeps the budget",
@@ -1568,6 +1598,7 @@ ROWS: tuple[Row, ...] = (
             "test_an_approved_call_runs_once_with_its_args_without_the_gates_and_nothing_is_counted_twice",
             "test_a_run_paused_in_one_process_is_approved_in_a_second_and_finished_in_a_third",
         )
+        + _in(SUBAGENTS, "test_a_continued_run_keeps_counting_the_tree_budget")
         + _in(TURNS, "test_calls_cut_by_the_step_budget_run_when_the_run_continues_with_a_larger_one")
         + _in(
             RESUME,
