@@ -172,7 +172,9 @@ def test_arbitrary_text_raises_nothing_but_parse_error() -> None:
     check()
     assert share(seen, "bracket") >= 0.6, seen
     assert share(seen, "parsed") >= 0.1, seen
-    assert sum(1 for key in seen if key.startswith("error")) >= 4, seen
+    # several kinds of refusal are reached (how many of the rarer ones varies with what ran before)
+    assert sum(1 for key in seen if key.startswith("error")) >= 3, seen
+    assert seen["error: cut off"] >= 10 and seen["error: no JSON"] >= 10, seen
 
 
 def test_bracket_soup_raises_nothing_but_parse_error() -> None:
