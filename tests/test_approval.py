@@ -40,7 +40,12 @@ def _deleting_tools() -> tuple[BaseToolRegistry, list[str]]:
 NOT_APPROVALS = ["no", "yes", "", 1, 0, None, False, [], {"approved": True}, Deny("not now"), object()]
 
 
-@pytest.mark.parametrize("answer", NOT_APPROVALS, ids=repr)
+def _answer_id(answer: Any) -> str:
+    """A stable id (a bare object's repr holds its address, which differs between processes)."""
+    return "object()" if type(answer) is object else repr(answer)
+
+
+@pytest.mark.parametrize("answer", NOT_APPROVALS, ids=_answer_id)
 def test_only_true_or_allow_approves_anything_else_refuses(drive: Any, answer: Any) -> None:
     tools, deleted = _deleting_tools()
     llm = MockLLMBackend([as_text("delete", path="/data"), done()])
