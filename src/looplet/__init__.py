@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .approval import ApprovalHook
     from .backends.mock import AsyncFunctionBackend, FunctionBackend, MockLLMBackend
     from .backends.protocol import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse, TextLLM
+    from .caching import CachePolicy
     from .cartridges import CartridgeRuntime, open_cartridge
     from .checkpoints import CheckpointHook, FileCheckpointStore, MemoryRunStore, RunStore, load_run
     from .config import LoopConfig
@@ -46,7 +47,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .history import History, Message
     from .hooks.decisions import Allow, Ask, Block, Continue, Deny, InjectContext, Stop
     from .hooks.protocols import LoopHook
-    from .caching import CachePolicy
     from .loop import AsyncLoop, Loop, arun_loop, async_composable_loop, composable_loop, run_loop
     from .mcp_tools import MCPServer, MCPTools
     from .memory import MemoryHook
@@ -58,8 +58,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .redaction import register_secret
     from .replay import async_replay_loop, replay_loop
     from .skills import SkillHook, SkillStore, TrustList, UntrustedSkillError
-    from .subagents import run_sub_loop, subagent_tool
     from .state import DefaultState
+    from .subagents import run_sub_loop, subagent_tool
     from .tools.builtins import register_done_tool, register_think_tool
     from .tools.context import CancelToken, ToolContext
     from .tools.registry import BaseToolRegistry, ToolSpec, tool
