@@ -26,6 +26,7 @@ VERBS = (
     "package",
     "wrap-claude-skill",
     "list-bundles",
+    "batch",
 )
 
 
