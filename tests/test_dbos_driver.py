@@ -1,0 +1,173 @@
+"""Durable runs on DBOS (SQLite): a run survives SIGKILL of its process, and a paused run waits
+durably for a decision sent from another process. Each test has its own database file and
+runs its agents in child processes (`tests/dbos_child.py`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("dbos")
+
+from looplet.dbos_runs import approve, reject, run_status  # noqa: E402
+from looplet.errors import ConfigError  # noqa: E402
+
+HERE = Path(__file__).parent
+SRC = HERE.parent / "src"
+WAIT_S = 60.0
+
+
+def _env(tmp_path: Path, scenario: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(HERE), str(SRC)]),
+        LOOPLET_SIDE=str(tmp_path / "side"),
+        LOOPLET_SCENARIO=scenario,
+        **extra,
+    )
+    return env
+
+
+def _child(action: str, db_url: str, run_id: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "dbos_child.py"), action, db_url, run_id],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _outcome(child: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = child.communicate(timeout=WAIT_S)
+    assert child.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    outcome: dict[str, Any] = lines[-1]["outcome"]
+    return outcome
+
+
+def _side(tmp_path: Path) -> list[str]:
+    return (tmp_path / "side").read_text().splitlines()
+
+
+def _wait_for_line(tmp_path: Path, line: str, child: subprocess.Popen[str]) -> None:
+    """Wait until the child's tools wrote `line` (the child must still be running)."""
+    deadline = time.monotonic() + WAIT_S
+    while line not in (_side(tmp_path) if (tmp_path / "side").exists() else []):
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline, f"{line!r} never written"
+        time.sleep(0.02)
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=WAIT_S)
+    assert child.returncode == -signal.SIGKILL
+
+
+def _db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'dbos.sqlite'}"
+
+
+@pytest.mark.parametrize("idempotent", [False, True], ids=["interrupted", "idempotent"])
+def test_run_killed_mid_tool_is_recovered_by_a_new_process(tmp_path: Path, idempotent: bool) -> None:
+    block = tmp_path / "block"
+    block.touch()
+    env = _env(tmp_path, "kill", LOOPLET_BLOCK=str(block), LOOPLET_IDEMPOTENT="1" if idempotent else "0")
+    first = _child("run", _db(tmp_path), "run-kill", env, tmp_path)
+    _wait_for_line(tmp_path, "start c", first)
+    _kill(first)
+    assert _side(tmp_path) == ["a", "b", "start c"]
+    block.unlink()
+
+    outcome = _outcome(_child("recover", _db(tmp_path), "run-kill", env, tmp_path))
+
+    assert outcome["stop_reason"] == "done"
+    assert [s["tool_call"]["call_id"] for s in outcome["steps"]] == ["k1", "k2", "k3", "k4", "k5"]
+    third = outcome["steps"][2]["tool_result"]
+    if idempotent:  # run again, with the same call id
+        assert _side(tmp_path) == ["a", "b", "start c", "start c", "d"]
+        assert third["error"] is None
+    else:  # not run again: reported to the model as interrupted
+        assert _side(tmp_path) == ["a", "b", "start c", "d"]
+        assert third["error_kind"] == "interrupted"
+
+
+def test_paused_run_continues_when_approved_from_another_process(tmp_path: Path) -> None:
+    env = _env(tmp_path, "approval")
+    child = _child("run", _db(tmp_path), "run-approve", env, tmp_path)
+    status = run_status("run-approve", db_url=_db(tmp_path), timeout_s=WAIT_S)
+    assert status is not None and status["stop_reason"] == "approval_pending"
+    assert [p["call_id"] for p in status["pending"]] == ["c2"]
+    assert _side(tmp_path) == ["a"]
+
+    approve("run-approve", "c2", db_url=_db(tmp_path))
+
+    outcome = _outcome(child)
+    assert outcome["stop_reason"] == "done"
+    assert _side(tmp_path) == ["a", "refund 40"]
+    assert run_status("run-approve", db_url=_db(tmp_path))["stop_reason"] == "done"  # type: ignore[index]
+
+
+def test_paused_run_survives_its_process_and_a_rejection_reaches_the_model(tmp_path: Path) -> None:
+    env = _env(tmp_path, "approval")
+    first = _child("run", _db(tmp_path), "run-reject", env, tmp_path)
+    status = run_status("run-reject", db_url=_db(tmp_path), timeout_s=WAIT_S)
+    assert status is not None and status["stop_reason"] == "approval_pending"
+    _kill(first)
+
+    reject("run-reject", "c2", "not without a receipt", db_url=_db(tmp_path))
+    outcome = _outcome(_child("recover", _db(tmp_path), "run-reject", env, tmp_path))
+
+    assert outcome["stop_reason"] == "done"
+    assert _side(tmp_path) == ["a"]  # the refund never ran
+    refund = next(s for s in outcome["steps"] if s["tool_call"]["call_id"] == "c2")
+    assert refund["tool_result"]["error_kind"] == "denied"
+    assert "not without a receipt" in refund["tool_result"]["error"]
+
+
+def test_a_stale_or_unknown_decision_leaves_the_run_waiting(tmp_path: Path) -> None:
+    env = _env(tmp_path, "approval")
+    child = _child("run", _db(tmp_path), "run-stale", env, tmp_path)
+    assert run_status("run-stale", db_url=_db(tmp_path), timeout_s=WAIT_S) is not None
+    approve("run-stale", "c9", db_url=_db(tmp_path))  # no such call: ignored, the run waits on
+    approve("run-stale", "c2", db_url=_db(tmp_path))
+
+    assert _outcome(child)["stop_reason"] == "done"
+    assert _side(tmp_path) == ["a", "refund 40"]
+
+
+def test_importing_looplet_does_not_import_dbos() -> None:
+    code = "import sys, looplet; print('dbos' in sys.modules, 'looplet.dbos_runs' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_without_dbos_a_durable_run_names_the_extra_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['dbos'] = None\n"
+        "from looplet.dbos_runs import start_dbos\n"
+        "from looplet.errors import ConfigError\n"
+        "try:\n    start_dbos()\nexcept ConfigError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert 'pip install "looplet[dbos]"' in out.stdout
+
+
+def test_durable_run_refuses_an_agent_object() -> None:
+    from looplet.dbos_runs import start_durable_run
+    from looplet.presets import minimal_preset
+
+    with pytest.raises(ConfigError, match="module:factory"):
+        start_durable_run(minimal_preset(), "task")  # type: ignore[arg-type]
