@@ -198,12 +198,17 @@ def _register() -> Callable[..., Any]:
 
 
 def start_dbos(db_url: str | None = None) -> str:
-    """Configure and launch DBOS on `db_url` (the embedded SQLite default when None), once per process.
+    """Configure and launch DBOS on `db_url`, once per process.
+
+    With no URL: the database already launched here, else ``$DBOS_SYSTEM_DATABASE_URL``,
+    else the embedded SQLite default (`default_db_url`).
 
     Launching recovers the runs this database holds that a dead process left
     unfinished. Returns the URL in use.
     """
     global _launched_url
+    if db_url is None and _launched_url is not None:
+        return _launched_url  # no URL named: the database this process already runs on
     url = db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
     if _launched_url is not None:
         if url != _launched_url:
