@@ -276,10 +276,19 @@ def test_bad_coding_preset_settings_are_refused_at_setup(
         coding_agent_preset(tmp_path / "ws", **kwargs)
 
 
-@pytest.mark.skipif(SANDBOXED, reason="bubblewrap works here, so asking for it succeeds")
-def test_asking_for_bubblewrap_where_it_cannot_run_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WorkspaceError, match="bubblewrap was asked for"):
-        coding_agent_preset(tmp_path / "ws", sandbox="bwrap")
+def test_asking_for_bubblewrap_where_it_cannot_run_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from looplet.workspace import probe_sandbox
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without bwrap, whatever this one has
+    probe_sandbox.cache_clear()
+    try:
+        with pytest.raises(WorkspaceError, match="bubblewrap was asked for"):
+            coding_agent_preset(tmp_path / "ws", sandbox="bwrap")
+    finally:
+        monkeypatch.undo()
+        probe_sandbox.cache_clear()
 
 
 def test_the_default_test_command_is_used_when_none_is_given(tmp_path: Path) -> None:
