@@ -171,3 +171,71 @@ def test_durable_run_refuses_an_agent_object() -> None:
 
     with pytest.raises(ConfigError, match="module:factory"):
         start_durable_run(minimal_preset(), "task")  # type: ignore[arg-type]
+
+
+def _worker(db_url: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "looplet", "worker", "dbos_child:agent", "--db", db_url, "--concurrency", "2"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    assert "serving looplet:dbos_child:agent" in worker.stdout.readline()
+    return worker
+
+
+def test_worker_runs_the_agents_queued_runs(tmp_path: Path) -> None:
+    from looplet.dbos_runs import enqueue_run, wait_for_run
+
+    env = _env(tmp_path, "kill")
+    worker = _worker(_db(tmp_path), env, tmp_path)
+    try:
+        ids = [
+            enqueue_run("dbos_child:agent", "notes", db_url=_db(tmp_path), run_id=f"q{i}") for i in range(3)
+        ]
+        outcomes = [wait_for_run(run_id, db_url=_db(tmp_path)) for run_id in ids]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=WAIT_S)
+    assert worker.returncode == 0
+    assert [o["stop_reason"] for o in outcomes] == ["done"] * 3
+    assert sorted(_side(tmp_path)) == sorted(["a", "b", "start c", "d"] * 3)
+
+
+def test_a_killed_workers_run_is_finished_by_the_next_worker(tmp_path: Path) -> None:
+    from looplet.dbos_runs import enqueue_run, wait_for_run
+
+    block = tmp_path / "block"
+    block.touch()
+    env = _env(tmp_path, "kill", LOOPLET_BLOCK=str(block))
+    first = _worker(_db(tmp_path), env, tmp_path)
+    enqueue_run("dbos_child:agent", "notes", db_url=_db(tmp_path), run_id="q-kill")
+    _wait_for_line(tmp_path, "start c", first)
+    _kill(first)
+    block.unlink()
+
+    second = _worker(_db(tmp_path), env, tmp_path)
+    try:
+        outcome = wait_for_run("q-kill", db_url=_db(tmp_path))
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=WAIT_S)
+    assert outcome["stop_reason"] == "done"
+    assert _side(tmp_path) == ["a", "b", "start c", "d"]
+    assert outcome["steps"][2]["tool_result"]["error_kind"] == "interrupted"
+
+
+def test_worker_refuses_an_agent_it_cannot_build(tmp_path: Path) -> None:
+    env = _env(tmp_path, "kill")
+    out = subprocess.run(
+        [sys.executable, "-m", "looplet", "worker", "no_such_module:agent", "--db", _db(tmp_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("looplet worker:") and "no_such_module" in out.stderr

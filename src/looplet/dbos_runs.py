@@ -47,6 +47,10 @@ from .state import DefaultState
 __all__ = [
     "durable_run",
     "start_durable_run",
+    "enqueue_run",
+    "wait_for_run",
+    "serve_queue",
+    "queue_for",
     "start_dbos",
     "stop_dbos",
     "approve",
@@ -66,6 +70,8 @@ DECISION_TOPIC = "looplet.decision"
 STATUS_KEY = "looplet.status"
 #: how long one wait for a decision lasts before the workflow publishes its status again
 WAIT_S = 3600.0
+#: the prefix of the DBOS queues: an agent's runs go on ``looplet:<agent>``, which its workers serve
+QUEUE_NAME = "looplet"
 INSTALL_HINT = 'durable runs need DBOS: pip install "looplet[dbos]"'
 
 _workflow: Callable[..., Any] | None = None
@@ -218,13 +224,11 @@ def start_dbos(db_url: str | None = None) -> str:
         return url
     dbos = _dbos()
     _register()
-    from . import __version__
-
     config = {
         "name": "looplet",
         "system_database_url": url,
         # fixed, so that a worker of the same looplet recovers runs whatever else it registered
-        "application_version": f"looplet-{__version__}",
+        "application_version": _app_version(),
         "notification_listener_polling_interval_sec": 0.05,
         "log_level": "WARNING",
     }
@@ -287,6 +291,91 @@ def durable_run(
     )
     result: dict[str, Any] = handle.get_result()
     return result
+
+
+# -- queues and workers ---------------------------------------------------------------------------
+
+
+def enqueue_run(
+    agent: str,
+    task: Any,
+    *,
+    db_url: str | None = None,
+    run_id: str | None = None,
+    max_steps: int | None = None,
+    store_dir: str | os.PathLike[str] | None = None,
+    queue: str | None = None,
+) -> str:
+    """Put a durable run on the agent's queue for a worker (``looplet worker AGENT``); returns its id.
+
+    Enqueuing the same `run_id` again returns the run already there. Wait for
+    it with `wait_for_run`.
+    """
+    url = db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
+    directory = str(Path(store_dir).resolve()) if store_dir is not None else store_for(url).directory
+    run_id = run_id or f"run_{secrets.token_hex(8)}"
+    options = {
+        "queue_name": queue or queue_for(agent),
+        "workflow_name": WORKFLOW_NAME,
+        "workflow_id": run_id,
+        "app_version": _app_version(),
+    }
+    client = _client(url)
+    try:
+        client.enqueue(options, agent, task, run_id, directory, max_steps)
+    except Exception as exc:
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            raise ConfigError(
+                f"{url} is not set up for DBOS yet: start a worker on it first (python -m looplet worker)"
+            ) from None
+        raise
+    finally:
+        client.destroy()
+    return run_id
+
+
+def _app_version() -> str:
+    """Fixed per looplet release, so any worker of this looplet takes and recovers any run."""
+    from . import __version__
+
+    return f"looplet-{__version__}"
+
+
+def wait_for_run(run_id: str, *, db_url: str | None = None) -> dict[str, Any]:
+    """Wait for a durable run (run by any process) to end, and return its outcome."""
+    client = _client(db_url)
+    try:
+        result: dict[str, Any] = client.retrieve_workflow(run_id).get_result()
+        return result
+    finally:
+        client.destroy()
+
+
+def queue_for(agent: str) -> str:
+    """The DBOS queue an agent's runs go on."""
+    return f"{QUEUE_NAME}:{agent}"
+
+
+def serve_queue(
+    agent: str,
+    db_url: str | None = None,
+    *,
+    concurrency: int = 4,
+    queue: str | None = None,
+    poll_s: float = 0.1,
+) -> str:
+    """Launch DBOS and take `agent`'s runs from its queue, at most `concurrency` at a time here.
+
+    The agent is built once first, so a worker that cannot build it refuses
+    to start. Returns at once (DBOS works in background threads); launching
+    also recovers the runs a dead process of this database left unfinished.
+    Returns the database URL.
+    """
+    build_agent(agent)
+    url = start_dbos(db_url)
+    name = queue or queue_for(agent)
+    _dbos().DBOS.register_queue(name, worker_concurrency=concurrency, polling_interval_sec=poll_s)
+    return url
 
 
 # -- deciding from any process --------------------------------------------------------------------

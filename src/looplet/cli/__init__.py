@@ -27,6 +27,7 @@ VERBS = (
     "wrap-claude-skill",
     "list-bundles",
     "batch",
+    "worker",
 )
 
 

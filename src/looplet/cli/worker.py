@@ -1,0 +1,70 @@
+"""``looplet worker AGENT --db URL``: run an agent's durable runs from its DBOS queue until stopped.
+
+    python -m looplet worker mypkg.agents:triage --db sqlite:///runs.sqlite --concurrency 8
+
+AGENT names the agent as ``module:factory`` (``factory()`` returns
+``(AgentPreset, llm)``; the working directory is importable). Runs put on the
+agent's queue (`looplet.dbos_runs.enqueue_run`) are taken and run, at most
+``--concurrency`` at a time in this process. Starting a worker also recovers
+the runs a killed process of the same database left unfinished: they continue
+from their saved records. Without ``--db``: ``$DBOS_SYSTEM_DATABASE_URL``, else
+the SQLite file ``.looplet/dbos.sqlite`` here.
+
+The worker prints one line when it is ready, then runs until SIGTERM or
+Ctrl-C (exit 0). Exit 2: the agent cannot be built, or DBOS is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from .terminal import one_line, refuse
+
+__all__ = ["add_parser", "run"]
+
+VERB = "worker"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        VERB,
+        help="run an agent's durable runs from its DBOS queue",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Optional to argparse so that a mistake in the flags is reported first; run() asks for it.
+    parser.add_argument("agent", nargs="?", metavar="AGENT", help="the agent, as module:factory")
+    parser.add_argument("--db", default=None, metavar="URL", help="the DBOS system database")
+    parser.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="runs at once here")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.agent:
+        return refuse(VERB, "name the agent: looplet worker module:factory --db URL")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the agent's module may live in the working directory
+    stop = threading.Event()
+    try:
+        from ..dbos_runs import queue_for, serve_queue, stop_dbos
+
+        url = serve_queue(args.agent, args.db, concurrency=args.concurrency)
+    except Exception as exc:  # the agent's own code can raise anything: one line, never a traceback
+        return refuse(VERB, one_line(exc))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"looplet worker: serving {queue_for(args.agent)} on {url}", flush=True)
+    stop.wait()
+    stop_dbos()
+    return 0
