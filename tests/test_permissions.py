@@ -708,3 +708,21 @@ def test_the_loop_wires_the_hook_without_warnings() -> None:
             MockLLMBackend([done()]), tools=kit.tools, task="t", hooks=[PermissionHook(engine())]
         )
     assert list(loop)[0].tool_result.ok
+
+
+def test_runs_sharing_one_hook_are_each_checked_against_their_own_record() -> None:
+    """One hook serving two runs at once (a sub-agent inherits its parent's gates): a call's final
+    check reads the record of the run the call belongs to, even when another run's call was
+    decided in between (as in a concurrent batch whose sibling starts a sub-agent)."""
+    kit = Kit()
+    hook = PermissionHook(engine().allow("read"))
+    parent, child = DefaultState(task="parent"), DefaultState(task="child")
+    hook.pre_loop(parent, parent.history, None)  # type: ignore[arg-type]
+    read = ToolCall("read", {"path": "/a"}, call_id="c1")
+    assert hook.pre_dispatch(parent, parent.history, read, 1) is None
+    assert hook.pre_dispatch(child, child.history, ToolCall("read", {"path": "/z"}, call_id="c9"), 1) is None
+    prepared = _prepared(kit, "read", path="/a")
+    prepared.run_id = parent.run_id
+    assert hook.around_tool(prepared, lambda: "ran") == "ran"
+    assert [(e["call_id"], e["phase"]) for e in audit(parent)] == [("c1", "pre_dispatch")]
+    assert [(e["call_id"], e["phase"]) for e in audit(child)] == [("c9", "pre_dispatch")]

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -313,20 +314,23 @@ class PermissionHook:
         self.name = name
         self.ask_timeout_s = ask_timeout_s
         self._async_handler = ask_handler is not None and is_async_callable(ask_handler)
-        self._state: DefaultState | None = None
+        # The runs this hook gates, by run id: one hook may serve several runs at once (a
+        # sub-agent inherits it), and `around_tool` must check each call against its own run's
+        # record. Weak: a run's state is forgotten once nothing else holds it.
+        self._states: weakref.WeakValueDictionary[str, DefaultState] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()  # the calls of a concurrent batch are intercepted at once
 
     # -- hook methods ------------------------------------------------------------------
 
     def pre_loop(self, state: DefaultState, log: History, ctx: PromptContext) -> None:
         """Remember the run's state: ``around_tool`` needs its record and is not given it."""
-        self._state = state
+        self._states[state.run_id] = state
 
     def pre_dispatch(
         self, state: DefaultState, log: History, tool_call: ToolCall, step: int
     ) -> Deny | Ask | Awaitable[Deny | None] | None:
         """Decide the call on its arguments as they reach this hook."""
-        self._state = state
+        self._states[state.run_id] = state
         decision = self.engine.decide(tool_call.tool, tool_call.args)
         if decision.effect == "ask" and self.ask_handler is not None:
             if self._async_handler:
@@ -342,17 +346,25 @@ class PermissionHook:
 
     def around_tool(self, call: PreparedCall, proceed: Callable[[], Any]) -> Any:
         """Check the final arguments right before the body runs; deny without calling `proceed`."""
-        state = self._state
+        state = self._run_of(call)
         if state is None:
             return _refused(call, "the permission hook saw no run start (pre_loop); denied, failing closed")
         with self._lock:
             refusal = self._recheck(state, call)
         return proceed() if refusal is None else _refused(call, refusal)
 
+    def _run_of(self, call: PreparedCall) -> DefaultState | None:
+        """The state of the run `call` belongs to (a call made outside a loop, with no run id,
+        belongs to the one run this hook knows, if it knows exactly one)."""
+        if call.run_id:
+            return self._states.get(call.run_id)
+        known = list(self._states.values())
+        return known[0] if len(known) == 1 else None
+
     def on_loop_end(self, state: DefaultState, log: History, ctx: PromptContext, llm: Any) -> None:
         """Forget the run, so a later run's record is never confused with it."""
-        if self._state is state:
-            self._state = None
+        if self._states.get(state.run_id) is state:
+            del self._states[state.run_id]
 
     # -- asking ------------------------------------------------------------------------
 
