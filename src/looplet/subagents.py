@@ -496,6 +496,23 @@ class _Child:
     config: LoopConfig | None = None
     system_prompt: str | None = None
 
+    def arguments(
+        self, task: str, ctx: ToolContext, max_steps: int, max_depth: int, tree_budget: int | None
+    ) -> dict[str, Any]:
+        """`run_sub_loop`'s keyword arguments for one call of a sub-agent tool (sync or async)."""
+        return {
+            "task": task,
+            "tools": self.tools,
+            "hooks": self.hooks,
+            "observers": self.observers,
+            "max_steps": max_steps,
+            "max_depth": max_depth,
+            "tree_budget": tree_budget,
+            "ctx": ctx,
+            "config": self.config,
+            "system_prompt": self.system_prompt,
+        }
+
     def loop_args(self, session: _Session, max_steps: int, approver: Any) -> dict[str, Any]:
         ctx = session.ctx
         return {
@@ -713,20 +730,8 @@ def subagent_tool(
     cap = max_steps
 
     def subagent(task: str, ctx: ToolContext, max_steps: int | None = None) -> Any:
-        result = run_sub_loop(
-            child.llm,
-            task=task,
-            tools=child.tools,
-            hooks=child.hooks,
-            observers=child.observers,
-            max_steps=_asked_steps(max_steps, cap),
-            max_depth=max_depth,
-            tree_budget=tree_budget,
-            ctx=ctx,
-            config=child.config,
-            system_prompt=child.system_prompt,
-        )
-        return _answer(result)
+        limits = _asked_steps(max_steps, cap), max_depth, tree_budget
+        return _answer(run_sub_loop(child.llm, **child.arguments(task, ctx, *limits)))
 
     return _register(registry, subagent, name, description, cap, concurrent_safe, timeout_s)
 
@@ -754,20 +759,8 @@ def async_subagent_tool(
     cap = max_steps
 
     async def subagent(task: str, ctx: ToolContext, max_steps: int | None = None) -> Any:
-        result = await arun_sub_loop(
-            child.llm,
-            task=task,
-            tools=child.tools,
-            hooks=child.hooks,
-            observers=child.observers,
-            max_steps=_asked_steps(max_steps, cap),
-            max_depth=max_depth,
-            tree_budget=tree_budget,
-            ctx=ctx,
-            config=child.config,
-            system_prompt=child.system_prompt,
-        )
-        return _answer(result)
+        limits = _asked_steps(max_steps, cap), max_depth, tree_budget
+        return _answer(await arun_sub_loop(child.llm, **child.arguments(task, ctx, *limits)))
 
     return _register(registry, subagent, name, description, cap, concurrent_safe, timeout_s)
 
