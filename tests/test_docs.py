@@ -57,7 +57,7 @@ NO_RUN: dict[tuple[str, str], str] = {
     ("backends.md", 'llm = OpenAIBackend.from_env(model="gpt-4o-mini", stream=True, on_text_delta=show)'): (
         "needs OPENAI_API_KEY and the openai SDK installed"
     ),
-    ("durability.md", 'handle = start_durable_run("my_agents:refunds", "Refund order 17", run_id="refund-17")'): (
+    ("durability.md", 'handle = start_durable_run("my_agents:refunds"'): (
         "starts DBOS on a database in the working directory and needs an importable module:factory; "
         "the same flow runs in tests/test_dbos_driver.py, in child processes"
     ),
