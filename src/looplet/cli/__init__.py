@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main", "build_parser"]
 
@@ -31,8 +32,18 @@ VERBS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line: what was wrong, and where the usage is.
+
+    The verbs' parsers are made by `add_subparsers`, which uses this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="looplet",
         description="The tool-calling loop for LLM agents.",
     )
