@@ -40,6 +40,11 @@ class PostgresServer:
     def url(self, database: str = "postgres", driver: str = "postgresql") -> str:
         return f"{driver}://{USER}@127.0.0.1:{self.port}/{database}"
 
+    def create_database(self, name: str) -> str:
+        """Create database `name` (a fresh one per test keeps tests apart); returns its URL."""
+        _create_database(self.port, name)
+        return self.url(name)
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the postmaster's pid), SIGKILL if it lingers; then remove the files."""
         _signal_quietly(self.pid, signal.SIGINT)

@@ -3,6 +3,7 @@ session (so per xdist worker) in a temporary directory on 127.0.0.1, stopped by 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -11,12 +12,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from postgres_server import PostgresServer, missing, start_server
 from store_conformance import RunStoreConformance
 
-from looplet.checkpoints import RunLock, RunStore
+from looplet.checkpoints import RunLock, RunStore, load_run
 from looplet.errors import CheckpointLocked
 
 psycopg = pytest.importorskip("psycopg")
@@ -131,3 +133,86 @@ def test_a_run_lock_holds_across_processes_and_dies_with_its_holder(
     lock.release()
     store.lock("run_a").release()
     store.close()
+
+
+# -- durable runs on PostgreSQL ------------------------------------------------------------------------
+
+HERE = Path(__file__).parent
+WAIT_S = 60.0
+
+
+@pytest.fixture
+def database(postgres: PostgresServer) -> str:
+    """A fresh database of the session's server, for one test (DBOS recovers every run it holds)."""
+    return postgres.create_database(f"t{secrets.token_hex(6)}")
+
+
+def _env(tmp_path: Path, scenario: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(SRC)]),
+        "LOOPLET_SIDE": str(tmp_path / "side"),
+        "LOOPLET_SCENARIO": scenario,
+        **extra,
+    }
+
+
+def _child(action: str, db_url: str, run_id: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "dbos_child.py"), action, db_url, run_id],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _side(tmp_path: Path) -> list[str]:
+    path = tmp_path / "side"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _wait_for_line(tmp_path: Path, line: str, child: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while line not in _side(tmp_path):
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline, f"{line!r} never written"
+        time.sleep(0.02)
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=WAIT_S)
+    assert child.returncode == -signal.SIGKILL
+
+
+def _outcome(child: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = child.communicate(timeout=WAIT_S)
+    assert child.returncode == 0, err
+    outcome: dict[str, Any] = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1][
+        "outcome"
+    ]
+    return outcome
+
+
+def test_a_run_on_postgres_killed_mid_tool_continues_from_its_record_in_the_database(
+    database: str, tmp_path: Path
+) -> None:
+    block = tmp_path / "block"
+    block.touch()
+    env = _env(tmp_path, "kill", LOOPLET_BLOCK=str(block))
+    first = _child("run", database, "run-kill", env, tmp_path)
+    _wait_for_line(tmp_path, "start c", first)
+    _kill(first)
+    block.unlink()
+    saved = load_run(SqlRunStore(database), "run-kill")  # the record is in the database
+    assert [s.tool_call.call_id for s in saved.steps] == ["k1", "k2"]
+
+    outcome = _outcome(_child("recover", database, "run-kill", env, tmp_path))
+
+    assert outcome["stop_reason"] == "done"
+    assert [s["tool_call"]["call_id"] for s in outcome["steps"]] == ["k1", "k2", "k3", "k4", "k5"]
+    assert _side(tmp_path) == ["a", "b", "start c", "d"]  # each tool body ran once; c was not re-run
+    assert outcome["steps"][2]["tool_result"]["error_kind"] == "interrupted"
+    assert not (tmp_path / ".looplet").exists() and not (tmp_path / "runs").exists()

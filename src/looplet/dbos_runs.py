@@ -1,7 +1,8 @@
 """Durable agent runs on DBOS: a run is a DBOS workflow that continues from its saved record.
 
 A run started with `durable_run` is a DBOS workflow (its id is the run id).
-The engine's own checkpoint makes it durable: a `CheckpointHook` saves every
+The engine's own checkpoint makes it durable (in ``runs/`` beside a SQLite
+database, in tables of a PostgreSQL one: `store_for`): a `CheckpointHook` saves every
 step before it is yielded and every tool's intent before the tool starts.
 When the process dies, DBOS recovers the workflow (at the next
 ``DBOS.launch()`` on the same system database, or by another worker); the
@@ -74,8 +75,12 @@ WAIT_S = 3600.0
 QUEUE_NAME = "looplet"
 INSTALL_HINT = 'durable runs need DBOS: pip install "looplet[dbos]"'
 
+#: the store location meaning "the run records are in the database DBOS runs on here"
+IN_DATABASE = "looplet:in-database"
+
 _workflow: Callable[..., Any] | None = None
 _launched_url: str | None = None
+_sql_stores: dict[str, RunStore] = {}
 
 
 def _dbos() -> Any:
@@ -93,14 +98,39 @@ def default_db_url(directory: str | os.PathLike[str] | None = None) -> str:
     return f"sqlite:///{root / 'dbos.sqlite'}"
 
 
-def store_for(db_url: str) -> FileCheckpointStore:
-    """Where the run records of `db_url`'s runs are kept: ``runs/`` beside a SQLite file.
+def store_for(db_url: str) -> RunStore:
+    """Where the run records of `db_url`'s runs are kept.
 
-    A Postgres system database has no directory of its own; pass ``store=`` there.
+    SQLite: ``runs/`` beside the database file (one machine). PostgreSQL: tables
+    in the same database (`SqlRunStore`), which every worker on every machine reaches.
     """
-    if not db_url.startswith("sqlite:///"):
-        raise ConfigError(f"{db_url.split(':')[0]} database: pass store= (a RunStore all workers can reach)")
-    return FileCheckpointStore(Path(db_url[len("sqlite:///") :]).parent / "runs")
+    if db_url.startswith("sqlite:///"):
+        return FileCheckpointStore(Path(db_url[len("sqlite:///") :]).parent / "runs")
+    if db_url.startswith(("postgresql://", "postgres://", "postgresql+")):
+        if db_url not in _sql_stores:
+            from .sql_store import SqlRunStore
+
+            _sql_stores[db_url] = SqlRunStore(db_url)
+        return _sql_stores[db_url]
+    raise ConfigError(f"{db_url.split(':')[0]} database: pass store_dir= (a directory all workers can reach)")
+
+
+def _store_location(db_url: str, store_dir: str | os.PathLike[str] | None) -> str:
+    """What the workflow is told about its store: a directory, or the database it runs on.
+
+    The database's URL itself is not passed: DBOS keeps workflow arguments, and the URL may hold a password.
+    """
+    if store_dir is not None:
+        return str(Path(store_dir).resolve())
+    if db_url.startswith("sqlite:///"):
+        return FileCheckpointStore(Path(db_url[len("sqlite:///") :]).parent / "runs").directory
+    store_for(db_url)  # refuses a database it cannot keep records in, here rather than in a worker
+    return IN_DATABASE
+
+
+def _open_store(location: str) -> RunStore:
+    """The store named by `_store_location`, in the process running the workflow."""
+    return store_for(start_dbos()) if location == IN_DATABASE else FileCheckpointStore(location)
 
 
 def build_agent(reference: str) -> tuple[AgentPreset, Any]:
@@ -175,7 +205,7 @@ def _run_workflow(
 ) -> dict[str, Any]:
     """The workflow's body: run sessions until the run stops for any reason but a pending approval."""
     dbos = _dbos().DBOS
-    store = FileCheckpointStore(store_dir)
+    store = _open_store(store_dir)
     state = _session(agent, task, run_id, store, max_steps)
     while state.stop_reason == "approval_pending":
         dbos.set_event(STATUS_KEY, _outcome(state))
@@ -262,7 +292,7 @@ def start_durable_run(
             f"so that another process can build it again; got {type(agent).__name__}"
         )
     url = start_dbos(db_url)
-    directory = str(Path(store_dir).resolve()) if store_dir is not None else store_for(url).directory
+    directory = _store_location(url, store_dir)
     run_id = run_id or f"run_{secrets.token_hex(8)}"
     dbos = _dbos()
     with dbos.SetWorkflowID(run_id):
@@ -312,7 +342,7 @@ def enqueue_run(
     it with `wait_for_run`.
     """
     url = db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
-    directory = str(Path(store_dir).resolve()) if store_dir is not None else store_for(url).directory
+    directory = _store_location(url, store_dir)
     run_id = run_id or f"run_{secrets.token_hex(8)}"
     options = {
         "queue_name": queue or queue_for(agent),
