@@ -216,3 +216,120 @@ def test_a_run_on_postgres_killed_mid_tool_continues_from_its_record_in_the_data
     assert _side(tmp_path) == ["a", "b", "start c", "d"]  # each tool body ran once; c was not re-run
     assert outcome["steps"][2]["tool_result"]["error_kind"] == "interrupted"
     assert not (tmp_path / ".looplet").exists() and not (tmp_path / "runs").exists()
+
+
+# -- two workers draining one queue --------------------------------------------------------------------
+
+QUEUE_AGENT = "test_dbos_postgres:queue_agent"
+TASKS = 20
+
+
+def queue_agent() -> tuple[Any, Any]:
+    """The factory the workers build: ``work(task)`` writes ``<task> <worker>`` to the side file, then done.
+
+    The worker with ``LOOPLET_BLOCK`` set blocks inside `work` once the side file
+    holds ``LOOPLET_BLOCK_AFTER`` lines (it touches ``<block>.reached`` first),
+    so the test kills it midway with a run in flight.
+    """
+    from looplet import BaseToolRegistry, FunctionBackend, LoopConfig, ToolCall, register_done_tool
+    from looplet.presets import AgentPreset
+
+    tools = BaseToolRegistry()
+
+    @tools.tool
+    def work(task: str) -> dict[str, Any]:
+        """Do the task's work (once)."""
+        side = os.environ["LOOPLET_SIDE"]
+        with open(side, "a") as out:
+            out.write(f"{task} {os.environ['LOOPLET_WORKER']}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        block = os.environ.get("LOOPLET_BLOCK", "")
+        if block and len(Path(side).read_text().splitlines()) >= int(os.environ["LOOPLET_BLOCK_AFTER"]):
+            Path(block + ".reached").touch()
+            while os.path.exists(block):
+                time.sleep(0.02)  # the test kills the worker here
+        return {"worked": task}
+
+    register_done_tool(tools)
+
+    def reply(request: Any) -> Any:
+        task = next(str(m.content) for m in request.messages if m.role == "user").split()[-1]
+        if not any(m.role == "assistant" for m in request.messages):
+            return ToolCall("work", {"task": task}, call_id=f"w-{task}")
+        return ToolCall("done", {"answer": task}, call_id=f"d-{task}")
+
+    return AgentPreset(config=LoopConfig(max_steps=5), tools=tools), FunctionBackend(reply)
+
+
+def _worker(
+    name: str, database: str, tmp_path: Path, concurrency: int, **extra: str
+) -> subprocess.Popen[str]:
+    """A ``looplet worker`` with its own DBOS executor id: a restart under that id recovers its runs."""
+    env = _env(tmp_path, "queue", LOOPLET_WORKER=name, DBOS__VMID=f"worker-{name}", **extra)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "looplet",
+            "worker",
+            QUEUE_AGENT,
+            "--db",
+            database,
+            "--concurrency",
+            str(concurrency),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    line = worker.stdout.readline()
+    assert "serving looplet:" in line, worker.stderr.read() if worker.stderr else line
+    return worker
+
+
+def _stop(worker: subprocess.Popen[str]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    worker.communicate(timeout=WAIT_S)
+
+
+def test_two_workers_drain_a_queue_each_task_once_and_a_killed_workers_run_is_recovered(
+    database: str, tmp_path: Path
+) -> None:
+    from looplet.dbos_runs import enqueue_run, wait_for_run
+
+    block = tmp_path / "block"
+    block.touch()
+    first = _worker("a", database, tmp_path, 1, LOOPLET_BLOCK=str(block), LOOPLET_BLOCK_AFTER="6")
+    second = _worker("b", database, tmp_path, 2)
+    workers = [first, second]
+    try:
+        ids = [
+            enqueue_run(QUEUE_AGENT, f"do t{i:02d}", db_url=database, run_id=f"t{i:02d}")
+            for i in range(TASKS)
+        ]
+        deadline = time.monotonic() + WAIT_S
+        while not (tmp_path / "block.reached").exists():
+            assert first.poll() is None, first.communicate()[1]
+            assert time.monotonic() < deadline, "worker a never reached the block"
+            time.sleep(0.02)
+        _kill(first)  # worker a dies inside a tool, with its run in flight
+        block.unlink()
+        killed_in = [line.split()[0] for line in _side(tmp_path) if line.endswith(" a")][-1]
+        workers.append(_worker("a", database, tmp_path, 1))  # a restart under a's executor id recovers it
+        outcomes = {run_id: wait_for_run(run_id, db_url=database) for run_id in ids}
+    finally:
+        for worker in workers:
+            _stop(worker)
+
+    assert {run_id: o["stop_reason"] for run_id, o in outcomes.items()} == dict.fromkeys(ids, "done")
+    assert [o["final_answer"] for o in outcomes.values()] == [{"answer": run_id} for run_id in ids]
+    worked = [line.split()[0] for line in _side(tmp_path)]
+    assert sorted(worked) == ids  # every task's work ran exactly once, across all workers
+    assert {line.split()[1] for line in _side(tmp_path)} >= {"a", "b"}  # both workers took tasks
+    interrupted = outcomes[killed_in]["steps"][0]["tool_result"]
+    assert interrupted["error_kind"] == "interrupted"  # the killed run's tool was not run again
