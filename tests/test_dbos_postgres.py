@@ -333,3 +333,36 @@ def test_two_workers_drain_a_queue_each_task_once_and_a_killed_workers_run_is_re
     assert {line.split()[1] for line in _side(tmp_path)} >= {"a", "b"}  # both workers took tasks
     interrupted = outcomes[killed_in]["steps"][0]["tool_result"]
     assert interrupted["error_kind"] == "interrupted"  # the killed run's tool was not run again
+
+
+def test_a_worker_masks_the_password_of_its_database_and_takes_its_executor_id(
+    database: str, tmp_path: Path
+) -> None:
+    secret_url = database.replace("://postgres@", "://postgres:pw-canary-5150@", 1)
+    assert "pw-canary-5150" in secret_url  # the test server trusts loopback, so any password works
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "looplet",
+            "worker",
+            QUEUE_AGENT,
+            "--db",
+            secret_url,
+            "--executor-id",
+            "box-7",
+        ],
+        env=_env(tmp_path, "queue"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        assert "serving looplet:" in line and "pw-canary-5150" not in line, line
+        assert "[REDACTED]" in line
+    finally:
+        _stop(worker)
+    assert worker.returncode == 0, worker.stderr.read() if worker.stderr else ""

@@ -6,9 +6,12 @@ AGENT names the agent as ``module:factory`` (``factory()`` returns
 ``(AgentPreset, llm)``; the working directory is importable). Runs put on the
 agent's queue (`looplet.dbos_runs.enqueue_run`) are taken and run, at most
 ``--concurrency`` at a time in this process. Starting a worker also recovers
-the runs a killed process of the same database left unfinished: they continue
-from their saved records. Without ``--db``: ``$DBOS_SYSTEM_DATABASE_URL``, else
-the SQLite file ``.looplet/dbos.sqlite`` here.
+the runs its executor left unfinished when it died: they continue from their
+saved records. DBOS recovers by executor id, so give each worker its own,
+stable across restarts (``--executor-id``, e.g. the host name) and restart a
+killed worker under the same id. Without ``--db``:
+``$DBOS_SYSTEM_DATABASE_URL``, else the SQLite file ``.looplet/dbos.sqlite``
+here. The ready line masks a password in the URL.
 
 The worker prints one line when it is ready, then runs until SIGTERM or
 Ctrl-C (exit 0). Exit 2: the agent cannot be built, or DBOS is not installed.
@@ -17,11 +20,13 @@ Ctrl-C (exit 0). Exit 2: the agent cannot be built, or DBOS is not installed.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from typing import Any
 
+from ..redaction import redact_text
 from .terminal import one_line, refuse
 
 __all__ = ["add_parser", "run"]
@@ -47,6 +52,13 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("agent", nargs="?", metavar="AGENT", help="the agent, as module:factory")
     parser.add_argument("--db", default=None, metavar="URL", help="the DBOS system database")
     parser.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="runs at once here")
+    parser.add_argument(
+        "--executor-id",
+        default=None,
+        metavar="ID",
+        help="this worker's DBOS executor id, stable across its restarts (e.g. the host name): a "
+        "restarted worker recovers the runs it had when it died",
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         return refuse(VERB, "name the agent: looplet worker module:factory --db URL")
     if "" not in sys.path:
         sys.path.insert(0, "")  # the agent's module may live in the working directory
+    if args.executor_id is not None:
+        if not args.executor_id.strip():
+            return refuse(VERB, "--executor-id must not be empty")
+        os.environ["DBOS__VMID"] = args.executor_id  # read by DBOS when it launches
     stop = threading.Event()
     try:
         from ..dbos_runs import queue_for, serve_queue, stop_dbos
@@ -64,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return refuse(VERB, one_line(exc))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"looplet worker: serving {queue_for(args.agent)} on {url}", flush=True)
+    where = redact_text(str(url))  # a database URL may hold a password
+    print(f"looplet worker: serving {queue_for(args.agent)} on {where}", flush=True)
     stop.wait()
     stop_dbos()
     return 0
