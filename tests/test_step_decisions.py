@@ -108,3 +108,10 @@ def test_a_blocked_done_records_the_block_on_the_done_step(drive: Driver) -> Non
 def test_hooks_that_return_nothing_leave_no_decisions(drive: Driver) -> None:
     step = _first_step(drive, [Quiet()])
     assert "decisions" not in step.metadata
+
+
+def test_a_hook_that_says_continue_leaves_no_decision(drive: Driver) -> None:
+    from looplet import Continue
+
+    step = _first_step(drive, [Gate(Continue())])
+    assert "decisions" not in step.metadata

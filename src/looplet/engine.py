@@ -768,7 +768,7 @@ class Engine:
             hook, fn = hooks[i]
             try:
                 out = yield from self._call(hook, "pre_dispatch", fn, self.state, self.history, call, step)
-                if out is not None:
+                if out is not None and not isinstance(out, Continue):  # Continue: no decision
                     self._note_decision(call, hook, "pre_dispatch", out)
                 if isinstance(out, Allow) and out.updated_args is not None:
                     call = replace(call, args=_checked_args(out.updated_args))
@@ -1183,7 +1183,6 @@ _DECISION_KINDS: dict[type, str] = {
     InjectContext: "inject",
     str: "inject",
     ToolResult: "result",
-    Continue: "continue",
 }
 _LLM_STOPS = {"context_length": StopReason.CONTEXT_OVERFLOW, "refused": StopReason.REFUSED}
 
