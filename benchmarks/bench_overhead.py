@@ -187,7 +187,11 @@ def run_agent_loop(n: int) -> float:
     return time.perf_counter() - started
 
 
-def run_records_floor(n: int) -> float:
+#: What `run_records_floor` can leave out, one at a time, to show what each part of the record costs.
+FLOOR_PARTS = ("screening", "request", "validation", "records", "call ids")
+
+
+def run_records_floor(n: int, without: str = "") -> float:
     """The agent loop again, but keeping looplet's records as the contract requires them.
 
     Per step: an `LLMRequest` over the history's view, the reply's call given a
@@ -197,38 +201,56 @@ def run_records_floor(n: int) -> float:
     `Step`. No hooks, budget, journal, cancellation or deadline: what any loop
     that keeps this record pays before it does anything else. The gap from it
     to looplet is the engine; the gap from the agent loop to it is the record.
+    `without` (one of `FLOOR_PARTS`) leaves that part out, to measure it.
     """
     from looplet import History, LLMRequest, Message, Step, ToolCall, ToolResult
 
     llm = InstantNative()
     tools = echo_tools()
     history = History([Message("user", "echo things")])
+    # leaving the screening out: append to the history's list, past its secret screen
+    append = history._messages.append if without == "screening" else history.append
     schemas = tools.schemas()
     steps: list[Any] = []
     turn = 0
     gc.collect()
     started = time.perf_counter()
     while len(steps) < n:
-        request = LLMRequest(messages=history.messages, tools=schemas, step=len(steps) + 1)
+        request: Any = (
+            {"messages": history.messages}
+            if without == "request"
+            else LLMRequest(messages=history.messages, tools=schemas, step=len(steps) + 1)
+        )
         t0 = time.perf_counter()
         response = llm.complete(request)
         llm_ms = (time.perf_counter() - t0) * 1000
         turn += 1
-        calls = [
-            ToolCall(c.tool, c.args, c.reasoning, f"call_{turn}_{i}")
-            for i, c in enumerate(response.tool_calls, 1)
-        ]
-        history.append(Message("assistant", response.text, tuple(calls)))
+        calls = (
+            list(response.tool_calls)
+            if without == "call ids"
+            else [
+                ToolCall(c.tool, c.args, c.reasoning, f"call_{turn}_{i}")
+                for i, c in enumerate(response.tool_calls, 1)
+            ]
+        )
+        append(Message("assistant", response.text, tuple(calls)))
         for call in calls:
-            prepared = tools.prepare(call)
-            if isinstance(prepared, ToolResult):
-                raise AssertionError(prepared.error)
+            if without == "validation":
+                fn, kwargs = tools.get(call.tool).fn, call.args  # type: ignore[union-attr]
+            else:
+                prepared = tools.prepare(call)
+                if isinstance(prepared, ToolResult):
+                    raise AssertionError(prepared.error)
+                fn, kwargs = prepared.spec.fn, prepared.kwargs()
             t1 = time.perf_counter()
-            value = prepared.spec.fn(**prepared.kwargs())
+            value = fn(**kwargs)
             took = (time.perf_counter() - t1) * 1000
-            result = ToolResult(call.tool, data=value, duration_ms=took, call_id=call.call_id)
-            steps.append(Step(len(steps) + 1, call, result, turn, response.usage, llm_ms, time.time()))
-            history.append(Message("tool", json.dumps(value), call_id=call.call_id, name=call.tool))
+            if without == "records":
+                steps.append((call, value, took))
+            else:
+                result = ToolResult(call.tool, data=value, duration_ms=took, call_id=call.call_id)
+                steps.append(Step(len(steps) + 1, call, result, turn, response.usage, llm_ms, time.time()))
+            append(Message("tool", json.dumps(value), call_id=call.call_id, name=call.tool))
             if len(steps) >= n:
                 break
     return time.perf_counter() - started
@@ -239,6 +261,16 @@ def run_records_floor(n: int) -> float:
 
 def _median_time(fn: Any, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
+
+
+def floor_parts_table(repeats: int, n: int = 500) -> tuple[float, list[tuple[str, float]]]:
+    """The records floor, and the floor with each part left out, interleaved (fastest of the runs:
+    the differences are small, so the noisiest runs are left out rather than averaged in)."""
+    times: dict[str, list[float]] = {part: [] for part in ("", *FLOOR_PARTS)}
+    for _ in range(max(repeats, 11)):
+        for part in times:
+            times[part].append(run_records_floor(n, part) / n * 1e6)
+    return min(times[""]), [(part, min(times[part])) for part in FLOOR_PARTS]
 
 
 def per_step_table(repeats: int) -> list[tuple[str, int, float, float, float, float]]:
@@ -432,6 +464,14 @@ def main() -> None:
             f"| {value / agent:.1f} | {value / records:.1f} |"
         )
     native = {n: v for m, n, v, _, _, _ in rows if m == "native"}
+    print()
+    floor, parts = floor_parts_table(repeats)
+    print(f"records floor at N = 500: {floor:.2f} µs/step; what each part costs (left out, same run):")
+    print()
+    print("| left out | µs/step | saves |")
+    print("|---|---:|---:|")
+    for part, value in parts:
+        print(f"| {part} | {value:.2f} | {floor - value:.2f} |")
     print()
     print(f"native N=1000 / N=10: {native[1000] / native[10]:.2f}x")
     print()
