@@ -726,7 +726,9 @@ def render_tools(tools: Sequence[Any]) -> str:
 
 #: What starts every line of a tool result in a rendered prompt (RELIABILITY K5): the
 #: conversation's own labels start a line, so a tool's text can never pass for a turn.
-RESULT_LINE = "│ "
+#: ASCII on purpose: one character outside Latin-1 would make Python store the whole
+#: prompt at two bytes a character, and joining it every call would cost twice as much.
+RESULT_LINE = "| "
 
 
 def render_message(message: Message) -> str:
