@@ -270,7 +270,6 @@ def test_a_second_batch_in_the_same_directory_is_refused(tmp_path: Path) -> None
         {"concurrency": 0},
         {"concurrency": 2, "deadline_s": 0},
         {"concurrency": 2, "max_steps": 0},
-        {"concurrency": 2, "llm": None},
     ],
 )
 def test_bad_settings_are_refused_before_anything_runs(tmp_path: Path, options: dict[str, Any]) -> None:
@@ -278,6 +277,30 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path: Path, options: 
     with pytest.raises(BatchInputError):
         run_batch(Tally(), [{"id": 1, "task": "x"}], out_dir=tmp_path, **options)
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_cartridge_with_no_model_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(BatchInputError, match="pass llm="):
+        run_batch(BATCHER, [{"id": 1, "task": "x"}], concurrency=1, out_dir=tmp_path)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_factory_that_returns_its_model_needs_no_llm_and_one_without_a_model_fails_each_task_saying_why(
+    tmp_path: Path,
+) -> None:
+    tally = Tally()
+
+    def with_model(task: BatchTask) -> tuple[AgentPreset, FunctionBackend]:
+        return tally(task), script(task)
+
+    summary = run_batch(with_model, [{"id": "a", "task": "x"}], concurrency=1, out_dir=tmp_path / "own")
+    assert (summary.done, summary.failed) == (1, 0)
+    assert tally.ran == {"a": 1}
+
+    bare = run_batch(Tally(), [{"id": "b", "task": "x"}], concurrency=1, out_dir=tmp_path / "bare")
+    [line] = results(tmp_path / "bare")
+    assert bare.failed == 1 and line["stop_reason"] == "build_error"
+    assert "pass llm=" in line["error"] and "(preset, model)" in line["error"]
 
 
 def test_the_async_twin_runs_in_a_running_event_loop(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ outer timeout behind it in case the loop itself does not return.
 
 The agent is a cartridge folder (its ``build(runtime)`` is called once per
 task; the runtime's ``options`` hold ``task_id`` and ``task``) or
-``"module:factory"``, a function returning an `AgentPreset` (called once per
+``"module:factory"``, a function returning an `AgentPreset`, or an
+``(AgentPreset, model)`` pair when it picks the model too (called once per
 task, with the `BatchTask` when it takes an argument). With ``scripted=True``
 the model is the cartridge's (or the module's) ``scripted_responses``.
 
@@ -73,6 +74,11 @@ RESULTS_FILE = "results.jsonl"
 BUILD_ERROR = "build_error"
 #: The stop reason of a task whose loop raised instead of returning a result.
 RUN_ERROR = "run_error"
+
+#: The model name used when neither ``model`` nor ``$OPENAI_MODEL`` names one.
+DEFAULT_MODEL = "gpt-4o-mini"
+#: What a batch without a model is told.
+NO_MODEL = "pass llm= (a backend, or a function of the task returning one), or scripted=True"
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOCK_FILE = ".batch.lock"
@@ -231,9 +237,12 @@ def _parsed_lines(handle: IO[str], where: str) -> Iterator[tuple[int, Any]]:
 
 @dataclass
 class _Agent:
-    """How to build one task's preset and scripted model, from a cartridge or a factory."""
+    """How to build one task's preset and scripted model, from a cartridge or a factory.
 
-    make_preset: Callable[[BatchTask, Path, Path | None], AgentPreset]
+    `make_preset` returns the preset and the model its factory built with it (None when it built none).
+    """
+
+    make_preset: Callable[[BatchTask, Path, Path | None], tuple[AgentPreset, Any]]
     make_script: Callable[[BatchTask, Path], Any] | None
     uses_workspace: bool
 
@@ -289,9 +298,9 @@ def _cartridge_agent(folder: Path, scripted: bool, max_steps: int | None, model:
             options={"task_id": task.id, "task": task.task, **task.extra},
         )
 
-    def make_preset(task: BatchTask, workspace: Path, trace_dir: Path | None) -> AgentPreset:
+    def make_preset(task: BatchTask, workspace: Path, trace_dir: Path | None) -> tuple[AgentPreset, Any]:
         try:
-            return cartridge.build(runtime(task, workspace, trace_dir))
+            return cartridge.build(runtime(task, workspace, trace_dir)), None
         except CartridgeError as exc:
             raise _BuildFailed(_one_line(exc)) from exc
 
@@ -326,16 +335,20 @@ def _factory_agent(factory: Callable[..., Any], script: Any, scripted: bool, nam
     if scripted and not callable(script):
         raise BatchInputError(f"{where}: its module has no scripted_responses, so it cannot run scripted")
 
-    def make_preset(task: BatchTask, workspace: Path, trace_dir: Path | None) -> AgentPreset:
+    def make_preset(task: BatchTask, workspace: Path, trace_dir: Path | None) -> tuple[AgentPreset, Any]:
         try:
-            preset = factory(task) if _takes_an_argument(factory) else factory()
+            built = factory(task) if _takes_an_argument(factory) else factory()
         except Exception as exc:
             if propagates(exc):
                 raise
             raise _BuildFailed(f"{where} failed: {_one_line(exc)}") from exc
-        if not isinstance(preset, AgentPreset):
-            raise _BuildFailed(f"{where} returned {type(preset).__name__}, not an AgentPreset")
-        return preset
+        if isinstance(built, AgentPreset):
+            return built, None
+        if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], AgentPreset):
+            return built[0], built[1]  # the factory chose the model too
+        raise _BuildFailed(
+            f"{where} returned {type(built).__name__}, not an AgentPreset or (AgentPreset, model)"
+        )
 
     def make_script(task: BatchTask, workspace: Path) -> Any:
         from .backends.mock import FunctionBackend, MockLLMBackend
@@ -397,7 +410,8 @@ def _result_line(task: BatchTask, outcome: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, default=str, allow_nan=False) + "\n"
 
 
-def _outcome(result: Any, elapsed_s: float, resumed: bool) -> dict[str, Any]:
+def outcome_of(result: Any, elapsed_s: float, resumed: bool) -> dict[str, Any]:
+    """A `RunResult` as the data of its results line (without the id)."""
     from .tools.results import to_jsonable
 
     usage = result.usage
@@ -509,12 +523,10 @@ async def arun_batch(
             setting, or another batch running in `out_dir`.
     """
     _check_settings(concurrency, max_steps, deadline_s)
-    if not scripted and llm is None:
-        raise BatchInputError(
-            "pass llm= (a backend, or a function of the task returning one), or scripted=True"
-        )
     checked = read_tasks(tasks) if isinstance(tasks, str | os.PathLike) else _as_tasks(tasks)
     loaded = load_agent(agent, scripted=scripted, max_steps=max_steps, model=model)
+    if not scripted and llm is None and loaded.uses_workspace:  # a cartridge never brings its own model
+        raise BatchInputError(NO_MODEL)
     root = Path(out_dir)
     started = time.monotonic()
     with _batch_lock(root), open(root / RESULTS_FILE, "a", encoding="utf-8") as results:
@@ -651,12 +663,12 @@ async def _attempt(batch: _Batch, task: BatchTask, saved: bool) -> dict[str, Any
             return _recorded(state)  # it ended, but its line was lost: record it, do not run again
     workspace = batch.workspace_of(task)
     trace_dir = batch.out_dir / "traces" if batch.trace else None
-    preset = batch.agent.make_preset(task, workspace, trace_dir)
-    llm = _model_for(batch, task, workspace)
+    preset, own_model = batch.agent.make_preset(task, workspace, trace_dir)
+    llm = own_model if own_model is not None else _model_for(batch, task, workspace)
     overrides = _overrides(batch, task, preset, store, saved)
     started = time.monotonic()
     result = await _within_backstop(preset.aloop(llm, **overrides).run(), batch.deadline_s)
-    return _outcome(result, result.elapsed_s or time.monotonic() - started, saved)
+    return outcome_of(result, result.elapsed_s or time.monotonic() - started, saved)
 
 
 def _model_for(batch: _Batch, task: BatchTask, workspace: Path) -> Any:
@@ -670,6 +682,8 @@ def _model_for(batch: _Batch, task: BatchTask, workspace: Path) -> Any:
         raise
     except Exception as exc:
         raise _BuildFailed(f"the model could not be made: {_one_line(exc)}") from exc
+    if batch.llm is None:
+        raise _BuildFailed(f"{NO_MODEL}; or return (preset, model) from the factory")
     return batch.llm
 
 
@@ -725,4 +739,4 @@ def _recorded(state: Any) -> dict[str, Any]:
         llm_calls=state.llm_calls,
         elapsed_s=state.elapsed_s,
     )
-    return _outcome(result, state.elapsed_s, True)
+    return outcome_of(result, state.elapsed_s, True)

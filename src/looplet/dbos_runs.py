@@ -32,6 +32,7 @@ and its model. ``dbos`` is imported only when a durable run is used
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -43,6 +44,7 @@ from typing import Any
 from .checkpoints import FileCheckpointStore, RunStore, load_run
 from .errors import ConfigError, DecisionError
 from .presets import AgentPreset
+from .redaction import redact_text
 from .state import DefaultState
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "wait_for_run",
     "serve_queue",
     "queue_for",
+    "set_queue_limits",
     "start_dbos",
     "stop_dbos",
     "approve",
@@ -73,6 +76,12 @@ STATUS_KEY = "looplet.status"
 WAIT_S = 3600.0
 #: the prefix of the DBOS queues: an agent's runs go on ``looplet:<agent>``, which its workers serve
 QUEUE_NAME = "looplet"
+#: the DBOS application name: a worker serves the queues registered under it
+APP_NAME = "looplet"
+#: runs at once per worker on a queue that was never given a limit
+DEFAULT_WORKER_CONCURRENCY = 4
+#: how often a worker looks for runs on its queue
+POLL_S = 0.1
 INSTALL_HINT = 'durable runs need DBOS: pip install "looplet[dbos]"'
 
 #: the store location meaning "the run records are in the database DBOS runs on here"
@@ -133,20 +142,50 @@ def _open_store(location: str) -> RunStore:
     return store_for(start_dbos()) if location == IN_DATABASE else FileCheckpointStore(location)
 
 
-def build_agent(reference: str) -> tuple[AgentPreset, Any]:
-    """Build the agent named ``"module:factory"``: ``factory()`` returns ``(preset, llm)``."""
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"name the agent as 'module:factory', got {reference!r}")
-    factory = getattr(importlib.import_module(module_name), attribute, None)
-    if not callable(factory):
-        raise ConfigError(f"{reference}: {module_name} has no function {attribute}")
-    built = factory()
-    if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], AgentPreset)):
-        raise ConfigError(
-            f"{reference}: factory() must return (AgentPreset, llm), got {type(built).__name__}"
-        )
-    return built[0], built[1]
+def build_agent(
+    reference: str,
+    task: Any = "",
+    *,
+    run_id: str = "run",
+    scripted: bool = False,
+    model: str | None = None,
+    max_steps: int | None = None,
+) -> tuple[AgentPreset, Any]:
+    """Build the agent named `reference` for one run: its preset and its model.
+
+    `reference` names the agent as ``looplet batch`` does: a cartridge folder
+    (a folder with ``SKILL.md``), or ``"module:factory"`` where ``factory()``
+    (or ``factory(task)``, given a `BatchTask`) returns an `AgentPreset` or an
+    ``(AgentPreset, model)`` pair. The model: the factory's own; else, with
+    `scripted`, the agent's ``scripted_responses``; else the OpenAI-compatible
+    endpoint of this process's environment (``OPENAI_API_KEY`` /
+    ``OPENAI_BASE_URL``, ``OPENAI_MODEL`` or `model`), so each worker brings
+    its own credentials and none travel with the run.
+
+    Raises:
+        ConfigError: the agent cannot be found or built, or it has no model here.
+    """
+    from .batch import DEFAULT_MODEL, BatchTask, load_agent, task_file_name
+
+    loaded = load_agent(reference, scripted=scripted, max_steps=max_steps, model=model)
+    text = task if isinstance(task, str) else str(task)
+    item = BatchTask(id=run_id, task=text, name=task_file_name(run_id))
+    workspace = Path.cwd() / ".looplet" / "workspaces" / item.name
+    if loaded.uses_workspace:
+        workspace.mkdir(parents=True, exist_ok=True)
+    try:
+        preset, llm = loaded.make_preset(item, workspace, None)
+        if llm is None and loaded.make_script is not None:
+            llm = loaded.make_script(item, workspace)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{reference}: {' '.join(str(exc).split())}") from exc
+    if llm is None:
+        from .backends import OpenAIBackend
+
+        llm = OpenAIBackend.from_env(model=model or DEFAULT_MODEL)  # ConfigError naming what to set
+    return preset, llm
 
 
 # -- the workflow ---------------------------------------------------------------------------------
@@ -163,24 +202,48 @@ def _outcome(state: DefaultState) -> dict[str, Any]:
         "llm_calls": state.llm_calls,
         "usage": state.usage.to_dict(),
         "pending": [call.to_dict() for call in state.pending],
+        "elapsed_s": state.elapsed_s,
     }
 
 
-def _session(agent: str, task: Any, run_id: str, store: RunStore, max_steps: int | None) -> DefaultState:
+def _session(
+    agent: str, task: Any, run_id: str, store: RunStore, max_steps: int | None, options: dict[str, Any]
+) -> DefaultState:
     """One session of the run: start it, or continue it from its saved record."""
-    preset, llm = build_agent(agent)
     if run_id in store.list_runs():
         state = load_run(store, run_id)
         if state.stop_reason == "done":  # finished before the crash; DBOS had not recorded it yet
             return state
-        task = None
+        _continue(agent, state, store, max_steps, options)
     else:
         state = DefaultState(task=task, run_id=run_id)
+        _continue(agent, state, store, max_steps, options, task=task)
+    return state
+
+
+def _continue(
+    agent: str,
+    state: DefaultState,
+    store: RunStore,
+    max_steps: int | None,
+    options: dict[str, Any],
+    task: Any = None,
+) -> None:
+    """Run the loop on `state` (a new run when `task` is given) until it stops, saving as it goes."""
+    preset, llm = build_agent(
+        agent,
+        state.task if task is None else task,
+        run_id=state.run_id,
+        scripted=bool(options.get("scripted")),
+        model=options.get("model"),
+        max_steps=max_steps,
+    )
     overrides: dict[str, Any] = {"state": state, "store": store}
     if max_steps is not None:
         overrides["max_steps"] = max_steps
+    if options.get("deadline_s") is not None:
+        overrides["config"] = dataclasses.replace(preset.config, deadline_s=float(options["deadline_s"]))
     preset.loop(llm, task=task, **overrides).run()
-    return state
 
 
 def _apply(store: RunStore, run_id: str, decisions: Any) -> DefaultState | None:
@@ -201,12 +264,18 @@ def _apply(store: RunStore, run_id: str, decisions: Any) -> DefaultState | None:
 
 
 def _run_workflow(
-    agent: str, task: Any, run_id: str, store_dir: str, max_steps: int | None
+    agent: str,
+    task: Any,
+    run_id: str,
+    store_dir: str,
+    max_steps: int | None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The workflow's body: run sessions until the run stops for any reason but a pending approval."""
     dbos = _dbos().DBOS
+    options = options or {}
     store = _open_store(store_dir)
-    state = _session(agent, task, run_id, store, max_steps)
+    state = _session(agent, task, run_id, store, max_steps, options)
     while state.stop_reason == "approval_pending":
         dbos.set_event(STATUS_KEY, _outcome(state))
         message = dbos.recv(DECISION_TOPIC, timeout_seconds=WAIT_S)
@@ -214,11 +283,7 @@ def _run_workflow(
         if decided is None:
             state = load_run(store, run_id)
             continue
-        preset, llm = build_agent(agent)
-        overrides: dict[str, Any] = {"state": decided, "store": store}
-        if max_steps is not None:
-            overrides["max_steps"] = max_steps
-        preset.loop(llm, **overrides).run()
+        _continue(agent, decided, store, max_steps, options)
         state = decided
     outcome = _outcome(state)
     dbos.set_event(STATUS_KEY, outcome)
@@ -245,7 +310,7 @@ def start_dbos(db_url: str | None = None) -> str:
     global _launched_url
     if db_url is None and _launched_url is not None:
         return _launched_url  # no URL named: the database this process already runs on
-    url = db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
+    url = _url(db_url)
     if _launched_url is not None:
         if url != _launched_url:
             raise ConfigError(
@@ -255,7 +320,7 @@ def start_dbos(db_url: str | None = None) -> str:
     dbos = _dbos()
     _register()
     config = {
-        "name": "looplet",
+        "name": APP_NAME,
         "system_database_url": url,
         # fixed, so that a worker of the same looplet recovers runs whatever else it registered
         "application_version": _app_version(),
@@ -276,6 +341,13 @@ def stop_dbos() -> None:
         _launched_url = None
 
 
+def _run_options(scripted: bool, model: str | None, deadline_s: float | None) -> dict[str, Any]:
+    """How a worker builds and bounds the run (JSON: DBOS keeps it with the workflow's arguments)."""
+    if deadline_s is not None and not (isinstance(deadline_s, int | float) and deadline_s > 0):
+        raise ConfigError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+    return {"scripted": bool(scripted), "model": model, "deadline_s": deadline_s}
+
+
 def start_durable_run(
     agent: str,
     task: Any,
@@ -284,43 +356,52 @@ def start_durable_run(
     run_id: str | None = None,
     max_steps: int | None = None,
     store_dir: str | os.PathLike[str] | None = None,
+    scripted: bool = False,
+    model: str | None = None,
+    deadline_s: float | None = None,
 ) -> Any:
-    """Start (or join, for a `run_id` already started) a durable run; returns the DBOS workflow handle."""
-    if not isinstance(agent, str):
+    """Start (or join, for a `run_id` already started) a durable run; returns the DBOS workflow handle.
+
+    `agent` is a cartridge folder or ``"module:factory"`` (see `build_agent`);
+    `scripted`, `model` and `deadline_s` are how the run is built and bounded,
+    wherever it runs.
+    """
+    if not isinstance(agent, str | os.PathLike):
         raise ConfigError(
-            "a durable run names its agent as 'module:factory' (factory() -> (preset, llm)), "
+            "a durable run names its agent (a cartridge folder or 'module:factory'), "
             f"so that another process can build it again; got {type(agent).__name__}"
         )
+    options = _run_options(scripted, model, deadline_s)
     url = start_dbos(db_url)
     directory = _store_location(url, store_dir)
     run_id = run_id or f"run_{secrets.token_hex(8)}"
     dbos = _dbos()
     with dbos.SetWorkflowID(run_id):
-        return dbos.DBOS.start_workflow(_register(), agent, task, run_id, directory, max_steps)
+        return dbos.DBOS.start_workflow(
+            _register(), _agent_name(agent), task, run_id, directory, max_steps, options
+        )
 
 
-def durable_run(
-    agent: str,
-    task: Any,
-    *,
-    db_url: str | None = None,
-    run_id: str | None = None,
-    max_steps: int | None = None,
-    store_dir: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+def durable_run(agent: str, task: Any, **options: Any) -> dict[str, Any]:
     """Run `agent` on `task` as a DBOS workflow and wait for it to end; returns its outcome.
 
-    The outcome is JSON data: ``run_id``, ``stop_reason``, ``detail``,
-    ``final_answer``, ``steps`` (each ``Step.to_dict()``), ``llm_calls``,
-    ``usage``, ``pending``. A run that pauses for approval does not end: it
-    waits (durably) for `approve` / `reject`, so this call waits too; use
-    `start_durable_run` to get a handle instead.
+    Takes the arguments of `start_durable_run`. The outcome is JSON data:
+    ``run_id``, ``stop_reason``, ``detail``, ``final_answer``, ``steps`` (each
+    ``Step.to_dict()``), ``llm_calls``, ``usage``, ``pending``, ``elapsed_s``.
+    A run that pauses for approval does not end: it waits (durably) for
+    `approve` / `reject`, so this call waits too; use `start_durable_run` to
+    get a handle instead.
     """
-    handle = start_durable_run(
-        agent, task, db_url=db_url, run_id=run_id, max_steps=max_steps, store_dir=store_dir
-    )
-    result: dict[str, Any] = handle.get_result()
+    result: dict[str, Any] = start_durable_run(agent, task, **options).get_result()
     return result
+
+
+def _agent_name(agent: str | os.PathLike[str]) -> str:
+    """The agent as every worker will name it: a folder as an absolute path, a factory as it is."""
+    text = os.fspath(agent)
+    if ":" in text and not Path(text).exists():
+        return text
+    return str(Path(text).resolve())
 
 
 # -- queues and workers ---------------------------------------------------------------------------
@@ -335,32 +416,64 @@ def enqueue_run(
     max_steps: int | None = None,
     store_dir: str | os.PathLike[str] | None = None,
     queue: str | None = None,
+    scripted: bool = False,
+    model: str | None = None,
+    deadline_s: float | None = None,
 ) -> str:
     """Put a durable run on the agent's queue for a worker (``looplet worker AGENT``); returns its id.
 
     Enqueuing the same `run_id` again returns the run already there. Wait for
     it with `wait_for_run`.
     """
-    url = db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
-    directory = _store_location(url, store_dir)
-    run_id = run_id or f"run_{secrets.token_hex(8)}"
-    options = {
-        "queue_name": queue or queue_for(agent),
+    url = _url(db_url)
+    client = _client(url)
+    try:
+        return _enqueue(
+            client,
+            url,
+            agent,
+            task,
+            run_id=run_id or f"run_{secrets.token_hex(8)}",
+            max_steps=max_steps,
+            store_dir=store_dir,
+            queue=queue,
+            options=_run_options(scripted, model, deadline_s),
+        )
+    finally:
+        client.destroy()
+
+
+def _enqueue(
+    client: Any,
+    url: str,
+    agent: str,
+    task: Any,
+    *,
+    run_id: str,
+    max_steps: int | None,
+    store_dir: str | os.PathLike[str] | None,
+    queue: str | None,
+    options: dict[str, Any],
+) -> str:
+    """Enqueue one run through an open `DBOSClient` (a batch enqueues many through one)."""
+    name = _agent_name(agent)
+    enqueue_options = {
+        "queue_name": queue or queue_for(name),
         "workflow_name": WORKFLOW_NAME,
         "workflow_id": run_id,
         "app_version": _app_version(),
     }
-    client = _client(url)
     try:
-        client.enqueue(options, agent, task, run_id, directory, max_steps)
+        client.enqueue(
+            enqueue_options, name, task, run_id, _store_location(url, store_dir), max_steps, options
+        )
     except Exception as exc:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             raise ConfigError(
-                f"{url} is not set up for DBOS yet: start a worker on it first (python -m looplet worker)"
+                f"{redact_text(url)} is not set up for DBOS yet: start a worker on it first "
+                "(python -m looplet worker AGENT --db URL)"
             ) from None
         raise
-    finally:
-        client.destroy()
     return run_id
 
 
@@ -383,37 +496,101 @@ def wait_for_run(run_id: str, *, db_url: str | None = None) -> dict[str, Any]:
 
 def queue_for(agent: str) -> str:
     """The DBOS queue an agent's runs go on."""
-    return f"{QUEUE_NAME}:{agent}"
+    return f"{QUEUE_NAME}:{_agent_name(agent)}"
+
+
+def set_queue_limits(
+    agent: str,
+    *,
+    db_url: str | None = None,
+    global_concurrency: int | None = None,
+    worker_concurrency: int | None = None,
+    queue: str | None = None,
+) -> tuple[int | None, int]:
+    """Set how many of `agent`'s runs may run at once, in all and per worker; returns (global, per worker).
+
+    DBOS keeps a queue's limits in the database and every worker rereads them
+    as it polls, so a change reaches running workers. The per-worker limit is
+    one value for the whole queue (the last one set), not one per process. A
+    limit not given keeps its stored value (for a new queue: no global limit,
+    `DEFAULT_WORKER_CONCURRENCY` per worker); the per-worker limit is held at
+    or under the global one.
+    """
+    for name, value in (
+        ("global_concurrency", global_concurrency),
+        ("worker_concurrency", worker_concurrency),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    client = _client(_url(db_url))
+    try:
+        name = queue or queue_for(agent)
+        current = client.retrieve_queue(name)
+        limits = _merged_limits(current, global_concurrency, worker_concurrency)
+        client.register_queue(
+            name,
+            global_concurrency=limits[0],
+            worker_concurrency=limits[1],
+            polling_interval_sec=POLL_S,
+            on_conflict="always_update",
+            application_name=APP_NAME,
+        )
+        return limits
+    finally:
+        client.destroy()
+
+
+def _merged_limits(
+    current: Any, global_concurrency: int | None, worker_concurrency: int | None
+) -> tuple[int | None, int]:
+    """The limits to store: the given, else the stored; the per-worker one capped by the global one."""
+    total = (
+        global_concurrency if global_concurrency is not None else getattr(current, "global_concurrency", None)
+    )
+    each = worker_concurrency or getattr(current, "worker_concurrency", None) or DEFAULT_WORKER_CONCURRENCY
+    if total is not None and each > total:
+        if worker_concurrency is not None:
+            logger.warning("runs at once per worker (%d) held to the queue's global limit (%d)", each, total)
+        each = total
+    return total, each
 
 
 def serve_queue(
     agent: str,
     db_url: str | None = None,
     *,
-    concurrency: int = 4,
+    concurrency: int | None = None,
+    global_concurrency: int | None = None,
     queue: str | None = None,
-    poll_s: float = 0.1,
 ) -> str:
-    """Launch DBOS and take `agent`'s runs from its queue, at most `concurrency` at a time here.
+    """Launch DBOS and take `agent`'s runs from its queue; returns the database URL.
 
-    The agent is built once first, so a worker that cannot build it refuses
-    to start. Returns at once (DBOS works in background threads); launching
-    also recovers the runs a dead process of this database left unfinished.
-    Returns the database URL.
+    `concurrency` and `global_concurrency` set the queue's limits (see
+    `set_queue_limits`; not given: the stored ones). The agent is built once
+    first, so a worker that cannot build it refuses to start. Returns at once
+    (DBOS works in background threads); launching also recovers the runs this
+    executor left unfinished when it died.
     """
-    build_agent(agent)
+    from .batch import load_agent
+
+    load_agent(_agent_name(agent))  # the folder or the module and its factory are there (else ConfigError)
     url = start_dbos(db_url)
-    name = queue or queue_for(agent)
-    _dbos().DBOS.register_queue(name, worker_concurrency=concurrency, polling_interval_sec=poll_s)
+    set_queue_limits(
+        agent, db_url=url, global_concurrency=global_concurrency, worker_concurrency=concurrency, queue=queue
+    )
     return url
 
 
 # -- deciding from any process --------------------------------------------------------------------
 
 
+def _url(db_url: str | None) -> str:
+    """The database named, else ``$DBOS_SYSTEM_DATABASE_URL``, else the embedded SQLite default."""
+    return db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
+
+
 def _client(db_url: str | None) -> Any:
-    url = db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL") or default_db_url()
-    return _dbos().DBOSClient(system_database_url=url)
+    return _dbos().DBOSClient(system_database_url=_url(db_url))
 
 
 def run_status(run_id: str, *, db_url: str | None = None, timeout_s: float = 0.0) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@
     looplet batch my_agents:triage issues.jsonl --concurrency 8 --out runs/triage --scripted
 
 AGENT is a cartridge folder or ``module:factory`` (a function returning an
-AgentPreset, imported from the current directory or the installed packages).
+AgentPreset, or ``(AgentPreset, model)``, imported from the current directory
+or the installed packages).
 Naming it is trusting it: its code is imported and run for every task.
 Each line of TASKS.jsonl is an object with an ``id`` (unique) and a ``task``.
 
@@ -18,6 +19,18 @@ The model: ``--scripted`` uses the agent's ``scripted_responses`` (no key, no
 network); otherwise the OpenAI-compatible endpoint in ``OPENAI_BASE_URL`` /
 ``OPENAI_API_KEY`` / ``OPENAI_MODEL`` (or ``--model``).
 
+With ``--engine dbos`` each task is a durable run on the agent's DBOS queue,
+at most ``--concurrency`` running at once across all workers:
+
+    looplet batch my_agents:triage issues.jsonl --engine dbos --concurrency 4 --out runs/triage
+    looplet batch my_agents:triage issues.jsonl --engine dbos --db postgresql://... \
+        --concurrency 16 --out runs/triage --no-local-worker    # `looplet worker` processes run them
+
+This process works the queue too unless ``--no-local-worker``. The run
+records stay in the database's store; ``results.jsonl`` is written here as
+above, each line with its ``run_id``. A worker builds each run's model from
+its own environment.
+
 Exit codes: 0 when every task is done, 1 when any task failed or is paused,
 2 for bad input (the tasks file, the agent, the flags), 130 on Ctrl-C
 (rerun the command to continue).
@@ -30,13 +43,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..batch import DEFAULT_MODEL
 from .terminal import one_line, refuse, shown
 
 __all__ = ["add_parser", "run", "summary_lines", "progress_line"]
 
 VERB = "batch"
-#: Used when neither --model nor $OPENAI_MODEL names one.
-DEFAULT_MODEL = "gpt-4o-mini"
 
 
 def add_parser(sub: Any) -> None:
@@ -64,6 +76,24 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--scripted", action="store_true", help="use the agent's scripted model (no key)")
     parser.add_argument("--deadline", type=_seconds, default=None, metavar="S", help="each task's time limit")
     parser.add_argument("--trace", action="store_true", help="record each task's run in DIR/traces")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "dbos"),
+        default="local",
+        help="local: this process, asyncio (default); dbos: durable runs on a DBOS queue",
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="with --engine dbos: the DBOS system database (default: $DBOS_SYSTEM_DATABASE_URL, "
+        "else .looplet/dbos.sqlite here)",
+    )
+    parser.add_argument(
+        "--no-local-worker",
+        action="store_true",
+        help="with --engine dbos: only enqueue and wait; `looplet worker` processes run the tasks",
+    )
     parser.add_argument(
         "--model",
         type=model_name,
@@ -112,6 +142,10 @@ def _run(args: argparse.Namespace) -> int:
         tasks = read_tasks(args.tasks)
     except BatchInputError as exc:
         return _fail(str(exc))
+    if args.engine == "dbos":
+        return _run_on_dbos(args, tasks)
+    if args.db is not None or args.no_local_worker:
+        return _fail("--db and --no-local-worker go with --engine dbos")
     llm = None if args.scripted else _real_model(args)
     if llm is None and not args.scripted:
         return 2
@@ -133,6 +167,39 @@ def _run(args: argparse.Namespace) -> int:
         except BatchInputError as exc:
             return _fail(str(exc))
         except Exception as exc:  # the agent's own code can raise anything: one line, never a traceback
+            return _fail(one_line(exc))
+    for line in summary_lines(summary):
+        print(shown(line))
+    return 0 if summary.ok else 1
+
+
+def _run_on_dbos(args: argparse.Namespace, tasks: list[Any]) -> int:
+    """The tasks as durable runs on the agent's DBOS queue, at most --concurrency at once in all."""
+    if args.trace:
+        return _fail("--trace goes with --engine local; a durable run's record is in the run store")
+    if not args.no_local_worker and not args.scripted and _real_model(args) is None:
+        return 2
+    from ..batch import BatchInputError
+    from ..dbos_batch import run_queued_batch
+
+    with _progress(len(tasks)) as show:
+        try:
+            summary = run_queued_batch(
+                args.agent,
+                tasks,
+                concurrency=args.concurrency,
+                out_dir=args.out,
+                db_url=args.db,
+                max_steps=args.max_steps,
+                scripted=args.scripted,
+                model=args.model,
+                deadline_s=args.deadline,
+                work=not args.no_local_worker,
+                on_result=show,
+            )
+        except BatchInputError as exc:
+            return _fail(str(exc))
+        except Exception as exc:  # DBOS, the database, the agent's own code: one line, never a traceback
             return _fail(one_line(exc))
     for line in summary_lines(summary):
         print(shown(line))

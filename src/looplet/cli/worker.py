@@ -2,10 +2,16 @@
 
     python -m looplet worker mypkg.agents:triage --db sqlite:///runs.sqlite --concurrency 8
 
-AGENT names the agent as ``module:factory`` (``factory()`` returns
-``(AgentPreset, llm)``; the working directory is importable). Runs put on the
-agent's queue (`looplet.dbos_runs.enqueue_run`) are taken and run, at most
-``--concurrency`` at a time in this process. Starting a worker also recovers
+AGENT names the agent as ``looplet batch`` does: a cartridge folder, or
+``module:factory`` returning an AgentPreset or ``(AgentPreset, model)`` (the
+working directory is importable). Runs put on the agent's queue
+(``looplet batch --engine dbos``, `looplet.dbos_runs.enqueue_run`) are taken
+and run. The queue's limits live in the database, shared by its workers:
+``--concurrency`` (runs at once in each worker; one value for the whole
+queue, the last one set) and ``--global-concurrency`` (runs at once across
+all workers); a limit not given keeps its stored value. A run that is not
+scripted gets its model from this worker's environment (``OPENAI_API_KEY`` /
+``OPENAI_BASE_URL``, ``OPENAI_MODEL``). Starting a worker also recovers
 the runs its executor left unfinished when it died: they continue from their
 saved records. DBOS recovers by executor id, so give each worker its own,
 stable across restarts (``--executor-id``, e.g. the host name) and restart a
@@ -49,9 +55,18 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Optional to argparse so that a mistake in the flags is reported first; run() asks for it.
-    parser.add_argument("agent", nargs="?", metavar="AGENT", help="the agent, as module:factory")
+    parser.add_argument("agent", nargs="?", metavar="AGENT", help="a cartridge folder or module:factory")
     parser.add_argument("--db", default=None, metavar="URL", help="the DBOS system database")
-    parser.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="runs at once here")
+    parser.add_argument(
+        "--concurrency", type=_positive, default=None, metavar="N", help="runs at once in each worker"
+    )
+    parser.add_argument(
+        "--global-concurrency",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="runs at once across all the queue's workers",
+    )
     parser.add_argument(
         "--executor-id",
         default=None,
@@ -64,7 +79,9 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.agent:
-        return refuse(VERB, "name the agent: looplet worker module:factory --db URL")
+        return refuse(
+            VERB, "name the agent: looplet worker AGENT --db URL (a cartridge folder or module:factory)"
+        )
     if "" not in sys.path:
         sys.path.insert(0, "")  # the agent's module may live in the working directory
     if args.executor_id is not None:
@@ -75,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..dbos_runs import queue_for, serve_queue, stop_dbos
 
-        url = serve_queue(args.agent, args.db, concurrency=args.concurrency)
+        url = serve_queue(
+            args.agent, args.db, concurrency=args.concurrency, global_concurrency=args.global_concurrency
+        )
     except Exception as exc:  # the agent's own code can raise anything: one line, never a traceback
         return refuse(VERB, one_line(exc))
     for signum in (signal.SIGTERM, signal.SIGINT):
