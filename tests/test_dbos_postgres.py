@@ -221,15 +221,21 @@ def test_a_run_on_postgres_killed_mid_tool_continues_from_its_record_in_the_data
 # -- two workers draining one queue --------------------------------------------------------------------
 
 QUEUE_AGENT = "test_dbos_postgres:queue_agent"
-TASKS = 20
+TASKS = 50
+GLOBAL = 4
+EACH = 3  # per worker: two workers could run 6 at once without the queue's global limit
 
 
 def queue_agent() -> tuple[Any, Any]:
-    """The factory the workers build: ``work(task)`` writes ``<task> <worker>`` to the side file, then done.
+    """The factory the workers build: ``work(task)`` writes ``<task> <worker> <running>`` to the side file.
 
-    The worker with ``LOOPLET_BLOCK`` set blocks inside `work` once the side file
-    holds ``LOOPLET_BLOCK_AFTER`` lines (it touches ``<block>.reached`` first),
-    so the test kills it midway with a run in flight.
+    ``<running>`` is how many runs are inside `work` at that moment, across
+    both workers: each holds a marker file in ``LOOPLET_RUNNING`` while it
+    works. The first runs wait (up to 20 s) until `GLOBAL` are inside at once,
+    so the test sees the limit reached, not only never passed. The worker with
+    ``LOOPLET_BLOCK`` set blocks inside `work` once the side file holds
+    ``LOOPLET_BLOCK_AFTER`` lines (touching ``<block>.reached`` first), so the
+    test kills it midway with a run in flight.
     """
     from looplet import BaseToolRegistry, FunctionBackend, LoopConfig, ToolCall, register_done_tool
     from looplet.presets import AgentPreset
@@ -239,16 +245,24 @@ def queue_agent() -> tuple[Any, Any]:
     @tools.tool
     def work(task: str) -> dict[str, Any]:
         """Do the task's work (once)."""
+        running = Path(os.environ["LOOPLET_RUNNING"])
+        marker = running / task
+        marker.touch()
+        _until(lambda: len(list(running.iterdir())) >= GLOBAL or (running / "reached").exists(), 20.0)
+        inside = len([p for p in running.iterdir() if p.name != "reached"])
+        if inside >= GLOBAL:
+            (running / "reached").touch()
         side = os.environ["LOOPLET_SIDE"]
         with open(side, "a") as out:
-            out.write(f"{task} {os.environ['LOOPLET_WORKER']}\n")
+            out.write(f"{task} {os.environ['LOOPLET_WORKER']} {inside}\n")
             out.flush()
             os.fsync(out.fileno())
         block = os.environ.get("LOOPLET_BLOCK", "")
         if block and len(Path(side).read_text().splitlines()) >= int(os.environ["LOOPLET_BLOCK_AFTER"]):
             Path(block + ".reached").touch()
-            while os.path.exists(block):
-                time.sleep(0.02)  # the test kills the worker here
+            _until(lambda: not os.path.exists(block), 60.0)  # the test kills the worker here
+        time.sleep(0.02)  # stay inside a moment, so runs overlap
+        marker.unlink()
         return {"worked": task}
 
     register_done_tool(tools)
@@ -262,24 +276,18 @@ def queue_agent() -> tuple[Any, Any]:
     return AgentPreset(config=LoopConfig(max_steps=5), tools=tools), FunctionBackend(reply)
 
 
-def _worker(
-    name: str, database: str, tmp_path: Path, concurrency: int, **extra: str
-) -> subprocess.Popen[str]:
+def _until(condition: Any, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _worker(name: str, database: str, tmp_path: Path, *flags: str, **extra: str) -> subprocess.Popen[str]:
     """A ``looplet worker`` with its own DBOS executor id: a restart under that id recovers its runs."""
     env = _env(tmp_path, "queue", LOOPLET_WORKER=name, DBOS__VMID=f"worker-{name}", **extra)
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "looplet",
-            "worker",
-            QUEUE_AGENT,
-            "--db",
-            database,
-            "--concurrency",
-            str(concurrency),
-        ],
-        env=env,
+        [sys.executable, "-m", "looplet", "worker", QUEUE_AGENT, "--db", database, *flags],
+        env={**env, "LOOPLET_RUNNING": str(tmp_path / "running")},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -297,42 +305,79 @@ def _stop(worker: subprocess.Popen[str]) -> None:
     worker.communicate(timeout=WAIT_S)
 
 
-def test_two_workers_drain_a_queue_each_task_once_and_a_killed_workers_run_is_recovered(
+def test_two_workers_drain_fifty_tasks_at_global_concurrency_four_and_a_killed_workers_run_is_recovered(
     database: str, tmp_path: Path
 ) -> None:
-    from looplet.dbos_runs import enqueue_run, wait_for_run
-
+    (tmp_path / "running").mkdir()
+    tasks = tmp_path / "tasks.jsonl"
+    ids = [f"t{i:02d}" for i in range(TASKS)]
+    tasks.write_text("".join(json.dumps({"id": i, "task": f"do {i}"}) + "\n" for i in ids))
     block = tmp_path / "block"
     block.touch()
-    first = _worker("a", database, tmp_path, 1, LOOPLET_BLOCK=str(block), LOOPLET_BLOCK_AFTER="6")
-    second = _worker("b", database, tmp_path, 2)
+    first = _worker(
+        "a", database, tmp_path, "--concurrency", str(EACH), LOOPLET_BLOCK=str(block), LOOPLET_BLOCK_AFTER="9"
+    )
+    second = _worker("b", database, tmp_path)
     workers = [first, second]
+    batch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "looplet",
+            "batch",
+            QUEUE_AGENT,
+            str(tasks),
+            "--engine",
+            "dbos",
+            "--db",
+            database,
+            "--concurrency",
+            str(GLOBAL),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-local-worker",
+        ],
+        env=_env(tmp_path, "queue"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        ids = [
-            enqueue_run(QUEUE_AGENT, f"do t{i:02d}", db_url=database, run_id=f"t{i:02d}")
-            for i in range(TASKS)
-        ]
         deadline = time.monotonic() + WAIT_S
         while not (tmp_path / "block.reached").exists():
             assert first.poll() is None, first.communicate()[1]
+            assert batch.poll() is None, batch.communicate()
             assert time.monotonic() < deadline, "worker a never reached the block"
             time.sleep(0.02)
         _kill(first)  # worker a dies inside a tool, with its run in flight
+        killed_in = [line.split()[0] for line in _side(tmp_path) if line.split()[1] == "a"][-1]
+        (tmp_path / "running" / killed_in).unlink()  # its marker: the dead run no longer works
         block.unlink()
-        killed_in = [line.split()[0] for line in _side(tmp_path) if line.endswith(" a")][-1]
-        workers.append(_worker("a", database, tmp_path, 1))  # a restart under a's executor id recovers it
-        outcomes = {run_id: wait_for_run(run_id, db_url=database) for run_id in ids}
+        workers.append(_worker("a", database, tmp_path))  # a restart under a's executor id recovers it
+        out, err = batch.communicate(timeout=WAIT_S * 3)
     finally:
+        if batch.poll() is None:
+            batch.kill()
         for worker in workers:
             _stop(worker)
 
-    assert {run_id: o["stop_reason"] for run_id, o in outcomes.items()} == dict.fromkeys(ids, "done")
-    assert [o["final_answer"] for o in outcomes.values()] == [{"answer": run_id} for run_id in ids]
-    worked = [line.split()[0] for line in _side(tmp_path)]
-    assert sorted(worked) == ids  # every task's work ran exactly once, across all workers
-    assert {line.split()[1] for line in _side(tmp_path)} >= {"a", "b"}  # both workers took tasks
-    interrupted = outcomes[killed_in]["steps"][0]["tool_result"]
-    assert interrupted["error_kind"] == "interrupted"  # the killed run's tool was not run again
+    assert batch.returncode == 0, (out, err)
+    assert f"{TASKS} tasks: {TASKS} done, 0 failed, 0 paused" in out
+    lines = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == ids  # one results line per task
+    assert {line["status"] for line in lines} == {"done"}
+    side = [line.split() for line in _side(tmp_path)]
+    assert (
+        sorted(task for task, _, _ in side) == ids
+    )  # every task's work ran exactly once, across all workers
+    assert {worker for _, worker, _ in side} >= {"a", "b"}  # both workers took tasks
+    assert max(int(inside) for _, _, inside in side) == GLOBAL, side  # the global limit was reached, never passed
+    killed = next(line for line in lines if line["id"] == killed_in)
+    from looplet.dbos_runs import wait_for_run
+
+    outcome = wait_for_run(killed["run_id"], db_url=database)
+    assert outcome["steps"][0]["tool_result"]["error_kind"] == "interrupted"  # not run again
 
 
 def test_a_worker_masks_the_password_of_its_database_and_takes_its_executor_id(

@@ -21,6 +21,11 @@ the queue's concurrency while it waits. The batch lists it instead of
 waiting: decide it with `looplet.dbos_runs.approve` / `reject` (by the run id
 in the list) and run the command again to collect its result.
 
+The queue's global limit is set before the first task is enqueued. Workers
+already running reread it at their next poll, so when it changes the batch
+waits a few polls first; a worker backing off after contention on the queue
+(DBOS doubles its poll interval then) may take longer to see it.
+
 Why the batch does not also bound each task by wall time from outside, as
 `run_batch` does: a run here is a workflow thread, possibly in another
 process, which cannot be cancelled from here. ``deadline_s`` still bounds
@@ -58,6 +63,8 @@ __all__ = ["run_queued_batch", "batch_run_id"]
 
 #: the workflow states after which a run never changes again
 _ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+#: how many of a worker's polls pass between changing a queue's limits and enqueuing under them
+_SETTLE_POLLS = 3
 #: how many runs one status query asks about
 _CHUNK = 200
 
@@ -124,10 +131,15 @@ def run_queued_batch(
         summary.failed = min(failed_before, summary.skipped)
         summary.done = summary.skipped - summary.failed
         url = dbos_runs.start_dbos(db_url) if work else dbos_runs._url(db_url)
+        before = dbos_runs.queue_limits(name, db_url=url)
         if work:
             dbos_runs.serve_queue(name, url, global_concurrency=concurrency)
         else:
             dbos_runs.set_queue_limits(name, db_url=url, global_concurrency=concurrency)
+        if before is not None and before[0] != concurrency:
+            time.sleep(
+                _SETTLE_POLLS * dbos_runs.POLL_S
+            )  # running workers take a new limit at their next poll
         waiting = _enqueue_all(
             url,
             name,

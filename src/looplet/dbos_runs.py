@@ -55,6 +55,7 @@ __all__ = [
     "serve_queue",
     "queue_for",
     "set_queue_limits",
+    "queue_limits",
     "start_dbos",
     "stop_dbos",
     "approve",
@@ -538,6 +539,18 @@ def set_queue_limits(
         return limits
     finally:
         client.destroy()
+
+
+def queue_limits(
+    agent: str, *, db_url: str | None = None, queue: str | None = None
+) -> tuple[int | None, int | None] | None:
+    """The stored limits of `agent`'s queue, (global, per worker); None when the queue was never set up."""
+    client = _client(_url(db_url))
+    try:
+        current = client.retrieve_queue(queue or queue_for(agent))
+    finally:
+        client.destroy()
+    return None if current is None else (current.global_concurrency, current.worker_concurrency)
 
 
 def _merged_limits(
