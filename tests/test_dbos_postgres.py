@@ -368,11 +368,10 @@ def test_two_workers_drain_fifty_tasks_at_global_concurrency_four_and_a_killed_w
     assert sorted(line["id"] for line in lines) == ids  # one results line per task
     assert {line["status"] for line in lines} == {"done"}
     side = [line.split() for line in _side(tmp_path)]
-    assert (
-        sorted(task for task, _, _ in side) == ids
-    )  # every task's work ran exactly once, across all workers
+    # every task's work ran exactly once, across all workers
+    assert sorted(task for task, _, _ in side) == ids
     assert {worker for _, worker, _ in side} >= {"a", "b"}  # both workers took tasks
-    assert max(int(inside) for _, _, inside in side) == GLOBAL, side  # the global limit was reached, never passed
+    assert max(int(inside) for _, _, inside in side) == GLOBAL, side  # the limit was reached, never passed
     killed = next(line for line in lines if line["id"] == killed_in)
     from looplet.dbos_runs import wait_for_run
 

@@ -65,6 +65,8 @@ __all__ = ["run_queued_batch", "batch_run_id"]
 _ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 #: how many of a worker's polls pass between changing a queue's limits and enqueuing under them
 _SETTLE_POLLS = 3
+#: how long every run left must stay paused before the batch stops waiting for them
+_SETTLE_S = 0.5
 #: how many runs one status query asks about
 _CHUNK = 200
 
@@ -207,11 +209,17 @@ def _wait(
     record: Callable[[BatchTask, dict[str, Any]], None],
     poll_s: float,
 ) -> list[str]:
-    """Record each run as it ends; return the ids of those left waiting for approval."""
+    """Record each run as it ends; return the ids of those left waiting for approval.
+
+    The batch stops waiting once every run left has been paused for `_SETTLE_S`
+    (a decision sent before this session may still be on its way to its run).
+    """
     from . import dbos_runs
 
     waiting = set(runs)
+    store = dbos_runs.store_for(url)
     client = dbos_runs._client(url)
+    all_paused_since: float | None = None
     try:
         while waiting:
             running: list[str] = []
@@ -221,8 +229,12 @@ def _wait(
                     waiting.discard(status.workflow_id)
                 elif status.status == "PENDING":
                     running.append(status.workflow_id)
-            paused = [run_id for run_id in running if _is_paused(client, run_id)]
-            if waiting and len(paused) == len(waiting):
+            paused = [run_id for run_id in running if _is_paused(client, store, run_id)]
+            if not waiting or len(paused) < len(waiting):
+                all_paused_since = None
+            elif all_paused_since is None:
+                all_paused_since = time.monotonic()
+            elif time.monotonic() - all_paused_since >= _SETTLE_S:
                 return sorted(paused)
             if waiting:
                 time.sleep(poll_s)
@@ -238,12 +250,28 @@ def _statuses(client: Any, run_ids: list[str]) -> list[Any]:
     return found
 
 
-def _is_paused(client: Any, run_id: str) -> bool:
-    """True when the run's last published status is a pause for approval (it waits for a decision)."""
-    from .dbos_runs import STATUS_KEY
+def _is_paused(client: Any, store: Any, run_id: str) -> bool:
+    """True when the run waits for a decision that nobody has taken yet.
 
-    status = client.get_event(run_id, STATUS_KEY, 0)
-    return isinstance(status, dict) and status.get("stop_reason") == StopReason.APPROVAL_PENDING
+    In the process running it, DBOS's wait itself says so. Elsewhere: its
+    published status is a pause, and its record still holds an undecided call
+    (the status stays a pause while a decided run works on, until it ends).
+    """
+    from . import dbos_runs
+    from .checkpoints import load_run
+
+    if run_id in dbos_runs._working:
+        return run_id in dbos_runs._waiting
+    status = client.get_event(run_id, dbos_runs.STATUS_KEY, 0)
+    if not (isinstance(status, dict) and status.get("stop_reason") == StopReason.APPROVAL_PENDING):
+        return False
+    try:
+        saved = load_run(store, run_id)
+    except Exception:  # not saved yet, or being written: not known to be paused
+        return False
+    return saved.stop_reason == StopReason.APPROVAL_PENDING and any(
+        call.decision is None for call in saved.pending
+    )
 
 
 def _line(status: Any) -> dict[str, Any]:

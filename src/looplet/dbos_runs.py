@@ -32,12 +32,15 @@ and its model. ``dbos`` is imported only when a durable run is used
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
 import os
 import secrets
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ __all__ = [
     "queue_limits",
     "start_dbos",
     "stop_dbos",
+    "shutdown",
     "approve",
     "reject",
     "run_status",
@@ -89,6 +93,10 @@ INSTALL_HINT = 'durable runs need DBOS: pip install "looplet[dbos]"'
 IN_DATABASE = "looplet:in-database"
 
 _workflow: Callable[..., Any] | None = None
+#: the runs inside a workflow in this process, and those of them waiting for a decision
+_working: set[str] = set()
+_waiting: set[str] = set()
+_runs_lock = threading.Lock()
 _launched_url: str | None = None
 _sql_stores: dict[str, RunStore] = {}
 
@@ -275,20 +283,34 @@ def _run_workflow(
     """The workflow's body: run sessions until the run stops for any reason but a pending approval."""
     dbos = _dbos().DBOS
     options = options or {}
-    store = _open_store(store_dir)
-    state = _session(agent, task, run_id, store, max_steps, options)
-    while state.stop_reason == "approval_pending":
-        dbos.set_event(STATUS_KEY, _outcome(state))
-        message = dbos.recv(DECISION_TOPIC, timeout_seconds=WAIT_S)
-        decided = None if message is None else _apply(store, run_id, message)
-        if decided is None:
-            state = load_run(store, run_id)
-            continue
-        _continue(agent, decided, store, max_steps, options)
-        state = decided
-    outcome = _outcome(state)
-    dbos.set_event(STATUS_KEY, outcome)
-    return outcome
+    with _here(_working, run_id):
+        store = _open_store(store_dir)
+        state = _session(agent, task, run_id, store, max_steps, options)
+        while state.stop_reason == "approval_pending":
+            dbos.set_event(STATUS_KEY, _outcome(state))
+            with _here(_waiting, run_id):
+                message = dbos.recv(DECISION_TOPIC, timeout_seconds=WAIT_S)
+            decided = None if message is None else _apply(store, run_id, message)
+            if decided is None:
+                state = load_run(store, run_id)
+                continue
+            _continue(agent, decided, store, max_steps, options)
+            state = decided
+        outcome = _outcome(state)
+        dbos.set_event(STATUS_KEY, outcome)
+        return outcome
+
+
+@contextlib.contextmanager
+def _here(runs: set[str], run_id: str) -> Iterator[None]:
+    """Count `run_id` in `runs` (this process's working or waiting runs) while the block runs."""
+    with _runs_lock:
+        runs.add(run_id)
+    try:
+        yield
+    finally:
+        with _runs_lock:
+            runs.discard(run_id)
 
 
 def _register() -> Callable[..., Any]:
@@ -340,6 +362,30 @@ def stop_dbos() -> None:
     if _launched_url is not None:
         _dbos().DBOS.destroy()
         _launched_url = None
+
+
+def shutdown(grace_s: float = 30.0) -> bool:
+    """Stop DBOS here once the runs working in this process have stopped, waiting at most `grace_s`.
+
+    Returns True when no run holds a thread here any more. A run waiting for a
+    decision holds one until the decision comes, and Python waits for every
+    such thread before a process exits, so a caller that gets False ends its
+    process with ``os._exit``. That loses nothing: the run is in its record,
+    and DBOS recovers it, still waiting, at the next launch on its database.
+    A run still working after `grace_s` is recovered the same way, its
+    unfinished tool settled by the journal.
+    """
+    deadline = time.monotonic() + grace_s
+    while _busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop_dbos()
+    return not (_busy() or _waiting)
+
+
+def _busy() -> bool:
+    """True while a run in this process is working (not waiting for a decision)."""
+    with _runs_lock:
+        return bool(_working - _waiting)
 
 
 def _run_options(scripted: bool, model: str | None, deadline_s: float | None) -> dict[str, Any]:

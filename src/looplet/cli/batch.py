@@ -132,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except KeyboardInterrupt:
         print(f"looplet {VERB}: interrupted; run the same command again to continue", file=sys.stderr)
+        if args.engine == "dbos":  # the runs go on in the workers, or at this command's next launch
+            from .worker import end_dbos_process
+
+            return end_dbos_process(130, grace_s=0.0)
         return 130
 
 
@@ -203,7 +207,9 @@ def _run_on_dbos(args: argparse.Namespace, tasks: list[Any]) -> int:
             return _fail(one_line(exc))
     for line in summary_lines(summary):
         print(shown(line))
-    return 0 if summary.ok else 1
+    from .worker import end_dbos_process
+
+    return end_dbos_process(0 if summary.ok else 1, grace_s=30.0)
 
 
 def _real_model(args: argparse.Namespace) -> Any:

@@ -47,6 +47,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
+    return value
+
+
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         VERB,
@@ -74,6 +84,14 @@ def add_parser(sub: Any) -> None:
         help="this worker's DBOS executor id, stable across its restarts (e.g. the host name): a "
         "restarted worker recovers the runs it had when it died",
     )
+    parser.add_argument(
+        "--grace",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, how long runs working here may take to finish before the worker exits "
+        "(default 30; an unfinished run is recovered by the next worker with this executor id)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -90,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["DBOS__VMID"] = args.executor_id  # read by DBOS when it launches
     stop = threading.Event()
     try:
-        from ..dbos_runs import queue_for, serve_queue, stop_dbos
+        from ..dbos_runs import queue_for, serve_queue
 
         url = serve_queue(
             args.agent, args.db, concurrency=args.concurrency, global_concurrency=args.global_concurrency
@@ -102,5 +120,16 @@ def run(args: argparse.Namespace) -> int:
     where = redact_text(str(url))  # a database URL may hold a password
     print(f"looplet worker: serving {queue_for(args.agent)} on {where}", flush=True)
     stop.wait()
-    stop_dbos()
-    return 0
+    return end_dbos_process(0, args.grace)
+
+
+def end_dbos_process(code: int, grace_s: float) -> int:
+    """Stop DBOS, letting working runs finish for up to `grace_s`; return `code`, or end the process
+    with it at once when runs waiting for a decision hold threads here (they are recovered later)."""
+    from ..dbos_runs import shutdown
+
+    if shutdown(grace_s):
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
