@@ -181,12 +181,20 @@ def test_a_killed_batch_is_continued_by_the_same_command_and_no_tool_runs_twice(
     assert code == 0, err
     results = _results(tmp_path)
     assert sorted(results) == sorted(texts) and {r["status"] for r in results.values()} == {"done"}
-    assert sorted(_side(tmp_path)) == sorted(f"start {t}" for t in texts.values())  # each ran once
+    side = _side(tmp_path)
+    assert len(side) == len(set(side))  # no tool body ran twice
     from looplet.dbos_runs import wait_for_run
 
     db = f"sqlite:///{tmp_path / '.looplet' / 'dbos.sqlite'}"
-    outcome = wait_for_run(results["blocker"]["run_id"], db_url=db)
-    assert outcome["steps"][0]["tool_result"]["error_kind"] == "interrupted"  # not run again
+    interrupted = {
+        task_id
+        for task_id, line in results.items()
+        if wait_for_run(line["run_id"], db_url=db)["steps"][0]["tool_result"]["error_kind"] == "interrupted"
+    }
+    assert "blocker" in interrupted  # its tool started and died with the batch: not run again
+    # any other task either worked once or died inside its tool with the batch (at most one more ran)
+    assert {f"start {texts[t]}" for t in set(texts) - interrupted} <= set(side)
+    assert len(interrupted) <= 2
 
 
 def test_a_paused_task_is_listed_with_its_run_id_and_finishes_after_approval_from_another_process(
