@@ -4,8 +4,10 @@ A run started with `durable_run` is a DBOS workflow (its id is the run id).
 The engine's own checkpoint makes it durable (in ``runs/`` beside a SQLite
 database, in tables of a PostgreSQL one: `store_for`): a `CheckpointHook` saves every
 step before it is yielded and every tool's intent before the tool starts.
-When the process dies, DBOS recovers the workflow (at the next
-``DBOS.launch()`` on the same system database, or by another worker); the
+When the process dies, DBOS recovers the workflow at the next
+``DBOS.launch()`` on the same system database under the same executor id
+(a restarted worker; DBOS hands runs between executors only through its
+Conductor service, which looplet does not use); the
 workflow loads the last saved record and continues it, so finished tools
 never run again and a tool that started but did not finish is settled by the
 journal's rule (``idempotent=True`` tools run again, any other is reported
@@ -24,9 +26,10 @@ A run paused for approval waits durably: the workflow publishes the paused
 calls (`run_status`) and waits for a decision, which `approve` / `reject`
 send from any process (through a `DBOSClient`, which recovers nothing).
 
-The agent is named by reference, ``"module:factory"``, so that any process
-can build it again: ``factory()`` returns ``(preset, llm)``, an `AgentPreset`
-and its model. ``dbos`` is imported only when a durable run is used
+The agent is named by reference, as ``looplet batch`` names it (a cartridge
+folder, or ``"module:factory"`` returning an `AgentPreset` or an
+``(AgentPreset, model)`` pair: `build_agent`), so that any process can build
+it again. ``dbos`` is imported only when a durable run is used
 (``pip install "looplet[dbos]"``).
 """
 

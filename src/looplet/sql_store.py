@@ -14,7 +14,8 @@ The lock, by database:
 - PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a
   connection held for as long as the lock is. The server frees it the moment
   that connection ends, so the lock of a worker killed with SIGKILL is gone
-  as soon as its socket closes and another worker recovers the run at once:
+  as soon as its socket closes, and whichever process recovers the run can
+  take it at once:
   no expiry to tune, no clock shared between machines, no heartbeat.
 - SQLite: no advisory locks, so a lease row (owner and expiry) renewed by a
   background thread while held; a lease whose expiry passed, or whose owner

@@ -23,10 +23,10 @@ With ``--engine dbos`` each task is a durable run on the agent's DBOS queue,
 at most ``--concurrency`` running at once across all workers:
 
     looplet batch my_agents:triage issues.jsonl --engine dbos --concurrency 4 --out runs/triage
-    looplet batch my_agents:triage issues.jsonl --engine dbos --db postgresql://... \
-        --concurrency 16 --out runs/triage --no-local-worker    # `looplet worker` processes run them
+    looplet batch my_agents:triage issues.jsonl --engine dbos --db "$DB" --no-local-worker ...
 
-This process works the queue too unless ``--no-local-worker``. The run
+This process works the queue too unless ``--no-local-worker`` (then
+``looplet worker`` processes run the tasks). The run
 records stay in the database's store; ``results.jsonl`` is written here as
 above, each line with its ``run_id``. A worker builds each run's model from
 its own environment.

@@ -14,8 +14,10 @@ scripted gets its model from this worker's environment (``OPENAI_API_KEY`` /
 ``OPENAI_BASE_URL``, ``OPENAI_MODEL``). Starting a worker also recovers
 the runs its executor left unfinished when it died: they continue from their
 saved records. DBOS recovers by executor id, so give each worker its own,
-stable across restarts (``--executor-id``, e.g. the host name) and restart a
-killed worker under the same id. Without ``--db``:
+stable across restarts (``--executor-id``; by default the host name, so two
+workers on one machine need an id each) and restart a killed worker under
+the same id. Workers take and recover only runs of their own looplet
+release: finish or drain runs before upgrading. Without ``--db``:
 ``$DBOS_SYSTEM_DATABASE_URL``, else the SQLite file ``.looplet/dbos.sqlite``
 here. The ready line masks a password in the URL.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -106,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.executor_id.strip():
             return refuse(VERB, "--executor-id must not be empty")
         os.environ["DBOS__VMID"] = args.executor_id  # read by DBOS when it launches
+    elif not os.environ.get("DBOS__VMID"):
+        # not DBOS's shared default "local": a worker starting under it would take over the runs of
+        # every other "local" process, live ones included
+        os.environ["DBOS__VMID"] = socket.gethostname() or "looplet-worker"
     stop = threading.Event()
     try:
         from ..dbos_runs import queue_for, serve_queue
