@@ -270,3 +270,38 @@ def test_a_queued_batch_refuses_an_agent_it_cannot_send_to_a_worker(tmp_path: Pa
 
     with pytest.raises(ConfigError, match="cannot travel to a worker"):
         run_queued_batch(agent, [{"id": 1, "task": "x"}], concurrency=1, out_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_worker_without_an_executor_id_takes_the_host_name_not_the_shared_default(tmp_path: Path) -> None:
+    import socket
+
+    from looplet.dbos_runs import _client, enqueue_run, wait_for_run
+
+    db = f"sqlite:///{tmp_path / 'dbos.sqlite'}"
+    env = {k: v for k, v in _env(tmp_path).items() if k != "DBOS__VMID"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "looplet", "worker", "dbos_child:agent", "--db", db],
+        env={**env, "LOOPLET_SCENARIO": "approval"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None and "serving looplet:" in worker.stdout.readline()
+        run_id = enqueue_run("dbos_child:agent", "x", db_url=db, run_id="host-run")
+        from looplet.dbos_runs import approve, run_status
+
+        assert run_status(run_id, db_url=db, timeout_s=WAIT_S) is not None
+        approve(run_id, "c2", db_url=db)
+        assert wait_for_run(run_id, db_url=db)["stop_reason"] == "done"
+        client = _client(db)
+        try:
+            [status] = client.list_workflows(workflow_ids=[run_id], load_input=False)
+        finally:
+            client.destroy()
+        assert status.executor_id == socket.gethostname() != "local"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=WAIT_S)
+    assert worker.returncode == 0
