@@ -18,6 +18,8 @@ recovered run gets the replies the first process got):
   ``slow_note`` is idempotent when ``LOOPLET_IDEMPOTENT=1``.
 - ``approval``: ``note(a)`` and ``refund(40)`` in one turn, then done; a hook
   asks before every refund.
+- ``approval_then_kill``: ``refund(40)`` (asked about), then ``slow_note(c)``,
+  which blocks as in ``kill``, then done.
 
 Every tool body appends one line to the side file: the ground truth of what ran.
 """
@@ -80,6 +82,11 @@ SCRIPTS: dict[str, list[Any]] = {
     "approval": [
         [ToolCall("note", {"text": "a"}, call_id="c1"), ToolCall("refund", {"amount": 40}, call_id="c2")],
         ToolCall("done", {"answer": "refunded"}, call_id="c3"),
+    ],
+    "approval_then_kill": [
+        ToolCall("refund", {"amount": 40}, call_id="c2"),
+        ToolCall("slow_note", {"text": "c"}, call_id="c4"),
+        ToolCall("done", {"answer": "refunded"}, call_id="c5"),
     ],
 }
 

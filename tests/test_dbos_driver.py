@@ -135,6 +135,27 @@ def test_paused_run_survives_its_process_and_a_rejection_reaches_the_model(tmp_p
     assert "not without a receipt" in refund["tool_result"]["error"]
 
 
+def test_a_run_recovered_after_its_decision_reports_its_end_not_its_old_pause(tmp_path: Path) -> None:
+    block = tmp_path / "block"
+    block.touch()
+    env = _env(tmp_path, "approval_then_kill", LOOPLET_BLOCK=str(block))
+    first = _child("run", _db(tmp_path), "run-late", env, tmp_path)
+    status = run_status("run-late", db_url=_db(tmp_path), timeout_s=WAIT_S)
+    assert status is not None and status["stop_reason"] == "approval_pending"
+    approve("run-late", "c2", db_url=_db(tmp_path))
+    _wait_for_line(tmp_path, "start c", first)
+    _kill(first)  # dies after the decision, inside the next tool
+    block.unlink()
+
+    outcome = _outcome(_child("recover", _db(tmp_path), "run-late", env, tmp_path))
+
+    assert outcome["stop_reason"] == "done"
+    assert _side(tmp_path) == ["refund 40", "start c"]
+    ended = run_status("run-late", db_url=_db(tmp_path))
+    assert ended is not None and ended["stop_reason"] == "done"  # not the pause published before the crash
+    assert ended["final_answer"] == {"answer": "refunded"}
+
+
 def test_a_stale_or_unknown_decision_leaves_the_run_waiting(tmp_path: Path) -> None:
     env = _env(tmp_path, "approval")
     child = _child("run", _db(tmp_path), "run-stale", env, tmp_path)

@@ -656,10 +656,22 @@ def _client(db_url: str | None) -> Any:
 
 
 def run_status(run_id: str, *, db_url: str | None = None, timeout_s: float = 0.0) -> dict[str, Any] | None:
-    """The run's last published status (its outcome, with the calls waiting in ``pending``), or None yet."""
+    """The run's outcome once it has ended, else its last published status (a pause, with the calls
+    waiting in ``pending``), else None (waiting up to `timeout_s` for one).
+
+    An ended run answers from its result, not its event: a run recovered after
+    a crash that followed its decision ends without publishing again (DBOS
+    takes the replayed publish for the pause it recorded there).
+    """
     client = _client(db_url)
     try:
         status: dict[str, Any] | None = client.get_event(run_id, STATUS_KEY, timeout_s)
+        if status is None or status.get("stop_reason") != "approval_pending":
+            return status
+        [*found] = client.list_workflows(workflow_ids=[run_id], load_input=False)
+        if found and found[0].status == "SUCCESS" and isinstance(found[0].output, dict):
+            ended: dict[str, Any] = found[0].output
+            return ended
         return status
     finally:
         client.destroy()
