@@ -1,11 +1,12 @@
 """Release checks: what a user gets from `pip install looplet` or a fresh clone, on the real artefacts.
 
 The sdist and the wheel are built with `python3 -m build` in an isolated environment, as a release
-would build them: the build backend (hatchling) comes from the package index, so these tests need
-the index that `pip` is configured with (CI has PyPI). Nothing else is fetched: the wheel is installed
-into a fresh venv with pip's configuration switched off and `--no-index`, so a runtime dependency,
-were one ever added, would make the install fail. Each test builds or clones under `tmp_path`, so the
-file runs under `pytest -n 2`. Together they take about 30 s on two cores.
+would build them (not `--no-isolation`: hatchling is not in the dev extras, and isolation is what
+pip does for users). The build backend (hatchling) therefore comes from the package index pip is
+configured with, as it does for the README's `pip install -e .`; CI has PyPI. Nothing else is fetched:
+the wheel is installed into a fresh venv with pip's configuration switched off and `--no-index`, so a
+runtime dependency, were one ever added, would make the install fail. Each test builds or clones under
+`tmp_path`, so the file runs under `pytest -n 2`; it takes 15-30 s there (each worker builds once).
 """
 
 from __future__ import annotations
@@ -308,3 +309,35 @@ def test_a_name_counts_as_documented_only_as_a_whole_word() -> None:
     text = "Use `looplet.ToolSpec` here.\n::: looplet.AsyncLoop\nA Loopy thing; LoopConfigs."
     names = ["ToolSpec", "AsyncLoop", "Loop", "LoopConfig", "LoopHook"]
     assert names_missing_from(text, names) == {"Loop", "LoopConfig", "LoopHook"}
+
+
+def imported_from_looplet(text: str) -> set[str]:
+    """The names `from looplet import ...` lines bring in (one line or a parenthesised list)."""
+    names: set[str] = set()
+    for match in re.finditer(r"^\s*from looplet import (\([^)]*\)|[^\n]*)", text, re.M):
+        listed = re.sub(r"#[^\n]*", "", match.group(1)).strip("()")
+        names |= {part.split(" as ")[0].strip() for part in listed.split(",") if part.strip()}
+    return names
+
+
+def test_every_name_the_docs_import_from_looplet_is_exported() -> None:
+    imported = imported_from_looplet(documentation_text())
+    assert len(imported) >= 20, "the docs' imports were found"
+    assert imported <= set(looplet.__all__), (
+        f"imported by the docs, not exported: {imported - set(looplet.__all__)}"
+    )
+
+
+def test_imports_are_read_from_single_lines_and_parenthesised_lists() -> None:
+    text = (
+        "from looplet import A, B as b  # two\n"
+        "  from looplet import (\n    C,\n    D,\n)\n"
+        "from looplet.x import E\n"
+    )
+    assert imported_from_looplet(text) == {"A", "B", "C", "D"}
+
+
+@pytest.mark.parametrize("guide", ["CONTRIBUTING.md", ".github/PULL_REQUEST_TEMPLATE.md"])
+def test_contributor_guides_quote_the_readmes_check_command(guide: str) -> None:
+    _, check = readme_commands(ROOT)
+    assert check in (ROOT / guide).read_text(encoding="utf-8")
