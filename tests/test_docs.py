@@ -80,7 +80,7 @@ MINIMUMS: dict[str, tuple[int, int]] = {
     "evals.md": (13, 11),
     "faq.md": (2, 2),
     "good-first-issues.md": (0, 0),  # prose: tasks, with file names and test names
-    "hooks.md": (10, 5),
+    "hooks.md": (12, 7),
     "index.md": (1, 1),
     "observability.md": (13, 12),
     "provenance.md": (20, 18),

@@ -103,7 +103,10 @@ def run_queued_batch(
             database's store, `looplet.dbos_runs.store_for`).
         db_url: the DBOS system database (default: ``$DBOS_SYSTEM_DATABASE_URL``,
             else ``.looplet/dbos.sqlite`` here).
-        max_steps, scripted, model, deadline_s: how each run is built and bounded.
+        max_steps: caps each run's step budget.
+        scripted: build each run's model from the agent's ``scripted_responses``.
+        model: the model name, for a worker that builds a real model.
+        deadline_s: each run's wall-clock limit, inside its loop.
         work: also take runs from the queue in this process.
         poll_s: how often the runs' states are read.
         on_result: called with each result line's data as it is written, and
