@@ -422,10 +422,8 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         "B9",
-        "exit codes that are not errors",
-        (),
-        "the coder's grep and diff tools come with the coding agent (group H); the core has no "
-        "subprocess tool",
+        "exit codes that are not errors: data plus a note, not EXECUTION",
+        _in(WS_TOOLS, "test_exit_codes_that_are_answers_come_back_as_data_with_a_note_not_as_errors"),
     ),
     # -- C. LLM API faults ----------------------------------------------------------------------
     Row(

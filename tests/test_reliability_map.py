@@ -98,7 +98,7 @@ def test_the_map_never_covers_fewer_rows_than_when_it_was_written() -> None:
     tested = {group: sum(1 for row in rows_module.rows_of(group) if row.tests) for group in GROUPS}
     floor = {
         "A": 11,
-        "B": 8,
+        "B": 9,
         "C": 12,
         "D": 9,
         "E": 11,

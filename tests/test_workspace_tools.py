@@ -569,3 +569,25 @@ def test_reading_the_workspace_itself_or_a_missing_file_is_a_clear_error(workspa
     assert "directory" in str(call(tools, "read", path=".").error)
     assert "No such file" in str(call(tools, "read", path="nope.txt").error)
     assert "directory" in str(call(tools, "write", path=".", content="x").error)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ("grep nothing-here notes.txt", 1),
+        ("printf 'b\\n' > other.txt; diff notes.txt other.txt", 1),
+        ("true", 0),
+    ],
+    ids=["grep-no-match", "diff-differs", "success"],
+)
+def test_exit_codes_that_are_answers_come_back_as_data_with_a_note_not_as_errors(
+    tmp_path: Path, command: str, code: int
+) -> None:
+    (tmp_path / "notes.txt").write_text("a\n")
+    result = call(coding_tools(Workspace(tmp_path, sandbox="none")), "bash", command=command)
+    assert result.error is None and result.error_kind is None  # not EXECUTION
+    assert result.data["exit_code"] == code
+    if code:
+        assert result.data["note"].startswith(f"exit code {code} is the command's answer")
+    else:
+        assert "note" not in result.data

@@ -623,6 +623,13 @@ def _limit_resources() -> None:  # pragma: no cover - runs in the child, between
             resource.setrlimit(kind, (value, value))
 
 
+#: What the model reads beside a non-zero exit code, so that `grep` finding nothing is not taken for a crash.
+EXIT_CODE_NOTE = (
+    "exit code {code} is the command's answer, not a tool failure: e.g. grep exits 1 when nothing "
+    "matched and diff 1 when the files differ; read the output to tell"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CommandOutput:
     """What a command did: exit code (None when killed at the time limit) and bounded output."""
@@ -633,12 +640,15 @@ class CommandOutput:
     sandbox: str
 
     def to_data(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "exit_code": self.exit_code,
             "timed_out": self.timed_out,
             "sandbox": self.sandbox,
             "output": self.output,
         }
+        if self.exit_code:  # data, not a tool error: many commands answer with their exit code
+            data["note"] = EXIT_CODE_NOTE.format(code=self.exit_code)
+        return data
 
 
 def _kill_group(pid: int) -> None:
