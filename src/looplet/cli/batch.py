@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..batch import DEFAULT_MODEL
+from ..batch import DEFAULT_MODEL, BatchInputError
 from .terminal import one_line, refuse, shown
 
 __all__ = ["add_parser", "run", "summary_lines", "progress_line"]
@@ -52,7 +53,7 @@ VERB = "batch"
 
 
 def add_parser(sub: Any) -> None:
-    from ..examples.arguments import model_name, step_budget
+    from ..examples.arguments import model_name, seconds, step_budget, whole_count
 
     parser = sub.add_parser(
         VERB,
@@ -65,7 +66,7 @@ def add_parser(sub: Any) -> None:
         "tasks", nargs="?", metavar="TASKS.jsonl", help='one {"id": ..., "task": ...} per line'
     )
     parser.add_argument(
-        "--concurrency", type=_count, default=4, metavar="N", help="tasks at once (default 4)"
+        "--concurrency", type=whole_count, default=4, metavar="N", help="tasks at once (default 4)"
     )
     parser.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="where results and checkpoints go"
@@ -74,7 +75,7 @@ def add_parser(sub: Any) -> None:
         "--max-steps", type=step_budget, default=None, metavar="N", help="cap on each task's steps"
     )
     parser.add_argument("--scripted", action="store_true", help="use the agent's scripted model (no key)")
-    parser.add_argument("--deadline", type=_seconds, default=None, metavar="S", help="each task's time limit")
+    parser.add_argument("--deadline", type=seconds, default=None, metavar="S", help="each task's time limit")
     parser.add_argument("--trace", action="store_true", help="record each task's run in DIR/traces")
     parser.add_argument(
         "--engine",
@@ -103,26 +104,6 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.agent or not args.tasks:
         return _fail("name the agent and the tasks: looplet batch AGENT TASKS.jsonl --out DIR")
@@ -140,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..batch import BatchInputError, read_tasks, run_batch
+    from ..batch import read_tasks, run_batch
 
     try:
         tasks = read_tasks(args.tasks)
@@ -153,25 +134,38 @@ def _run(args: argparse.Namespace) -> int:
     llm = None if args.scripted else _real_model(args)
     if llm is None and not args.scripted:
         return 2
-    with _progress(len(tasks)) as show:
+    summary = _with_progress(
+        len(tasks),
+        lambda show: run_batch(
+            args.agent,
+            tasks,
+            concurrency=args.concurrency,
+            out_dir=args.out,
+            max_steps=args.max_steps,
+            scripted=args.scripted,
+            deadline_s=args.deadline,
+            trace=args.trace,
+            llm=llm,
+            model=args.model,
+            on_result=show,
+        ),
+    )
+    return summary if isinstance(summary, int) else _summarised(summary)
+
+
+def _with_progress(total: int, start: Callable[[Any], Any]) -> Any:
+    """`start(show)` under the progress display: the batch's summary, or the exit code of a refusal."""
+    with _progress(total) as show:
         try:
-            summary = run_batch(
-                args.agent,
-                tasks,
-                concurrency=args.concurrency,
-                out_dir=args.out,
-                max_steps=args.max_steps,
-                scripted=args.scripted,
-                deadline_s=args.deadline,
-                trace=args.trace,
-                llm=llm,
-                model=args.model,
-                on_result=show,
-            )
+            return start(show)
         except BatchInputError as exc:
             return _fail(str(exc))
         except Exception as exc:  # the agent's own code can raise anything: one line, never a traceback
             return _fail(one_line(exc))
+
+
+def _summarised(summary: Any) -> int:
+    """Print how the batch went; its exit code."""
     for line in summary_lines(summary):
         print(shown(line))
     return 0 if summary.ok else 1
@@ -183,33 +177,26 @@ def _run_on_dbos(args: argparse.Namespace, tasks: list[Any]) -> int:
         return _fail("--trace goes with --engine local; a durable run's record is in the run store")
     if not args.no_local_worker and not args.scripted and _real_model(args) is None:
         return 2
-    from ..batch import BatchInputError
     from ..dbos_batch import run_queued_batch
-
-    with _progress(len(tasks)) as show:
-        try:
-            summary = run_queued_batch(
-                args.agent,
-                tasks,
-                concurrency=args.concurrency,
-                out_dir=args.out,
-                db_url=args.db,
-                max_steps=args.max_steps,
-                scripted=args.scripted,
-                model=args.model,
-                deadline_s=args.deadline,
-                work=not args.no_local_worker,
-                on_result=show,
-            )
-        except BatchInputError as exc:
-            return _fail(str(exc))
-        except Exception as exc:  # DBOS, the database, the agent's own code: one line, never a traceback
-            return _fail(one_line(exc))
-    for line in summary_lines(summary):
-        print(shown(line))
     from .worker import end_dbos_process
 
-    return end_dbos_process(0 if summary.ok else 1, grace_s=30.0)
+    summary = _with_progress(
+        len(tasks),
+        lambda show: run_queued_batch(
+            args.agent,
+            tasks,
+            concurrency=args.concurrency,
+            out_dir=args.out,
+            db_url=args.db,
+            max_steps=args.max_steps,
+            scripted=args.scripted,
+            model=args.model,
+            deadline_s=args.deadline,
+            work=not args.no_local_worker,
+            on_result=show,
+        ),
+    )
+    return end_dbos_process(summary if isinstance(summary, int) else _summarised(summary), grace_s=30.0)
 
 
 def _real_model(args: argparse.Namespace) -> Any:

@@ -43,24 +43,9 @@ __all__ = ["add_parser", "run"]
 VERB = "worker"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
-    return value
-
-
 def add_parser(sub: Any) -> None:
+    from ..examples.arguments import seconds_or_zero, whole_count
+
     parser = sub.add_parser(
         VERB,
         help="run an agent's durable runs from its DBOS queue",
@@ -71,11 +56,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("agent", nargs="?", metavar="AGENT", help="a cartridge folder or module:factory")
     parser.add_argument("--db", default=None, metavar="URL", help="the DBOS system database")
     parser.add_argument(
-        "--concurrency", type=_positive, default=None, metavar="N", help="runs at once in each worker"
+        "--concurrency", type=whole_count, default=None, metavar="N", help="runs at once in each worker"
     )
     parser.add_argument(
         "--global-concurrency",
-        type=_positive,
+        type=whole_count,
         default=None,
         metavar="N",
         help="runs at once across all the queue's workers",
@@ -89,7 +74,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--grace",
-        type=_seconds,
+        type=seconds_or_zero,
         default=30.0,
         metavar="S",
         help="on SIGTERM, how long runs working here may take to finish before the worker exits "

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ExampleParser",
     "step_budget",
+    "whole_count",
+    "seconds",
+    "seconds_or_zero",
     "base_url",
     "model_name",
     "add_model_options",
@@ -56,6 +59,40 @@ def step_budget(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"the step budget must be at least 1, got {value}")
     return value
+
+
+def whole_count(text: str) -> int:
+    """``--concurrency`` and the like: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """``--deadline``: a positive, finite number of seconds."""
+    value = _number_of_seconds(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """``--grace``: zero or more seconds, finite."""
+    value = _number_of_seconds(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
+    return value
+
+
+def _number_of_seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
 
 
 def base_url(text: str) -> str:
