@@ -4,74 +4,26 @@ runs its agents in child processes (`tests/dbos_child.py`)."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from dbos_processes import (
+    WAIT_S,
+    child_env,
+    child_outcome,
+    kill,
+    side_lines,
+    start_child,
+    wait_for_line,
+)
 
 pytest.importorskip("dbos")
 
 from looplet.dbos_runs import approve, reject, run_status  # noqa: E402
 from looplet.errors import ConfigError  # noqa: E402
-
-HERE = Path(__file__).parent
-SRC = HERE.parent / "src"
-WAIT_S = 60.0
-
-
-def _env(tmp_path: Path, scenario: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(HERE), str(SRC)]),
-        LOOPLET_SIDE=str(tmp_path / "side"),
-        LOOPLET_SCENARIO=scenario,
-        **extra,
-    )
-    return env
-
-
-def _child(action: str, db_url: str, run_id: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "dbos_child.py"), action, db_url, run_id],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _outcome(child: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = child.communicate(timeout=WAIT_S)
-    assert child.returncode == 0, err
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    outcome: dict[str, Any] = lines[-1]["outcome"]
-    return outcome
-
-
-def _side(tmp_path: Path) -> list[str]:
-    return (tmp_path / "side").read_text().splitlines()
-
-
-def _wait_for_line(tmp_path: Path, line: str, child: subprocess.Popen[str]) -> None:
-    """Wait until the child's tools wrote `line` (the child must still be running)."""
-    deadline = time.monotonic() + WAIT_S
-    while line not in (_side(tmp_path) if (tmp_path / "side").exists() else []):
-        assert child.poll() is None, child.communicate()[1]
-        assert time.monotonic() < deadline, f"{line!r} never written"
-        time.sleep(0.02)
-
-
-def _kill(child: subprocess.Popen[str]) -> None:
-    os.kill(child.pid, signal.SIGKILL)
-    child.communicate(timeout=WAIT_S)
-    assert child.returncode == -signal.SIGKILL
 
 
 def _db(tmp_path: Path) -> str:
@@ -82,54 +34,54 @@ def _db(tmp_path: Path) -> str:
 def test_run_killed_mid_tool_is_recovered_by_a_new_process(tmp_path: Path, idempotent: bool) -> None:
     block = tmp_path / "block"
     block.touch()
-    env = _env(tmp_path, "kill", LOOPLET_BLOCK=str(block), LOOPLET_IDEMPOTENT="1" if idempotent else "0")
-    first = _child("run", _db(tmp_path), "run-kill", env, tmp_path)
-    _wait_for_line(tmp_path, "start c", first)
-    _kill(first)
-    assert _side(tmp_path) == ["a", "b", "start c"]
+    env = child_env(tmp_path, "kill", LOOPLET_BLOCK=str(block), LOOPLET_IDEMPOTENT="1" if idempotent else "0")
+    first = start_child("run", _db(tmp_path), "run-kill", env, tmp_path)
+    wait_for_line(tmp_path, "start c", first)
+    kill(first)
+    assert side_lines(tmp_path) == ["a", "b", "start c"]
     block.unlink()
 
-    outcome = _outcome(_child("recover", _db(tmp_path), "run-kill", env, tmp_path))
+    outcome = child_outcome(start_child("recover", _db(tmp_path), "run-kill", env, tmp_path))
 
     assert outcome["stop_reason"] == "done"
     assert [s["tool_call"]["call_id"] for s in outcome["steps"]] == ["k1", "k2", "k3", "k4", "k5"]
     third = outcome["steps"][2]["tool_result"]
     if idempotent:  # run again, with the same call id
-        assert _side(tmp_path) == ["a", "b", "start c", "start c", "d"]
+        assert side_lines(tmp_path) == ["a", "b", "start c", "start c", "d"]
         assert third["error"] is None
     else:  # not run again: reported to the model as interrupted
-        assert _side(tmp_path) == ["a", "b", "start c", "d"]
+        assert side_lines(tmp_path) == ["a", "b", "start c", "d"]
         assert third["error_kind"] == "interrupted"
 
 
 def test_paused_run_continues_when_approved_from_another_process(tmp_path: Path) -> None:
-    env = _env(tmp_path, "approval")
-    child = _child("run", _db(tmp_path), "run-approve", env, tmp_path)
+    env = child_env(tmp_path, "approval")
+    child = start_child("run", _db(tmp_path), "run-approve", env, tmp_path)
     status = run_status("run-approve", db_url=_db(tmp_path), timeout_s=WAIT_S)
     assert status is not None and status["stop_reason"] == "approval_pending"
     assert [p["call_id"] for p in status["pending"]] == ["c2"]
-    assert _side(tmp_path) == ["a"]
+    assert side_lines(tmp_path) == ["a"]
 
     approve("run-approve", "c2", db_url=_db(tmp_path))
 
-    outcome = _outcome(child)
+    outcome = child_outcome(child)
     assert outcome["stop_reason"] == "done"
-    assert _side(tmp_path) == ["a", "refund 40"]
+    assert side_lines(tmp_path) == ["a", "refund 40"]
     assert run_status("run-approve", db_url=_db(tmp_path))["stop_reason"] == "done"  # type: ignore[index]
 
 
 def test_paused_run_survives_its_process_and_a_rejection_reaches_the_model(tmp_path: Path) -> None:
-    env = _env(tmp_path, "approval")
-    first = _child("run", _db(tmp_path), "run-reject", env, tmp_path)
+    env = child_env(tmp_path, "approval")
+    first = start_child("run", _db(tmp_path), "run-reject", env, tmp_path)
     status = run_status("run-reject", db_url=_db(tmp_path), timeout_s=WAIT_S)
     assert status is not None and status["stop_reason"] == "approval_pending"
-    _kill(first)
+    kill(first)
 
     reject("run-reject", "c2", "not without a receipt", db_url=_db(tmp_path))
-    outcome = _outcome(_child("recover", _db(tmp_path), "run-reject", env, tmp_path))
+    outcome = child_outcome(start_child("recover", _db(tmp_path), "run-reject", env, tmp_path))
 
     assert outcome["stop_reason"] == "done"
-    assert _side(tmp_path) == ["a"]  # the refund never ran
+    assert side_lines(tmp_path) == ["a"]  # the refund never ran
     refund = next(s for s in outcome["steps"] if s["tool_call"]["call_id"] == "c2")
     assert refund["tool_result"]["error_kind"] == "denied"
     assert "not without a receipt" in refund["tool_result"]["error"]
@@ -138,33 +90,33 @@ def test_paused_run_survives_its_process_and_a_rejection_reaches_the_model(tmp_p
 def test_a_run_recovered_after_its_decision_reports_its_end_not_its_old_pause(tmp_path: Path) -> None:
     block = tmp_path / "block"
     block.touch()
-    env = _env(tmp_path, "approval_then_kill", LOOPLET_BLOCK=str(block))
-    first = _child("run", _db(tmp_path), "run-late", env, tmp_path)
+    env = child_env(tmp_path, "approval_then_kill", LOOPLET_BLOCK=str(block))
+    first = start_child("run", _db(tmp_path), "run-late", env, tmp_path)
     status = run_status("run-late", db_url=_db(tmp_path), timeout_s=WAIT_S)
     assert status is not None and status["stop_reason"] == "approval_pending"
     approve("run-late", "c2", db_url=_db(tmp_path))
-    _wait_for_line(tmp_path, "start c", first)
-    _kill(first)  # dies after the decision, inside the next tool
+    wait_for_line(tmp_path, "start c", first)
+    kill(first)  # dies after the decision, inside the next tool
     block.unlink()
 
-    outcome = _outcome(_child("recover", _db(tmp_path), "run-late", env, tmp_path))
+    outcome = child_outcome(start_child("recover", _db(tmp_path), "run-late", env, tmp_path))
 
     assert outcome["stop_reason"] == "done"
-    assert _side(tmp_path) == ["refund 40", "start c"]
+    assert side_lines(tmp_path) == ["refund 40", "start c"]
     ended = run_status("run-late", db_url=_db(tmp_path))
     assert ended is not None and ended["stop_reason"] == "done"  # not the pause published before the crash
     assert ended["final_answer"] == {"answer": "refunded"}
 
 
 def test_a_stale_or_unknown_decision_leaves_the_run_waiting(tmp_path: Path) -> None:
-    env = _env(tmp_path, "approval")
-    child = _child("run", _db(tmp_path), "run-stale", env, tmp_path)
+    env = child_env(tmp_path, "approval")
+    child = start_child("run", _db(tmp_path), "run-stale", env, tmp_path)
     assert run_status("run-stale", db_url=_db(tmp_path), timeout_s=WAIT_S) is not None
     approve("run-stale", "c9", db_url=_db(tmp_path))  # no such call: ignored, the run waits on
     approve("run-stale", "c2", db_url=_db(tmp_path))
 
-    assert _outcome(child)["stop_reason"] == "done"
-    assert _side(tmp_path) == ["a", "refund 40"]
+    assert child_outcome(child)["stop_reason"] == "done"
+    assert side_lines(tmp_path) == ["a", "refund 40"]
 
 
 def test_importing_looplet_does_not_import_dbos() -> None:
@@ -211,7 +163,7 @@ def _worker(db_url: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str
 def test_worker_runs_the_agents_queued_runs(tmp_path: Path) -> None:
     from looplet.dbos_runs import enqueue_run, wait_for_run
 
-    env = _env(tmp_path, "kill")
+    env = child_env(tmp_path, "kill")
     worker = _worker(_db(tmp_path), env, tmp_path)
     try:
         ids = [
@@ -223,7 +175,7 @@ def test_worker_runs_the_agents_queued_runs(tmp_path: Path) -> None:
         worker.communicate(timeout=WAIT_S)
     assert worker.returncode == 0
     assert [o["stop_reason"] for o in outcomes] == ["done"] * 3
-    assert sorted(_side(tmp_path)) == sorted(["a", "b", "start c", "d"] * 3)
+    assert sorted(side_lines(tmp_path)) == sorted(["a", "b", "start c", "d"] * 3)
 
 
 def test_a_killed_workers_run_is_finished_by_the_next_worker(tmp_path: Path) -> None:
@@ -231,11 +183,11 @@ def test_a_killed_workers_run_is_finished_by_the_next_worker(tmp_path: Path) -> 
 
     block = tmp_path / "block"
     block.touch()
-    env = _env(tmp_path, "kill", LOOPLET_BLOCK=str(block))
+    env = child_env(tmp_path, "kill", LOOPLET_BLOCK=str(block))
     first = _worker(_db(tmp_path), env, tmp_path)
     enqueue_run("dbos_child:agent", "notes", db_url=_db(tmp_path), run_id="q-kill")
-    _wait_for_line(tmp_path, "start c", first)
-    _kill(first)
+    wait_for_line(tmp_path, "start c", first)
+    kill(first)
     block.unlink()
 
     second = _worker(_db(tmp_path), env, tmp_path)
@@ -245,12 +197,12 @@ def test_a_killed_workers_run_is_finished_by_the_next_worker(tmp_path: Path) -> 
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=WAIT_S)
     assert outcome["stop_reason"] == "done"
-    assert _side(tmp_path) == ["a", "b", "start c", "d"]
+    assert side_lines(tmp_path) == ["a", "b", "start c", "d"]
     assert outcome["steps"][2]["tool_result"]["error_kind"] == "interrupted"
 
 
 def test_worker_refuses_an_agent_it_cannot_build(tmp_path: Path) -> None:
-    env = _env(tmp_path, "kill")
+    env = child_env(tmp_path, "kill")
     out = subprocess.run(
         [sys.executable, "-m", "looplet", "worker", "no_such_module:agent", "--db", _db(tmp_path)],
         env=env,

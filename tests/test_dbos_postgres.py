@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbos_processes import (
+    SRC,
+    WAIT_S,
+    child_env,
+    child_outcome,
+    kill,
+    side_lines,
+    start_child,
+    wait_for_line,
+)
 from postgres_server import PostgresServer, missing, start_server
 from store_conformance import RunStoreConformance
 
@@ -25,8 +35,6 @@ psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("sqlalchemy")
 
 from looplet.sql_store import SqlRunStore  # noqa: E402
-
-SRC = Path(__file__).parent.parent / "src"
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +145,6 @@ def test_a_run_lock_holds_across_processes_and_dies_with_its_holder(
 
 # -- durable runs on PostgreSQL ------------------------------------------------------------------------
 
-HERE = Path(__file__).parent
-WAIT_S = 60.0
-
 
 @pytest.fixture
 def database(postgres: PostgresServer) -> str:
@@ -147,73 +152,24 @@ def database(postgres: PostgresServer) -> str:
     return postgres.create_database(f"t{secrets.token_hex(6)}")
 
 
-def _env(tmp_path: Path, scenario: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(SRC)]),
-        "LOOPLET_SIDE": str(tmp_path / "side"),
-        "LOOPLET_SCENARIO": scenario,
-        **extra,
-    }
-
-
-def _child(action: str, db_url: str, run_id: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "dbos_child.py"), action, db_url, run_id],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _side(tmp_path: Path) -> list[str]:
-    path = tmp_path / "side"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def _wait_for_line(tmp_path: Path, line: str, child: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while line not in _side(tmp_path):
-        assert child.poll() is None, child.communicate()[1]
-        assert time.monotonic() < deadline, f"{line!r} never written"
-        time.sleep(0.02)
-
-
-def _kill(child: subprocess.Popen[str]) -> None:
-    os.kill(child.pid, signal.SIGKILL)
-    child.communicate(timeout=WAIT_S)
-    assert child.returncode == -signal.SIGKILL
-
-
-def _outcome(child: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = child.communicate(timeout=WAIT_S)
-    assert child.returncode == 0, err
-    outcome: dict[str, Any] = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1][
-        "outcome"
-    ]
-    return outcome
-
-
 def test_a_run_on_postgres_killed_mid_tool_continues_from_its_record_in_the_database(
     database: str, tmp_path: Path
 ) -> None:
     block = tmp_path / "block"
     block.touch()
-    env = _env(tmp_path, "kill", LOOPLET_BLOCK=str(block))
-    first = _child("run", database, "run-kill", env, tmp_path)
-    _wait_for_line(tmp_path, "start c", first)
-    _kill(first)
+    env = child_env(tmp_path, "kill", LOOPLET_BLOCK=str(block))
+    first = start_child("run", database, "run-kill", env, tmp_path)
+    wait_for_line(tmp_path, "start c", first)
+    kill(first)
     block.unlink()
     saved = load_run(SqlRunStore(database), "run-kill")  # the record is in the database
     assert [s.tool_call.call_id for s in saved.steps] == ["k1", "k2"]
 
-    outcome = _outcome(_child("recover", database, "run-kill", env, tmp_path))
+    outcome = child_outcome(start_child("recover", database, "run-kill", env, tmp_path))
 
     assert outcome["stop_reason"] == "done"
     assert [s["tool_call"]["call_id"] for s in outcome["steps"]] == ["k1", "k2", "k3", "k4", "k5"]
-    assert _side(tmp_path) == ["a", "b", "start c", "d"]  # each tool body ran once; c was not re-run
+    assert side_lines(tmp_path) == ["a", "b", "start c", "d"]  # each tool body ran once; c was not re-run
     assert outcome["steps"][2]["tool_result"]["error_kind"] == "interrupted"
     assert not (tmp_path / ".looplet").exists() and not (tmp_path / "runs").exists()
 
@@ -284,7 +240,7 @@ def _until(condition: Any, limit_s: float) -> None:
 
 def _worker(name: str, database: str, tmp_path: Path, *flags: str, **extra: str) -> subprocess.Popen[str]:
     """A ``looplet worker`` with its own DBOS executor id: a restart under that id recovers its runs."""
-    env = _env(tmp_path, "queue", LOOPLET_WORKER=name, DBOS__VMID=f"worker-{name}", **extra)
+    env = child_env(tmp_path, "queue", LOOPLET_WORKER=name, DBOS__VMID=f"worker-{name}", **extra)
     worker = subprocess.Popen(
         [sys.executable, "-m", "looplet", "worker", QUEUE_AGENT, "--db", database, *flags],
         env={**env, "LOOPLET_RUNNING": str(tmp_path / "running")},
@@ -337,7 +293,7 @@ def test_two_workers_drain_fifty_tasks_at_global_concurrency_four_and_a_killed_w
             str(tmp_path / "out"),
             "--no-local-worker",
         ],
-        env=_env(tmp_path, "queue"),
+        env=child_env(tmp_path, "queue"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -350,8 +306,8 @@ def test_two_workers_drain_fifty_tasks_at_global_concurrency_four_and_a_killed_w
             assert batch.poll() is None, batch.communicate()
             assert time.monotonic() < deadline, "worker a never reached the block"
             time.sleep(0.02)
-        _kill(first)  # worker a dies inside a tool, with its run in flight
-        killed_in = [line.split()[0] for line in _side(tmp_path) if line.split()[1] == "a"][-1]
+        kill(first)  # worker a dies inside a tool, with its run in flight
+        killed_in = [line.split()[0] for line in side_lines(tmp_path) if line.split()[1] == "a"][-1]
         for marker in (tmp_path / "running").glob("*.a"):
             marker.unlink()  # the runs that died in `work` with worker a no longer work
         block.unlink()
@@ -368,7 +324,7 @@ def test_two_workers_drain_fifty_tasks_at_global_concurrency_four_and_a_killed_w
     lines = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert sorted(line["id"] for line in lines) == ids  # one results line per task
     assert {line["status"] for line in lines} == {"done"}
-    side = [line.split() for line in _side(tmp_path)]
+    side = [line.split() for line in side_lines(tmp_path)]
     worked = [task for task, _, _ in side]
     assert len(worked) == len(set(worked))  # no task's work ran twice, across all workers
     assert {worker for _, worker, _ in side} >= {"a", "b"}  # both workers took tasks
@@ -407,7 +363,7 @@ def test_a_worker_masks_the_password_of_its_database_and_takes_its_executor_id(
             "--executor-id",
             "box-7",
         ],
-        env=_env(tmp_path, "queue"),
+        env=child_env(tmp_path, "queue"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
