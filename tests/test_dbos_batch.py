@@ -305,3 +305,44 @@ def test_a_worker_without_an_executor_id_takes_the_host_name_not_the_shared_defa
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=WAIT_S)
     assert worker.returncode == 0
+
+
+def test_a_worker_stopped_with_a_paused_run_exits_and_its_restart_finishes_the_run_once_decided(
+    tmp_path: Path,
+) -> None:
+    from looplet.dbos_runs import approve, enqueue_run, run_status, wait_for_run
+
+    db = f"sqlite:///{tmp_path / 'dbos.sqlite'}"
+    env = {**_env(tmp_path), "LOOPLET_SCENARIO": "approval", "DBOS__VMID": "box-1"}
+
+    def start() -> subprocess.Popen[str]:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "looplet", "worker", "dbos_child:agent", "--db", db, "--grace", "5"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None and "serving looplet:" in worker.stdout.readline()
+        return worker
+
+    first = start()
+    run_id = enqueue_run("dbos_child:agent", "x", db_url=db, run_id="paused-at-stop")
+    status = run_status(run_id, db_url=db, timeout_s=WAIT_S)
+    assert status is not None and status["stop_reason"] == "approval_pending"
+    first.send_signal(signal.SIGTERM)
+    first.communicate(
+        timeout=WAIT_S
+    )  # before shutdown(), Python waited on the paused run's thread for an hour
+    assert first.returncode == 0
+    assert _side(tmp_path) == ["a"]
+
+    approve(run_id, "c2", db_url=db)
+    second = start()  # the same executor id: it recovers the paused run, which takes the decision
+    try:
+        assert wait_for_run(run_id, db_url=db)["stop_reason"] == "done"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=WAIT_S)
+    assert _side(tmp_path) == ["a", "refund 40"]  # each tool body once, across both workers
